@@ -1,0 +1,135 @@
+"""Small, careful file helpers: atomic writes, path containment, hashing, JSON/YAML.
+
+Every artifact fewgan writes goes through `atomic_write_*`: the data lands in a temporary file in
+the same directory and is moved into place with `os.replace`, so a killed job never leaves a
+half-written file at a final path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+
+class UnsafePathError(ValueError):
+    """A path from params or a file tried to escape the directory it must stay in."""
+
+
+def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """`root / relative`, refusing absolute paths and `..` that escape `root` (symlinks resolved)."""
+    root_p = Path(root).resolve()
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise UnsafePathError(f"{relative!s}: absolute path not allowed here; give a path inside {root_p}")
+    target = (root_p / rel).resolve()
+    if target != root_p and root_p not in target.parents:
+        raise UnsafePathError(f"{relative!s}: escapes {root_p}; refusing to read or write outside it")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success move it into place, else delete it."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp_p = Path(tmp)
+    try:
+        yield tmp_p
+        os.replace(tmp_p, final)
+    except BaseException:
+        tmp_p.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """Replace NaN/inf floats by None so the JSON stays standard (and says 'no value' honestly)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def atomic_write_yaml(path: str | os.PathLike, obj: Any, header: str = "") -> None:
+    atomic_write_text(path, header + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False))
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """The one way fewgan reads checkpoints: tensors and plain types only."""
+    import torch
+
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
