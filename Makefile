@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make demo   - set up (venv + install) and run the demo benchmark end to end (Snakemake)
+#   make test   - set up and run the test suite (what CI runs)
+# Other targets: make smoke (the whole DAG in a few minutes), make dvc-demo (the same DAG through
+# `dvc repro`), make bench (stage costs on this machine), make clean (pipeline outputs).
+
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= demo
+CORES ?= 8
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo smoke dvc-demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --progress-bar off -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	fewgan params --profile $(PROFILE)
+	snakemake --cores $(CORES) all
+	@echo "report: reports/benchmark/index.html (and README.md)"
+
+smoke:
+	$(MAKE) demo PROFILE=smoke
+
+dvc-demo: setup
+	fewgan params --profile $(PROFILE)
+	dvc repro
+
+test: setup
+	pytest -q --timeout 1500
+
+bench: setup
+	fewgan bench
+
+clean:
+	rm -rf data runs work reports/benchmark .snakemake

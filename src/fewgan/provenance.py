@@ -1,0 +1,63 @@
+"""What produced an artifact: code version, library versions, params, machine.
+
+Every JSON a stage writes embeds `collect()` under the key `provenance`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fewgan.io import sha256_file
+
+ACTIVE_PARAMS = Path("params/active.yaml")
+_PACKAGES = ("fewgan", "torch", "torchvision", "torch-fidelity", "lpips", "numpy", "pillow", "pandas",
+             "snakemake", "dvc")
+
+
+@functools.lru_cache(maxsize=1)
+def _git_state() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def collect(params: dict | None = None, device: str | None = None) -> dict[str, Any]:
+    """A provenance block: git commit, package versions, params profile and hash, host, time."""
+    import torch
+
+    info: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git": _git_state(),
+        "versions": {p: _version(p) for p in _PACKAGES},
+        "python": platform.python_version(),
+        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                 "torch_threads": torch.get_num_threads(),
+                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+    }
+    if device is not None:
+        info["device"] = str(device)
+    if params is not None:
+        info["profile"] = params.get("profile")
+        info["params_sha256"] = params.get("_meta", {}).get("sha256")
+    elif ACTIVE_PARAMS.exists():
+        info["params_sha256"] = sha256_file(ACTIVE_PARAMS)
+    return info
