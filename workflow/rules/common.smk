@@ -15,8 +15,3 @@ wildcard_constraints:
 def code(package):
     """The fewgan sources a stage runs (a change re-runs the stage, as DVC's deps do)."""
     return sorted(glob.glob(f"src/fewgan/{package}/**/*.py", recursive=True))
-
-
-rule all:
-    input:
-        "reports/benchmark",

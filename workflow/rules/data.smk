@@ -2,6 +2,10 @@
 
 
 rule curate:
+    log:
+        "logs/curate/{dataset}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("data"),
     output:
@@ -10,10 +14,14 @@ rule curate:
         dataset=lambda w: config["datasets"][w.dataset],
         seed=config["seed"],
     shell:
-        "fewgan curate --dataset {wildcards.dataset} --out {output}"
+        "fewgan curate --dataset {wildcards.dataset} --out {output} 2>&1 | tee {log}"
 
 
 rule split:
+    log:
+        "logs/split/{dataset}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("data"),
         curated="data/curated/{dataset}",
@@ -23,4 +31,4 @@ rule split:
         dataset=lambda w: config["datasets"][w.dataset],
         seed=config["seed"],
     shell:
-        "fewgan split --dataset {wildcards.dataset} --curated {input.curated} --out {output}"
+        "fewgan split --dataset {wildcards.dataset} --curated {input.curated} --out {output} 2>&1 | tee {log}"

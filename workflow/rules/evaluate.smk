@@ -2,6 +2,10 @@
 
 
 rule score:
+    log:
+        "logs/score/{dataset}/{model}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("metrics"),
         curated="data/curated/{dataset}",
@@ -18,10 +22,14 @@ rule score:
     shell:
         "fewgan score --dataset {wildcards.dataset} --model {wildcards.model} --threads {threads}"
         " --curated {input.curated} --split {input.split} --train-dir {input.train}"
-        " --out runs/{wildcards.dataset}/{wildcards.model}/score"
+        " --out runs/{wildcards.dataset}/{wildcards.model}/score 2>&1 | tee {log}"
 
 
 rule select:
+    log:
+        "logs/select/{dataset}/{model}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("metrics"),
         scores="runs/{dataset}/{model}/score/scores.csv",
@@ -35,10 +43,14 @@ rule select:
     shell:
         "fewgan select --dataset {wildcards.dataset} --model {wildcards.model}"
         " --scores runs/{wildcards.dataset}/{wildcards.model}/score --train-dir {input.train}"
-        " --out runs/{wildcards.dataset}/{wildcards.model}/select"
+        " --out runs/{wildcards.dataset}/{wildcards.model}/select 2>&1 | tee {log}"
 
 
 rule invert:
+    log:
+        "logs/invert/{dataset}/{model}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("invert"),
         curated="data/curated/{dataset}",
@@ -55,10 +67,14 @@ rule invert:
     shell:
         "fewgan invert --dataset {wildcards.dataset} --model {wildcards.model} --threads {threads}"
         " --curated {input.curated} --split {input.split} --train-dir {input.train}"
-        " --out runs/{wildcards.dataset}/{wildcards.model}/invert"
+        " --out runs/{wildcards.dataset}/{wildcards.model}/invert 2>&1 | tee {log}"
 
 
 rule evaluate:
+    log:
+        "logs/evaluate/{dataset}/{model}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("metrics"),
         curated="data/curated/{dataset}",
@@ -75,4 +91,4 @@ rule evaluate:
         "fewgan evaluate --dataset {wildcards.dataset} --model {wildcards.model} --threads {threads}"
         " --curated {input.curated} --split {input.split}"
         " --select runs/{wildcards.dataset}/{wildcards.model}/select"
-        " --out runs/{wildcards.dataset}/{wildcards.model}/evaluate"
+        " --out runs/{wildcards.dataset}/{wildcards.model}/evaluate 2>&1 | tee {log}"

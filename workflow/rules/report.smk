@@ -1,7 +1,17 @@
 # Phase 6: the benchmark report over every dataset x model of the experiment.
 
 
+rule all:
+    input:
+        "reports/benchmark",
+    default_target: True
+
+
 rule report:
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("report"),
         curated=expand("data/curated/{dataset}", dataset=DATASETS),
@@ -17,4 +27,4 @@ rule report:
         report=config["report"],
         profile=config["profile"],
     shell:
-        "fewgan report --runs runs --data data --out {output}"
+        "fewgan report --runs runs --data data --out {output} 2>&1 | tee {log}"

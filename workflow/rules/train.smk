@@ -2,6 +2,10 @@
 
 
 rule train:
+    log:
+        "logs/train/{dataset}/{model}.log",
+    conda:
+        "../envs/fewgan.yaml"
     input:
         code("train"),
         code("models"),
@@ -19,4 +23,4 @@ rule train:
         gpu=lambda w: 1 if config["device"].startswith("cuda") else 0,
     shell:
         "fewgan train --dataset {wildcards.dataset} --model {wildcards.model} --threads {threads}"
-        " --curated {input.curated} --split {input.split} --out {output}"
+        " --curated {input.curated} --split {input.split} --out {output} 2>&1 | tee {log}"
