@@ -1,0 +1,159 @@
+"""Latent optimisation that reconstructs target images through a generator (GAN inversion).
+
+Two recipes:
+
+* ``backtrack`` - FastGAN's official back-tracking script (paper, Table 5): Adam(lr 0.1, betas
+  (0.5, 0.999)) on the latent, loss = LPIPS(avgpool2(G(w)), avgpool2(x)) + 0.2 * MSE(G(w), x).
+* ``projector`` - stylegan2-ada-pytorch ``projector.py``: Adam(betas (0.9, 0.999)), lr 0.1 with a
+  linear warm-up over the first 5 % of steps and a cosine ramp-down over the last 25 %, Gaussian noise
+  on the latent whose scale decays quadratically to zero over the first 75 %, LPIPS loss on images
+  area-downsampled to at most 256 px. The projector's noise-buffer regulariser is not applied: the
+  fewgan model contract (``synthesize``) exposes no noise buffers (recorded in the settings).
+
+Every image in a batch has its own latent and its own loss term; the batch loss is the *sum* of the
+per-image losses, so an image's latent trajectory does not depend on which other images share its
+batch. Images are float tensors in [-1, 1], NCHW.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewgan.models.base import GANModel
+
+#: (a, b) -> per-image distance (N,), inputs in [-1, 1] NCHW. fewgan.metrics.lpips.build_lpips's module.
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+BACKTRACK_BETAS = (0.5, 0.999)  # FastGAN back-tracking script: Adam betas
+PROJECTOR_BETAS = (0.9, 0.999)  # stylegan2-ada-pytorch projector.py: Adam betas
+
+
+def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image (N,), on whatever scale the inputs are in."""
+    return (a - b).pow(2).flatten(1).mean(1)
+
+
+def backtrack_loss(lpips: Distance, synth: torch.Tensor, target: torch.Tensor,
+                   mse_weight: float = 0.2) -> torch.Tensor:
+    """Per-image FastGAN back-tracking loss (N,): LPIPS on 2x average-pooled images + w * MSE.
+
+    Both terms on [-1, 1] images (FastGAN script: images normalised to [-1, 1]; 0.2 weight)."""
+    dist = lpips(F.avg_pool2d(synth, 2), F.avg_pool2d(target, 2)).reshape(-1)
+    return dist + mse_weight * per_image_mse(synth, target)
+
+
+def downsample_for_lpips(x: torch.Tensor, max_res: int) -> torch.Tensor:
+    """Area-downsample images larger than `max_res` (stylegan2-ada projector: to 256 px)."""
+    if x.shape[-1] > max_res:
+        return F.interpolate(x, size=(max_res, max_res), mode="area")
+    return x
+
+
+def projector_schedule(step: int, steps: int, *, lr: float, lr_rampup: float, lr_rampdown: float,
+                       noise_ramp: float, initial_noise_factor: float, latent_std: float) -> tuple[float, float]:
+    """(learning rate, latent-noise std) at `step` (stylegan2-ada-pytorch projector.py)."""
+    t = step / steps
+    noise = latent_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp) ** 2
+    ramp = min(1.0, (1.0 - t) / lr_rampdown) if lr_rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    if lr_rampup > 0:
+        ramp *= min(1.0, t / lr_rampup)
+    return lr * ramp, noise
+
+
+@dataclass
+class InversionResult:
+    latent: torch.Tensor            # final latents (detached)
+    images: torch.Tensor            # reconstructions in [-1, 1] from the final latents (detached)
+    loss_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean per-image loss)
+    loss_initial: float = float("nan")
+    loss_final: float = float("nan")
+
+
+def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance, *, recipe: str = "backtrack",
+           steps: int = 1000, lr: float = 0.1, mse_weight: float = 0.2, seed: int = 0,
+           log_every: int = 50, projector: dict | None = None, latent_std: float | None = None) -> InversionResult:
+    """Optimise one latent per target image (targets in [-1, 1], (N, 3, R, R)).
+
+    Deterministic for a given seed: the seed drives `inversion_start` and the projector's noise.
+    `latent_std` is the projector's noise reference scale (required for recipe 'projector').
+    """
+    if recipe not in ("backtrack", "projector"):
+        raise ValueError(f"invert.recipe = {recipe!r}: choose 'backtrack' or 'projector' (params/invert.yaml)")
+    device = target.device
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    start = model.inversion_start(G, target.shape[0], generator=gen, device=device)
+    latent = start.detach().clone().to(device).requires_grad_(True)
+    betas = BACKTRACK_BETAS if recipe == "backtrack" else PROJECTOR_BETAS
+    opt = torch.optim.Adam([latent], lr=lr, betas=betas)
+    proj = dict(projector or {})
+    max_res = int(proj.get("max_lpips_resolution", 256))
+    target_small = downsample_for_lpips(target, max_res) if recipe == "projector" else None
+    if recipe == "projector" and latent_std is None:
+        raise ValueError("recipe 'projector' needs latent_std (the noise reference scale)")
+
+    def loss_of(images: torch.Tensor) -> torch.Tensor:
+        if recipe == "backtrack":
+            return backtrack_loss(lpips, images, target, mse_weight)
+        return lpips(downsample_for_lpips(images, max_res), target_small).reshape(-1)
+
+    curve: list[tuple[int, float]] = []
+    result = InversionResult(latent=latent.detach(), images=target)
+    for step in range(steps):
+        if recipe == "projector":
+            cur_lr, noise_std = projector_schedule(
+                step, steps, lr=lr, lr_rampup=float(proj.get("lr_rampup", 0.05)),
+                lr_rampdown=float(proj.get("lr_rampdown", 0.25)), noise_ramp=float(proj.get("noise_ramp", 0.75)),
+                initial_noise_factor=float(proj.get("initial_noise_factor", 0.05)), latent_std=float(latent_std))
+            for group in opt.param_groups:
+                group["lr"] = cur_lr
+            noise = torch.randn(latent.shape, generator=gen).to(device) * noise_std
+            images = model.synthesize(G, latent + noise)
+        else:
+            images = model.synthesize(G, latent)
+        per_image = loss_of(images)
+        loss = per_image.sum()
+        if step == 0:
+            result.loss_initial = float(per_image.detach().mean())
+        if step % log_every == 0:
+            curve.append((step, float(per_image.detach().mean())))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        final = model.synthesize(G, latent).detach()
+        result.loss_final = float(loss_of(final).mean())
+    curve.append((steps, result.loss_final))
+    result.latent = latent.detach()
+    result.images = final
+    result.loss_curve = curve
+    return result
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float -> uint8 by the ADA/DiffAugment rule ((x + 1) * 127.5, round, clamp)."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1.0
+
+
+@torch.no_grad()
+def reconstruction_metrics(lpips: Distance, recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image LPIPS (full resolution, unpooled), MSE on the [-1, 1] scale and PSNR (dB).
+
+    Reconstructions are quantised to uint8 first (as every generated image fewgan saves), so the numbers
+    describe the images one would look at. PSNR uses the [-1, 1] peak-to-peak range 2:
+    10*log10(4 / MSE), which equals PSNR on the [0, 1] scale."""
+    recon_q = from_uint8(to_uint8(recon))
+    lp = lpips(recon_q, target).reshape(-1).float()
+    mse = per_image_mse(recon_q, target).float()
+    psnr = 10.0 * torch.log10(4.0 / mse.clamp_min(1e-12))
+    return {"lpips": lp, "mse": mse, "psnr": psnr}

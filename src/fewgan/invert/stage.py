@@ -1,0 +1,330 @@
+"""`fewgan invert`: reconstruct held-out test images through every snapshot of a run (FastGAN Table 5).
+
+Outputs in `out_dir` (runs/D/M/invert/):
+* inversion.csv   - one row per (snapshot, split): iteration, lpips_mean, lpips_std, mse_mean, mse_std,
+                    n_images, steps, then split, psnr_mean, psnr_std, loss_initial, loss_final, seconds,
+                    snapshot.
+* inversion.json  - the same rows, per-image values, loss curves, settings, fallbacks, provenance.
+* reconstructions.png - targets (first row) and the reconstruction at each snapshot (one row each).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fewgan.invert.core import Distance, invert, reconstruction_metrics, to_uint8
+from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps",
+               "split", "psnr_mean", "psnr_std", "loss_initial", "loss_final", "seconds", "snapshot"]
+SNAPSHOT_RE = re.compile(r"^snapshot_(\d{7})\.pt$")
+
+#: defaults of every optional key (params/invert.yaml carries the same values)
+DEFAULTS: dict[str, Any] = {
+    "recipe": "backtrack", "steps": 1000, "lr": 0.1, "mse_weight": 0.2, "lpips_net": "vgg",
+    "snapshots": "all", "batch_size": 100, "seed": 0, "max_images": 0, "include_train": 0,
+    "grid_images": 8, "log_every": 50,
+    "projector": {"lr_rampup": 0.05, "lr_rampdown": 0.25, "noise_ramp": 0.75, "initial_noise_factor": 0.05,
+                  "latent_std": "auto", "max_lpips_resolution": 256},
+}
+
+
+# ---- indirections (tests replace these; the real ones live in other fewgan packages) -------------
+def _build_lpips(net: str, params: dict, device: torch.device) -> tuple[Distance, dict]:
+    from fewgan.metrics.lpips import build_lpips
+
+    return build_lpips(net, params, device)
+
+
+def _load_images(curated_dir: Path, split_dir: Path, which: str) -> tuple[Any, list[str]]:
+    from fewgan.data.loading import load_images
+
+    return load_images(curated_dir, split_dir, which=which)
+
+
+def _provenance(params: dict, device: str) -> dict:
+    from fewgan.provenance import collect
+
+    return collect(params, device=device)
+
+
+# ---- helpers ----------------------------------------------------------------------------------------
+def settings_from(params: dict) -> dict:
+    """The `invert` section merged over DEFAULTS (projector block merged key by key)."""
+    section = params.get("invert")
+    if section is None:
+        raise KeyError("params has no 'invert' section: add params/invert.yaml and re-run "
+                       "`fewgan params --profile <profile>`")
+    cfg = {**DEFAULTS, **section}
+    cfg["projector"] = {**DEFAULTS["projector"], **(section.get("projector") or {})}
+    return cfg
+
+
+def list_snapshots(train_dir: Path) -> list[tuple[int, Path]]:
+    """(iteration, path) of every runs/D/M/train/snapshots/snapshot_XXXXXXX.pt, by iteration."""
+    snap_dir = Path(train_dir) / "snapshots"
+    if not snap_dir.is_dir():
+        raise FileNotFoundError(f"{snap_dir}: no snapshots folder; run `fewgan train` for this dataset/model first")
+    found = sorted((int(m.group(1)), p) for p in snap_dir.iterdir() if (m := SNAPSHOT_RE.match(p.name)))
+    if not found:
+        raise FileNotFoundError(f"{snap_dir}: no snapshot_XXXXXXX.pt files; training wrote none - "
+                                "check train.snapshot_every and re-run `fewgan train`")
+    return found
+
+
+def select_snapshots(found: list[tuple[int, Path]], spec: Any, train_dir: Path) -> list[tuple[int, Path]]:
+    """Apply invert.snapshots: 'all', a list of iterations, 'last_k: N' or {'last_k': N}."""
+    if spec == "all":
+        return found
+    if isinstance(spec, dict) and "last_k" in spec:
+        return found[-int(spec["last_k"]):]
+    if isinstance(spec, str):
+        m = re.fullmatch(r"\s*last_k\s*:\s*(\d+)\s*", spec)
+        if m and int(m.group(1)) > 0:
+            return found[-int(m.group(1)):]
+        raise ValueError(f"invert.snapshots = {spec!r}: use 'all', a list of iterations or 'last_k: N'")
+    if isinstance(spec, (list, tuple)):
+        by_it = dict(found)
+        missing = [int(i) for i in spec if int(i) not in by_it]
+        if missing:
+            raise ValueError(f"invert.snapshots lists iterations {missing} that have no snapshot in "
+                             f"{Path(train_dir) / 'snapshots'} (available: {sorted(by_it)})")
+        return [(int(i), by_it[int(i)]) for i in sorted(int(i) for i in spec)]
+    raise ValueError(f"invert.snapshots = {spec!r}: use 'all', a list of iterations or 'last_k: N'")
+
+
+def resolve_device(requested: str, fallbacks: list[str]) -> torch.device:
+    requested = str(requested or "auto")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        msg = f"device {requested!r} requested but CUDA is not available: inverting on CPU"
+        log.warning(msg)
+        fallbacks.append(msg)
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+def _as_uint8_images(images: Any, names: list[str], which: str, curated_dir: Path) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{curated_dir}: load_images(which={which!r}) returned {tuple(x.shape)} {x.dtype}; "
+                         "expected uint8 N x 3 x R x R")
+    if len(names) != x.shape[0]:
+        raise ValueError(f"{curated_dir}: {x.shape[0]} {which} images but {len(names)} names")
+    return x
+
+
+def _latent_std(model: Any, G: Any, latent_shape: torch.Size, cfg: dict, fallbacks: list[str]) -> tuple[float, str]:
+    """Reference scale of the projector's latent noise (stylegan2-ada: RMS distance of w samples to w_avg)."""
+    setting = cfg["projector"]["latent_std"]
+    if setting != "auto":
+        return float(setting), "params invert.projector.latent_std"
+    hook = getattr(model, "inversion_latent_std", None)
+    if callable(hook):
+        return float(hook(G)), f"{type(model).__name__}.inversion_latent_std"
+    # W+ latents (n, num_ws, C): the projector's scale refers to one C-dim w vector
+    dim = int(latent_shape[-1]) if len(latent_shape) > 2 else int(np.prod(latent_shape[1:]))
+    msg = (f"projector latent_std: model {type(model).__name__} has no inversion_latent_std(G); using "
+           f"sqrt({dim}) (the value for a standard-normal latent of that size)")
+    if msg not in fallbacks:
+        log.warning(msg)
+        fallbacks.append(msg)
+    return math.sqrt(dim), "sqrt(latent dim) assumption"
+
+
+def _mean_std(values: torch.Tensor) -> tuple[float, float]:
+    v = values.double()
+    return float(v.mean()), float(v.std(unbiased=False)) if v.numel() > 1 else 0.0
+
+
+def _grid_png(targets: torch.Tensor, rows: list[tuple[str, torch.Tensor]], max_cols: int) -> bytes:
+    """PNG: a label strip on the left, targets on the first row, one row of reconstructions per label."""
+    from PIL import Image, ImageDraw
+
+    n = min(max_cols, targets.shape[0])
+    res = targets.shape[-1]
+    cell = max(res, 32)
+    label_w = 96
+    all_rows = [("target", targets[:n])] + [(lab, imgs[:n]) for lab, imgs in rows]
+    canvas = Image.new("RGB", (label_w + n * cell, len(all_rows) * cell), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, imgs) in enumerate(all_rows):
+        draw.text((4, r * cell + cell // 2 - 5), label, fill=(0, 0, 0))
+        for c in range(n):
+            arr = imgs[c].permute(1, 2, 0).cpu().numpy()
+            tile = Image.fromarray(arr, "RGB")
+            if cell != res:
+                tile = tile.resize((cell, cell), Image.NEAREST)
+            canvas.paste(tile, (label_w + c * cell, r * cell))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(row[k], float) and not math.isfinite(row[k]) else row[k])
+                         for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+# ---- the stage ------------------------------------------------------------------------------------------
+def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Path, split_dir: Path,
+        out_dir: Path, threads: int) -> dict:
+    """Invert the test images (and optionally `include_train` train images) through the selected snapshots
+    of runs/<dataset>/<model>/train; write inversion.csv, inversion.json and reconstructions.png to out_dir.
+    Returns the inversion.json content."""
+    from fewgan.models import load_snapshot
+
+    cfg = settings_from(params)
+    train_dir, out_dir = Path(train_dir), Path(out_dir)
+    torch.set_num_threads(max(1, int(threads)))
+    fallbacks: list[str] = []
+    device = resolve_device(params.get("device", "auto"), fallbacks)
+
+    snaps = select_snapshots(list_snapshots(train_dir), cfg["snapshots"], train_dir)
+
+    images, names = _load_images(Path(curated_dir), Path(split_dir), "test")
+    test_u8 = _as_uint8_images(images, list(names), "test", Path(curated_dir))
+    names = list(names)
+    if test_u8.shape[0] == 0:
+        raise ValueError(f"{split_dir}: the split has no test images; inversion needs a held-out set "
+                         "(set datasets.<name>.split.ratio below 1)")
+    if cfg["max_images"] and cfg["max_images"] < test_u8.shape[0]:
+        test_u8, names = test_u8[: cfg["max_images"]], names[: cfg["max_images"]]
+    sets: list[tuple[str, torch.Tensor, list[str]]] = [("test", test_u8, names)]
+    if cfg["include_train"]:
+        tr_images, tr_names = _load_images(Path(curated_dir), Path(split_dir), "train")
+        tr_u8 = _as_uint8_images(tr_images, list(tr_names), "train", Path(curated_dir))
+        k = int(cfg["include_train"])
+        if k > tr_u8.shape[0]:
+            msg = f"include_train = {k} but the split has only {tr_u8.shape[0]} train images: using all of them"
+            log.warning(msg)
+            fallbacks.append(msg)
+            k = tr_u8.shape[0]
+        # a seeded random subset, so the train images are not biased towards the first files
+        idx = torch.randperm(tr_u8.shape[0], generator=torch.Generator().manual_seed(int(cfg["seed"])))[:k]
+        idx = idx.sort().values
+        sets.append(("train", tr_u8[idx], [list(tr_names)[i] for i in idx.tolist()]))
+
+    lpips, lpips_info = _build_lpips(cfg["lpips_net"], params, device)
+    if lpips_info.get("fallback"):
+        msg = f"LPIPS-{cfg['lpips_net']}: {lpips_info['fallback']}"
+        log.warning(msg)
+        fallbacks.append(msg)
+
+    rows: list[dict] = []
+    per_image: list[dict] = []
+    curves: list[dict] = []
+    grid_rows: list[tuple[str, torch.Tensor]] = []
+    snapshot_meta: list[dict] = []
+    latent_std_source = None
+    resolution = None
+    for iteration, path in snaps:
+        net, G, meta = load_snapshot(path, device)
+        if int(meta.get("iteration", iteration)) != iteration:
+            raise ValueError(f"{path}: file name says iteration {iteration} but the snapshot holds "
+                             f"{meta.get('iteration')}; the snapshots folder is inconsistent - re-run training")
+        if meta.get("dataset") not in (None, dataset):
+            raise ValueError(f"{path}: snapshot of dataset {meta.get('dataset')!r}, expected {dataset!r}")
+        if resolution is None:
+            resolution = int(meta.get("resolution", test_u8.shape[-1]))
+        if test_u8.shape[-1] != int(meta.get("resolution", test_u8.shape[-1])):
+            raise ValueError(f"{path}: generator resolution {meta.get('resolution')} differs from the curated "
+                             f"images ({test_u8.shape[-1]} px) in {curated_dir}; re-curate or re-train")
+        for fb in meta.get("fallbacks", []) or []:
+            note = f"snapshot: {fb}"
+            if note not in fallbacks:
+                fallbacks.append(note)
+        snapshot_meta.append({"iteration": iteration, "path": str(path), "sha256": sha256_file(path)})
+        for split, u8, split_names in sets:
+            t0 = time.perf_counter()
+            recon_parts, metric_parts, init_losses, final_losses = [], [], [], []
+            curve_sum: dict[int, float] = {}
+            latent_std = None
+            for start in range(0, u8.shape[0], int(cfg["batch_size"])):
+                target = u8[start:start + int(cfg["batch_size"])].to(device).float() / 127.5 - 1.0
+                if cfg["recipe"] == "projector" and latent_std is None:
+                    probe = net.inversion_start(G, 1, generator=torch.Generator().manual_seed(0), device=device)
+                    latent_std, latent_std_source = _latent_std(net, G, probe.shape, cfg, fallbacks)
+                res = invert(net, G, target, lpips, recipe=cfg["recipe"], steps=int(cfg["steps"]),
+                             lr=float(cfg["lr"]), mse_weight=float(cfg["mse_weight"]), seed=int(cfg["seed"]),
+                             log_every=int(cfg["log_every"]), projector=cfg["projector"], latent_std=latent_std)
+                nb = target.shape[0]
+                recon_parts.append(to_uint8(res.images).cpu())
+                metric_parts.append(reconstruction_metrics(lpips, res.images, target))
+                init_losses.append(res.loss_initial * nb)
+                final_losses.append(res.loss_final * nb)
+                for step, value in res.loss_curve:
+                    curve_sum[step] = curve_sum.get(step, 0.0) + value * nb
+            n = u8.shape[0]
+            metrics = {k: torch.cat([m[k].cpu() for m in metric_parts]) for k in ("lpips", "mse", "psnr")}
+            lp_m, lp_s = _mean_std(metrics["lpips"])
+            mse_m, mse_s = _mean_std(metrics["mse"])
+            ps_m, ps_s = _mean_std(metrics["psnr"])
+            seconds = time.perf_counter() - t0
+            rows.append({"iteration": iteration, "lpips_mean": lp_m, "lpips_std": lp_s, "mse_mean": mse_m,
+                         "mse_std": mse_s, "n_images": n, "steps": int(cfg["steps"]), "split": split,
+                         "psnr_mean": ps_m, "psnr_std": ps_s, "loss_initial": sum(init_losses) / n,
+                         "loss_final": sum(final_losses) / n, "seconds": round(seconds, 3),
+                         "snapshot": path.name})
+            per_image.append({"iteration": iteration, "split": split, "names": split_names,
+                              **{k: v.tolist() for k, v in metrics.items()}})
+            curves.append({"iteration": iteration, "split": split,
+                           "loss": [[s, v / n] for s, v in sorted(curve_sum.items())]})
+            if split == "test":
+                grid_rows.append((f"it {iteration}", torch.cat(recon_parts)))
+            log.info("invert %s/%s it %d %s: LPIPS %.4f MSE %.5f PSNR %.2f dB (%.1f s)", dataset, model,
+                     iteration, split, lp_m, mse_m, ps_m, seconds)
+        del net, G
+
+    settings = {
+        "recipe": cfg["recipe"], "steps": int(cfg["steps"]), "lr": float(cfg["lr"]),
+        "betas": [0.5, 0.999] if cfg["recipe"] == "backtrack" else [0.9, 0.999],
+        "loss": ("sum over images of LPIPS(avgpool2(G(w)), avgpool2(x)) + mse_weight * MSE(G(w), x)"
+                 if cfg["recipe"] == "backtrack" else
+                 "sum over images of LPIPS(G(w + noise), x) at <= max_lpips_resolution px"),
+        "mse_weight": float(cfg["mse_weight"]), "lpips_net": cfg["lpips_net"], "lpips": lpips_info,
+        "snapshots": cfg["snapshots"], "batch_size": int(cfg["batch_size"]), "seed": int(cfg["seed"]),
+        "max_images": int(cfg["max_images"]), "include_train": int(cfg["include_train"]),
+        "projector": cfg["projector"] if cfg["recipe"] == "projector" else None,
+        "projector_latent_std_source": latent_std_source,
+        "projector_noise_regularisation": ("not applied: the model contract exposes no noise buffers"
+                                           if cfg["recipe"] == "projector" else None),
+        "final_latent": "the latent after the last step (not the best step)",
+        "metric_notes": {
+            "lpips": "full resolution, unpooled, same LPIPS module as the loss; reconstructions quantised to uint8",
+            "mse": "per image, on the [-1, 1] scale (divide by 4 for the [0, 1] scale)",
+            "psnr": "10*log10(4 / mse) dB with mse on [-1, 1] (identical to PSNR on [0, 1])",
+            "std": "population std (ddof 0) over images",
+        },
+        "device": str(device), "threads": int(threads), "resolution": resolution,
+    }
+    result = {
+        "stage": "invert", "dataset": dataset, "model": model,
+        "rows": rows, "per_image": per_image, "loss_curves": curves, "snapshots": snapshot_meta,
+        "settings": settings, "fallbacks": fallbacks,
+        "provenance": _provenance(params, str(device)),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "inversion.csv", _csv_text(rows))
+    atomic_write_bytes(out_dir / "reconstructions.png",
+                       _grid_png(test_u8, grid_rows, int(cfg["grid_images"])))
+    atomic_write_json(out_dir / "inversion.json", result)
+    return result

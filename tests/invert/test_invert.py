@@ -1,0 +1,196 @@
+"""Inversion stage: loss definition, convergence, outputs, determinism, snapshot selection, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import jsonschema
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from fewgan.invert import INVERT_SCHEMA, run
+from fewgan.invert.core import backtrack_loss, invert, projector_schedule, reconstruction_metrics
+from fewgan.invert.stage import CSV_COLUMNS, select_snapshots
+
+from .conftest import RES, TINY, make_G, standin_lpips, write_snapshot
+
+
+def _run(r, **overrides):
+    params = json.loads(json.dumps(r["params"]))
+    params["invert"].update(overrides)
+    return run(params, "toy", TINY, r["train_dir"], r["curated"], r["split"], r["out_dir"], threads=2)
+
+
+# ---- the loss --------------------------------------------------------------------------------------------
+def test_backtrack_loss_is_pooled_lpips_plus_weighted_mse():
+    x = torch.zeros(1, 3, 4, 4)
+    y = torch.zeros(1, 3, 4, 4)
+    y[0, 0, :2, :2] = 1.0
+    seen = []
+
+    def lp(a, b):
+        seen.append(tuple(a.shape))
+        return (a - b).abs().flatten(1).mean(1)
+
+    # pooled: one of 12 values differs by 1 -> 1/12; MSE: 4 of 48 pixels differ by 1 -> 1/12
+    loss = backtrack_loss(lp, x, y, mse_weight=0.2)
+    assert seen == [(1, 3, 2, 2)]  # LPIPS sees the 2x-average-pooled images
+    assert loss.shape == (1,)
+    assert loss.item() == pytest.approx(1 / 12 + 0.2 / 12, abs=1e-7)  # = 0.1
+    assert backtrack_loss(lp, x, y, mse_weight=0.0).item() == pytest.approx(1 / 12, abs=1e-7)
+
+
+def test_reconstruction_metrics_scale_and_psnr():
+    target = torch.zeros(2, 3, 4, 4)
+    recon = torch.zeros(2, 3, 4, 4)
+    recon[1] = 0.2  # quantised: round(1.2 * 127.5) = 153 -> 153 / 127.5 - 1 = 0.2
+    m = reconstruction_metrics(standin_lpips, recon, target)
+    # target 0 is not exactly representable in uint8: (0 + 1) * 127.5 = 127.5 rounds to 128
+    q0 = 128 / 127.5 - 1
+    assert m["mse"][0].item() == pytest.approx(q0 ** 2, rel=1e-4)
+    assert m["mse"][1].item() == pytest.approx(0.2 ** 2, rel=1e-4)
+    assert m["psnr"][1].item() == pytest.approx(10 * math.log10(4 / 0.04), rel=1e-4)  # 20 dB on [0, 1] too
+
+
+def test_projector_schedule_matches_stylegan2_ada():
+    kw = dict(lr=0.1, lr_rampup=0.05, lr_rampdown=0.25, noise_ramp=0.75, initial_noise_factor=0.05, latent_std=2.0)
+    lr0, n0 = projector_schedule(0, 1000, **kw)
+    assert lr0 == 0.0 and n0 == pytest.approx(0.1)          # warm-up starts at 0; noise = std * 0.05
+    lr_mid, n_mid = projector_schedule(500, 1000, **kw)
+    assert lr_mid == pytest.approx(0.1) and n_mid == pytest.approx(0.1 * (1 - 0.5 / 0.75) ** 2)
+    lr_25, _ = projector_schedule(25, 1000, **kw)
+    assert lr_25 == pytest.approx(0.05)                      # half-way through the 5 % warm-up
+    lr_end, n_end = projector_schedule(900, 1000, **kw)
+    assert lr_end == pytest.approx(0.1 * (0.5 - 0.5 * math.cos(0.4 * math.pi)))
+    assert n_end == 0.0                                      # noise gone after 75 %
+
+
+# ---- convergence on images the generator can produce ---------------------------------------------------
+@pytest.mark.parametrize("recipe", ["backtrack", "projector"])
+def test_inversion_recovers_generated_images(recipe, no_builtins):
+    from fewgan.models import build_model
+
+    model = build_model(TINY, {"z_dim": 8}, RES)
+    G = make_G(3)
+    z = torch.randn(5, 8, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        target = ((G(z) + 1) * 127.5).round() / 127.5 - 1
+    res = invert(model, G, target, standin_lpips, recipe=recipe, steps=120, lr=0.1, seed=0, latent_std=8 ** 0.5)
+    before = reconstruction_metrics(standin_lpips, model.synthesize(G, model.inversion_start(
+        G, 5, generator=torch.Generator().manual_seed(0))), target)
+    after = reconstruction_metrics(standin_lpips, res.images, target)
+    assert res.loss_final < res.loss_initial / 20
+    assert after["mse"].mean() < before["mse"].mean() / 100
+    assert after["psnr"].mean() > 40 > before["psnr"].mean() + 15
+    assert res.loss_curve[0][0] == 0 and res.loss_curve[-1] == (120, res.loss_final)
+
+
+# ---- the stage ----------------------------------------------------------------------------------------------
+def test_run_writes_csv_json_png(tiny_run):
+    out = _run(tiny_run, include_train=3, grid_images=4)
+    d = tiny_run["out_dir"]
+    with open(d / "inversion.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_COLUMNS
+        rows = list(reader)
+    assert CSV_COLUMNS[:7] == ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps"]
+    assert [(r["iteration"], r["split"]) for r in rows] == [
+        ("0", "test"), ("0", "train"), ("100", "test"), ("100", "train"), ("200", "test"), ("200", "train")]
+    assert {r["n_images"] for r in rows if r["split"] == "test"} == {"6"}
+    assert {r["n_images"] for r in rows if r["split"] == "train"} == {"3"}
+    assert all(r["steps"] == "40" for r in rows)
+    for r in rows:
+        assert float(r["psnr_mean"]) == pytest.approx(10 * math.log10(4 / float(r["mse_mean"])), abs=3.0)
+        assert float(r["loss_final"]) < float(r["loss_initial"])
+    # the last snapshot produced the targets: it reconstructs them far better than unrelated generators
+    test_rows = {int(r["iteration"]): r for r in rows if r["split"] == "test"}
+    assert float(test_rows[200]["mse_mean"]) < float(test_rows[0]["mse_mean"]) / 5
+
+    js = json.loads((d / "inversion.json").read_text())
+    assert js == json.loads(json.dumps(out))
+    assert {"rows", "per_image", "loss_curves", "settings", "fallbacks", "provenance", "snapshots"} <= set(js)
+    assert js["settings"]["betas"] == [0.5, 0.999] and js["settings"]["mse_weight"] == 0.2
+    assert "[-1, 1]" in js["settings"]["metric_notes"]["mse"]
+    assert any("test stand-in" in f for f in js["fallbacks"])
+    assert js["per_image"][0]["names"] == [f"t{i}.png" for i in range(6)]
+    assert len(js["per_image"][0]["lpips"]) == 6
+    assert js["rows"][0]["lpips_mean"] == pytest.approx(sum(js["per_image"][0]["lpips"]) / 6, rel=1e-6)
+    assert [s["iteration"] for s in js["snapshots"]] == [0, 100, 200]
+
+    img = Image.open(d / "reconstructions.png")
+    assert img.size == (96 + 4 * 32, 4 * 32)  # label strip + 4 columns; target row + 3 snapshot rows
+    # the target row shows the real targets (upscaled 2x by nearest neighbour)
+    import numpy as np
+    arr = np.asarray(img)
+    first = tiny_run["test"][0].permute(1, 2, 0).numpy()
+    assert (arr[0:32:2, 96:128:2] == first).all()
+
+
+def test_run_is_deterministic_given_seed(tiny_run):
+    a = _run(tiny_run, snapshots="last_k: 1", steps=15)["rows"]
+    b = _run(tiny_run, snapshots="last_k: 1", steps=15)["rows"]
+    c = _run(tiny_run, snapshots="last_k: 1", steps=15, seed=5)["rows"]
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert a[0]["loss_initial"] != c[0]["loss_initial"]  # the seed drives inversion_start
+
+
+def test_batching_does_not_change_results(tiny_run):
+    a = _run(tiny_run, snapshots=[200], steps=15)["per_image"][0]["mse"]
+    b = _run(tiny_run, snapshots=[200], steps=15, batch_size=6)["per_image"][0]["mse"]
+    assert a == pytest.approx(b, rel=1e-4)
+    assert len(a) == 6
+
+
+def test_projector_recipe_records_latent_std_fallback(tiny_run):
+    js = _run(tiny_run, recipe="projector", snapshots=[200], steps=30)
+    assert js["settings"]["betas"] == [0.9, 0.999]
+    assert js["settings"]["projector_latent_std_source"] == "sqrt(latent dim) assumption"
+    assert any("inversion_latent_std" in f for f in js["fallbacks"])
+    assert js["rows"][0]["loss_final"] < js["rows"][0]["loss_initial"]
+
+
+def test_snapshot_selection(tmp_path):
+    found = [(0, tmp_path / "a"), (100, tmp_path / "b"), (200, tmp_path / "c")]
+    assert select_snapshots(found, "all", tmp_path) == found
+    assert select_snapshots(found, "last_k: 2", tmp_path) == found[1:]
+    assert select_snapshots(found, {"last_k": 1}, tmp_path) == found[2:]
+    assert select_snapshots(found, [200, 0], tmp_path) == [found[0], found[2]]
+    with pytest.raises(ValueError, match=r"iterations \[300\].*available: \[0, 100, 200\]"):
+        select_snapshots(found, [300], tmp_path)
+    with pytest.raises(ValueError, match="last_k"):
+        select_snapshots(found, "first 3", tmp_path)
+
+
+def test_missing_snapshots_is_a_clear_error(tiny_run, tmp_path):
+    empty = tmp_path / "other" / "train"
+    with pytest.raises(FileNotFoundError, match=r"snapshots.*fewgan train"):
+        run(tiny_run["params"], "toy", TINY, empty, tiny_run["curated"], tiny_run["split"], tmp_path / "o", 1)
+    (empty / "snapshots").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no snapshot_XXXXXXX.pt"):
+        run(tiny_run["params"], "toy", TINY, empty, tiny_run["curated"], tiny_run["split"], tmp_path / "o", 1)
+
+
+def test_snapshot_of_wrong_dataset_is_refused(tiny_run):
+    write_snapshot(tiny_run["train_dir"], 300, make_G(4), dataset="other")
+    with pytest.raises(ValueError, match="snapshot_0000300.pt: snapshot of dataset 'other'"):
+        _run(tiny_run, snapshots=[300], steps=2)
+
+
+def test_params_file_matches_schema():
+    from pathlib import Path
+
+    section = yaml.safe_load((Path(__file__).resolve().parents[2] / "params" / "invert.yaml").read_text())
+    jsonschema.validate(section, INVERT_SCHEMA)
+    assert section["steps"] == 1000 and section["lr"] == 0.1 and section["mse_weight"] == 0.2
+    bad = dict(section, stepz=3)
+    with pytest.raises(jsonschema.ValidationError, match="stepz"):
+        jsonschema.validate(bad, INVERT_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(dict(section, snapshots="last 3"), INVERT_SCHEMA)
+    jsonschema.validate(dict(section, snapshots={"last_k": 2}), INVERT_SCHEMA)
+    jsonschema.validate(dict(section, snapshots=[0, 5000]), INVERT_SCHEMA)
