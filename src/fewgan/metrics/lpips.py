@@ -1,0 +1,94 @@
+"""LPIPS (lpips 0.1.4) with its backbone resolved through `fewgan.weights`.
+
+`lpips.LPIPS` normally downloads torchvision's ImageNet VGG16/AlexNet when it is built. fewgan instead
+builds it with a random backbone (`pnet_rand=True`, so nothing is downloaded; the linear heads that ship
+inside the lpips package are still loaded) and then copies the backbone weights resolved by
+`fewgan.weights.resolve` (local path / torch hub cache / checked download) into it. When no backbone
+weights can be had and the profile allows it (smoke/demo), the random backbone stays, deterministically
+seeded, and the fallback text is returned so that callers record it in their `fallbacks`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fewgan.io import sha256_file, torch_load
+from fewgan.weights import resolve
+
+#: lpips' own names for the backbones, and fewgan.weights' names for their pretrained files.
+_NETS = {"vgg": ("vgg", "vgg16"), "vgg16": ("vgg", "vgg16"), "alex": ("alex", "alexnet"),
+         "alexnet": ("alex", "alexnet")}
+#: Seed of the random backbone used when no pretrained weights are available (fallback only).
+RANDOM_BACKBONE_SEED = 0
+
+
+class LPIPSDistance(nn.Module):
+    """LPIPS distance between two batches in [-1, 1] (N, 3, H, W) -> (N,). Differentiable in its inputs."""
+
+    def __init__(self, model: nn.Module, net: str):
+        super().__init__()
+        self.model = model
+        self.net = net
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape != y.shape or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"LPIPS expects two (N, 3, H, W) batches of equal shape, got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        return self.model(x, y).reshape(x.shape[0])
+
+
+def _copy_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy torchvision `features.<i>.<param>` tensors into lpips' sliced backbone (model.net)."""
+    by_index: dict[int, nn.Module] = {}
+    for slice_name, sl in model.net.named_children():
+        for child_name, child in sl.named_children():
+            by_index[int(child_name)] = child
+    wanted = {(i, pname) for i, m in by_index.items() for pname, _ in m.named_parameters(recurse=False)}
+    copied = set()
+    with torch.no_grad():
+        for key, value in state.items():
+            parts = key.split(".")
+            if len(parts) != 3 or parts[0] != "features":
+                continue  # classifier weights are not part of LPIPS
+            idx, pname = int(parts[1]), parts[2]
+            if idx not in by_index:
+                continue  # layers after the last LPIPS tap (e.g. the final max-pool's neighbours)
+            target = getattr(by_index[idx], pname)
+            if target.shape != value.shape:
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, LPIPS expects "
+                                 f"{tuple(target.shape)}; this is not the right backbone file")
+            target.copy_(value)
+            copied.add((idx, pname))
+    missing = wanted - copied
+    if missing:
+        raise ValueError(f"{path}: backbone file lacks {len(missing)} tensors LPIPS needs "
+                         f"(e.g. features.{sorted(missing)[0][0]}.{sorted(missing)[0][1]}); supply the "
+                         "official torchvision file")
+
+
+def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module, dict]:
+    """LPIPS module (x, y in [-1, 1] -> per-image distance (N,)) and a description dict
+    {"net", "backbone": WeightsInfo as dict, "fallback": str | None, "linear_heads": {...}}."""
+    if net not in _NETS:
+        raise KeyError(f"unknown LPIPS net {net!r}; choose one of {', '.join(_NETS)}")
+    import lpips as _lpips
+
+    lp_net, weights_name = _NETS[net]
+    info = resolve(weights_name, params)
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
+        warnings.simplefilter("ignore")  # torchvision's "pretrained is deprecated" on the random build
+        model = _lpips.LPIPS(net=lp_net, pretrained=True, pnet_rand=True, verbose=False)
+    if info.path is not None:
+        _copy_backbone(model, torch_load(info.path, map_location="cpu"), info.path)
+    heads = Path(inspect.getfile(_lpips.LPIPS)).parent / "weights" / "v0.1" / f"{lp_net}.pth"
+    model = model.to(device).eval().requires_grad_(False)
+    desc = {"net": lp_net, "backbone": info.as_dict(), "fallback": info.fallback,
+            "linear_heads": {"path": str(heads), "sha256": sha256_file(heads) if heads.is_file() else None}}
+    return LPIPSDistance(model, lp_net).to(device).eval(), desc

@@ -1,0 +1,74 @@
+"""JSON schema of the `evaluation` params section (params/evaluation.yaml)."""
+
+from __future__ import annotations
+
+_POS_INT = {"type": "integer", "minimum": 1}
+_SHA256 = {"oneOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]}
+_WEIGHT_FILE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": ["string", "null"]},
+        "url": {"type": ["string", "null"]},
+        # null = accept any file at `path` (reported as non-standard)
+        "sha256": _SHA256,
+    },
+}
+
+EVALUATION_SCHEMA: dict = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["fid", "kid", "swd", "msssim", "score", "weights"],
+    "properties": {
+        "fid": {
+            "type": "object", "additionalProperties": False, "required": ["n_fake"],
+            "properties": {
+                "n_fake": {"type": "integer", "minimum": 2},   # DiffAugment fid5k-train: 5,000
+                "batch_size": _POS_INT,
+                "reference": {"enum": ["train"]},
+            },
+        },
+        "kid": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"subsets": _POS_INT, "max_subset_size": {"type": "integer", "minimum": 2}},
+        },
+        "swd": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "patches_per_image": _POS_INT,          # ProGAN: 128
+                "patch_size": {"type": "integer", "minimum": 1},  # ProGAN: 7 (must be odd)
+                "min_resolution": {"type": "integer", "minimum": 8},  # ProGAN: 16
+                "directions": _POS_INT,                 # ProGAN: 128
+                "repeats": _POS_INT,                    # ProGAN: 4
+                "max_images": {"type": "integer", "minimum": 0},
+                "batch_size": _POS_INT,
+            },
+        },
+        "msssim": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"pairs": _POS_INT, "batch_size": _POS_INT},
+        },
+        "score": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "n_fake": {"type": "integer", "minimum": 2},
+                "kid": {"type": "boolean"},
+                "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
+                "curve_test": {"type": "boolean"},
+            },
+        },
+        "feature_cache_dir": {"type": "string"},
+        "channels_last": {"type": "boolean"},
+        "weights": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "cache_dir": {"type": "string"},
+                "download": {"type": "boolean"},
+                "allow_untrained_fallback": {"type": "boolean"},
+                "inception": _WEIGHT_FILE,
+                "vgg16": _WEIGHT_FILE,
+                "alexnet": _WEIGHT_FILE,
+            },
+        },
+    },
+}
