@@ -1,1 +1,7 @@
-"""fewgan.report"""
+"""fewgan.report: the benchmark report (reports/benchmark/) built from every stage's outputs."""
+
+from fewgan.report.collect import ReportInputError
+from fewgan.report.schema import REPORT_SCHEMA
+from fewgan.report.stage import run
+
+__all__ = ["REPORT_SCHEMA", "ReportInputError", "run"]

@@ -1,0 +1,130 @@
+"""Report figures (matplotlib, Agg backend). Each function returns None on success or a note saying why
+the figure is not available; a missing optional input never raises."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fewgan.io import atomic_write_bytes  # noqa: E402
+from fewgan.report.collect import Cell  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def _t(text: object) -> str:
+    """Plain text for matplotlib: a '$' in a dataset or model name must not start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _save(fig, path: Path) -> None:
+    # fixed margins instead of bbox_inches="tight": one draw instead of two (report builds stay fast)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def fid_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:
+    """FID vs training iteration, one line per model; the selected (lowest-FID) snapshot marked."""
+    have = [c for c in cells if c.scores is not None and len(c.scores)]
+    if not have:
+        return f"{dataset}: FID curve not available (no score/scores.csv for any model)"
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
+    for c in have:
+        (line,) = ax.plot(c.scores["iteration"], c.scores["fid"], marker="o", ms=3, label=_t(c.model))
+        if c.best and c.best.get("iteration") is not None and c.best.get("fid") is not None:
+            ax.plot([c.best["iteration"]], [c.best["fid"]], marker="*", ms=12, color=line.get_color())
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel("FID (lower is better)")
+    ax.set_title(_t(f"{dataset}: FID of every snapshot (star = selected)"), fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.text(0.01, 0.01, _t("; ".join(sorted(set(labels)))), fontsize=7, color="darkred", ha="left", va="bottom")
+    _save(fig, path)
+    return None
+
+
+def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | None:
+    """Reconstruction LPIPS of held-out test images vs iteration (FastGAN Table 5 analogue); train images dashed."""
+    have = [c for c in cells if c.inversion is not None and len(c.inversion)]
+    if not have:
+        return f"{dataset}: inversion curve not available (no invert/inversion.csv for any model)"
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
+    notes = set()
+    for c in have:
+        df = c.inversion
+        test = df[df["split"] == "test"]
+        (line,) = ax.plot(test["iteration"], test["lpips_mean"], marker="o", ms=3, label=_t(f"{c.model} (test)"))
+        if "lpips_std" in test.columns:
+            ax.fill_between(test["iteration"], test["lpips_mean"] - test["lpips_std"],
+                            test["lpips_mean"] + test["lpips_std"], alpha=0.15, color=line.get_color())
+        train = df[df["split"] == "train"]
+        if len(train):
+            ax.plot(train["iteration"], train["lpips_mean"], ls="--", marker="x", ms=3, color=line.get_color(),
+                    label=_t(f"{c.model} (train)"))
+        lp = ((c.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
+        if lp.get("fallback"):
+            notes.add(f"LPIPS: {lp['fallback']}")
+    ax.set_xlabel("training iteration of the inverted snapshot")
+    ax.set_ylabel("reconstruction LPIPS (lower is better)")
+    ax.set_title(_t(f"{dataset}: inversion of held-out images (FastGAN Table 5)"), fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if notes:
+        fig.text(0.01, 0.01, _t("; ".join(sorted(notes))), fontsize=7, color="darkred", ha="left", va="bottom")
+    _save(fig, path)
+    return None
+
+
+def samples_overview(dataset: str, cells: Sequence[Cell], path: Path) -> str | None:
+    """One panel per model with its evaluate/samples.png (best snapshot); 'not available' panels otherwise."""
+    if not any(c.samples_png for c in cells):
+        return f"{dataset}: sample grids not available (no evaluate/samples.png for any model)"
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.0 * len(cells), 4.3), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.92, bottom=0.01, wspace=0.05)
+    for ax, c in zip(axes[0], cells):
+        ax.axis("off")
+        it = (c.best or {}).get("iteration")
+        ax.set_title(_t(f"{c.model}" + (f" (iteration {it})" if it is not None else "")), fontsize=9)
+        if c.samples_png is None:
+            ax.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=12, color="gray")
+            continue
+        try:
+            ax.imshow(plt.imread(str(c.samples_png)))
+        except Exception as exc:  # a corrupt optional image must not stop the report
+            log.warning("%s: unreadable (%s)", c.samples_png, exc)
+            ax.text(0.5, 0.5, "not available\n(unreadable)", ha="center", va="center", fontsize=12, color="gray")
+    _save(fig, path)
+    return None
+
+
+def stage_cost_bars(costs, path: Path) -> str | None:
+    """Stacked wall time per stage for each dataset x model."""
+    if costs is None or costs.empty:
+        return "stage costs not available (no stage.json found)"
+    fig, ax = plt.subplots(figsize=(7.5, 1.5 + 0.4 * len(costs)))
+    fig.subplots_adjust(left=0.3, right=0.97, top=0.88, bottom=0.12)
+    labels = [_t(f"{d}/{m}") for d, m in zip(costs["dataset"], costs["model"])]
+    stage_cols = [c for c in costs.columns if c not in ("dataset", "model", "total")]
+    import numpy as np
+
+    left = np.zeros(len(costs))
+    for stage in stage_cols:
+        vals = costs[stage].fillna(0).to_numpy(dtype=float)
+        ax.barh(labels, vals, left=left, label=stage)
+        left += vals
+    ax.set_xlabel("wall time (s)")
+    ax.set_title("stage wall time per dataset x model", fontsize=10)
+    ax.legend(fontsize=7, ncol=4)
+    _save(fig, path)
+    return None

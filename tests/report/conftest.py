@@ -1,0 +1,105 @@
+"""A fake runs/ + data/ tree in the docs/DESIGN.md formats, for the report tests."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+UNTRAINED = "feature extractor: untrained, not comparable to published FID"
+EVIL_DATASET = "evil<script>x"
+EVIL_DESCRIPTION = "photos <script>alert('pwned')</script> & friends"
+MODELS = ["fastgan", "dcgan"]
+
+
+def _json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _csv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _png(path: Path, seed: int, size=(24, 16)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+
+
+def fid_of(d_index: int, m_index: int) -> float:
+    return 40.0 + 10 * d_index + 1.5 * m_index + 0.123
+
+
+def build_tree(root: Path) -> dict:
+    datasets = ["faces", EVIL_DATASET]
+    runs, data = root / "runs", root / "data"
+    stage_wall = {}
+    for di, d in enumerate(datasets):
+        _json(data / "curated" / d / "summary.json", {"n_images": 20, "resolution": 64, "synthetic": di == 0})
+        _json(data / "splits" / d / "summary.json", {"n_train": 18, "n_test": 2})
+        _json(data / "curated" / d / "stage.json", {"stage": "curate", "wall_s": 1.0 + di, "cpu_s": 1.0})
+        _json(data / "splits" / d / "stage.json", {"stage": "split", "wall_s": 0.5, "cpu_s": 0.5})
+        for mi, m in enumerate(MODELS):
+            base = runs / d / m
+            fid = fid_of(di, mi)
+            _json(base / "train" / "run.json", {
+                "dataset": d, "model": m, "resolution": 64, "iterations": 300, "batch_size": 8,
+                "params_G": 1234567 + mi, "params_D": 765432, "wall_seconds": 90.0,
+                "seconds_per_iteration": 0.3 + mi, "device": "cpu",
+                "fallbacks": [f"LPIPS-VGG backbone untrained ({m})"],
+                "snapshots": [{"iteration": i, "path": f"snapshots/snapshot_{i:07d}.pt"} for i in (100, 200, 300)]})
+            _csv(base / "score" / "scores.csv",
+                 ["iteration", "fid", "kid", "kid_std", "n_fake", "n_real", "seconds", "snapshot"],
+                 [[i, fid + (300 - i) / 10, 5.0, 0.5, 50, 18, 1.0, f"snapshot_{i:07d}.pt"] for i in (100, 200, 300)])
+            _json(base / "score" / "scores.json", {"rows": [], "fallbacks": ["Inception untrained"],
+                                                    "feature_extractor": {"standard": False, "label": UNTRAINED}})
+            _json(base / "select" / "best.json", {"iteration": 300, "fid": fid, "kid": 5.0,
+                                                  "snapshot": "snapshot_0000300.pt", "rule": "lowest FID"})
+            _csv(base / "invert" / "inversion.csv",
+                 ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps", "split",
+                  "psnr_mean", "psnr_std"],
+                 [[i, 0.3 + 0.0001 * i * (mi + 1), 0.01, 0.05, 0.01, 2, 20, "test", 20.0, 1.0] for i in (100, 200, 300)]
+                 + [[i, 0.2, 0.01, 0.04, 0.01, 2, 20, "train", 21.0, 1.0] for i in (100, 200, 300)])
+            _json(base / "invert" / "inversion.json", {
+                "rows": [], "fallbacks": ["LPIPS-vgg: untrained VGG backbone"],
+                "settings": {"lpips": {"fallback": "untrained VGG backbone"}}})
+            _png(base / "invert" / "reconstructions.png", 10 * di + mi)
+            _json(base / "evaluate" / "metrics.json", {
+                "fid_train": fid, "fid_test": fid + 7.0, "kid_train": 12.345 + mi, "kid_train_std": 1.25,
+                "kid_test": 20.5, "kid_test_std": 2.5, "swd": {"levels": {"64": 30.0, "32": 20.0, "16": 10.0},
+                                                                 "mean": 20.0 + mi},
+                "swd_real_floor": {"mean": 5.0}, "msssim_fake": 0.25, "msssim_real": 0.2, "n_fake": 50,
+                "n_real_train": 18, "n_real_test": 2,
+                "feature_extractor": {"name": "inception-v3-compat", "source": "untrained", "sha256": None,
+                                      "standard": False, "label": UNTRAINED},
+                "fallbacks": ["Inception weights unavailable: untrained extractor"],
+                "provenance": {"git": {"commit": "abc123", "dirty": False}}})
+            _png(base / "evaluate" / "samples.png", 100 + 10 * di + mi)
+            for k, stage in enumerate(("train", "score", "select", "invert", "evaluate")):
+                wall = 10.0 * (k + 1) + di + mi
+                stage_wall[(d, m, stage)] = wall
+                _json(base / stage / "stage.json", {"stage": stage, "wall_s": wall, "cpu_s": wall})
+    params = {
+        "profile": "smoke", "seed": 0, "device": "cpu",
+        "experiment": {"datasets": datasets, "models": MODELS},
+        "datasets": {"faces": {"description": "synthetic demo faces", "source": {"type": "synthetic"}},
+                     EVIL_DATASET: {"description": EVIL_DESCRIPTION}},
+        "report": {"title": "bench <b>title</b>", "include_paper_table": True, "image_grid_max": 16},
+        "_meta": {"sha256": "f" * 64},
+    }
+    return {"params": params, "runs": runs, "data": data, "out": root / "reports" / "benchmark",
+            "stage_wall": stage_wall, "datasets": datasets}
+
+
+@pytest.fixture
+def tree(tmp_path) -> dict:
+    return build_tree(tmp_path)

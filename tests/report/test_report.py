@@ -1,0 +1,182 @@
+"""Report stage: tables carry the numbers, escaping, honest labels, missing inputs, figures."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from fewgan.report import REPORT_SCHEMA, ReportInputError, run
+from fewgan.report.stage import PAPER_FID_256
+
+from .conftest import EVIL_DATASET, MODELS, UNTRAINED, build_tree, fid_of
+
+
+def _run(t, **report_overrides):
+    params = copy.deepcopy(t["params"])
+    params["report"].update(report_overrides)
+    return run(params, t["runs"], t["data"], t["out"])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One report build shared by the read-only tests (matplotlib figures are the slow part)."""
+    tree = build_tree(tmp_path_factory.mktemp("report"))
+    result = _run(tree)
+    out = tree["out"]
+    return {**tree, "result": result, "summary": pd.read_csv(out / "summary.csv"),
+            "md": (out / "README.md").read_text(), "html": (out / "index.html").read_text()}
+
+
+def test_summary_csv_holds_the_numbers(built):
+    s = built["summary"]
+    assert len(s) == 4
+    assert list(s["dataset"]) == ["faces", "faces", EVIL_DATASET, EVIL_DATASET]
+    assert list(s["model"]) == MODELS * 2
+    for di, d in enumerate(built["datasets"]):
+        for mi, m in enumerate(MODELS):
+            r = s[(s["dataset"] == d) & (s["model"] == m)].iloc[0]
+            assert r["fid_train"] == pytest.approx(fid_of(di, mi))
+            assert r["fid_test"] == pytest.approx(fid_of(di, mi) + 7.0)
+            assert r["kid_train_x1e3"] == pytest.approx(12.345 + mi)
+            assert r["kid_train_std_x1e3"] == pytest.approx(1.25)
+            assert r["swd_mean_x1e3"] == pytest.approx(20.0 + mi)
+            assert r["msssim_fake"] == pytest.approx(0.25)
+            assert r["best_iteration"] == 300
+            # inversion: test split only, first and last snapshot
+            assert r["inversion_first_iteration"] == 100 and r["inversion_last_iteration"] == 300
+            assert r["inversion_lpips_first"] == pytest.approx(0.3 + 0.01 * (mi + 1))
+            assert r["inversion_lpips_last"] == pytest.approx(0.3 + 0.03 * (mi + 1))
+            assert r["train_s_per_iter"] == pytest.approx(0.3 + mi)
+            assert r["params_G"] == 1234567 + mi
+    assert list(s["synthetic"]) == [True, True, False, False]
+
+
+def test_readme_and_html_show_the_numbers(built):
+    for doc in (built["md"], built["html"]):
+        assert "40.12" in doc and "51.62" in doc          # FID train (faces/fastgan, evil/dcgan)
+        assert "47.12" in doc                             # FID test
+        assert "12.35 ± 1.25" in doc                      # KID x1e3 with its std
+        assert "0.3100 (it 100) → 0.3300 (it 300)" in doc  # inversion LPIPS first -> last
+        assert "1,234,568 / 765,432" in doc               # parameter counts
+
+
+def test_untrained_label_next_to_fid_everywhere(built):
+    assert (built["summary"]["feature_extractor"] == UNTRAINED).all()
+    assert not built["summary"]["feature_extractor_standard"].any()
+    # README: a banner, and the label on the same table row as each FID value
+    md_rows = [ln for ln in built["md"].splitlines() if "40.12" in ln or "41.62" in ln]
+    assert md_rows and all(UNTRAINED in ln for ln in md_rows)
+    assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in built["md"]
+    # HTML: banner and the label in the same <tr> as the FID value
+    assert '<div class="banner">' in built["html"] and UNTRAINED in built["html"].split('<div class="banner">')[1][:300]
+    trs = [tr for tr in re.findall(r"<tr>.*?</tr>", built["html"]) if "40.12" in tr]
+    assert trs and all(UNTRAINED in tr for tr in trs)
+    # the published numbers live in their own table, never in fewgan's results table
+    results = re.search(r'<table class="results">.*?</table>', built["html"]).group(0)
+    paper = re.search(r'<table class="paper">.*?</table>', built["html"]).group(0)
+    assert "41.05" in paper and "41.05" not in results and "130.19" in paper
+    assert "40.12" not in paper
+    assert "not comparable" in built["html"].split('<div class="paper">')[1][:600]
+
+
+def test_html_and_markdown_escape_everything(built):
+    html, md = built["html"], built["md"]
+    assert "<script" not in html.lower() and "<script" not in md.lower()
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt; &amp; friends" in html
+    assert "evil&lt;script&gt;x" in html
+    assert "bench &lt;b&gt;title&lt;/b&gt;" in html and "<b>title" not in html
+    assert "&lt;script&gt;alert" in md
+
+
+def test_synthetic_dataset_is_labelled(built):
+    assert "Synthetic data: faces" in built["md"] and "Synthetic data: faces" in built["html"]
+    assert "faces (synthetic)" in built["html"]
+    assert f"{EVIL_DATASET} (synthetic)" not in built["summary"].to_string()
+
+
+def test_figures_are_created(built):
+    out = built["out"]
+    figs = built["result"]["figures"]
+    assert set(figs) == set(built["datasets"])
+    for d, rels in figs.items():
+        kinds = sorted(Path(r).name.split("_")[0] for r in rels)
+        assert kinds == ["fid", "inversion", "overview"]
+        for rel in rels:
+            with Image.open(out / rel) as im:
+                assert im.format == "PNG" and im.size[0] > 200
+            assert f'src="{rel}"' in built["html"]
+    assert len(built["result"]["grids"]) == 8  # samples + reconstructions for 4 cells, copied byte for byte
+    src = built["runs"] / "faces" / "fastgan" / "evaluate" / "samples.png"
+    copied = [g for g in built["result"]["grids"] if g.startswith("figures/samples_faces__fastgan")]
+    assert len(copied) == 1 and (out / copied[0]).read_bytes() == src.read_bytes()
+    assert (out / "figures" / "stage_costs.png").is_file()
+
+
+def test_stage_costs_table_and_provenance(built):
+    costs = pd.read_csv(built["out"] / "stage_costs.csv")
+    cell = costs[(costs["dataset"] == "faces") & (costs["model"] == "dcgan")].iloc[0]
+    assert cell["train"] == pytest.approx(11.0) and cell["evaluate"] == pytest.approx(51.0)
+    assert cell["total"] == pytest.approx(sum(built["stage_wall"][("faces", "dcgan", s)]
+                                              for s in ("train", "score", "select", "invert", "evaluate")))
+    ds_row = costs[(costs["dataset"] == "faces") & (costs["model"] == "(dataset)")].iloc[0]
+    assert ds_row["curate"] == 1.0 and ds_row["split"] == 0.5
+    total = costs[costs["dataset"] == "TOTAL"].iloc[0]
+    assert total["total"] == pytest.approx(sum(built["stage_wall"].values()) + 1 + 2 + 0.5 * 2)
+    md = built["md"]
+    assert "f" * 64 in md and "smoke" in md and "abc123" in md          # params sha256, profile, commit
+    assert "torch-fidelity" in md and "lpips" in md
+    assert "faces/fastgan/evaluate: Inception weights unavailable: untrained extractor" in md
+    assert "faces/dcgan/invert: LPIPS-vgg: untrained VGG backbone" in built["html"]
+
+
+def test_missing_metrics_json_is_an_error_naming_it(tree):
+    p = tree["runs"] / "faces" / "dcgan" / "evaluate" / "metrics.json"
+    p.unlink()
+    with pytest.raises(ReportInputError, match=re.escape(str(p)) + r".*fewgan evaluate --dataset faces --model dcgan"):
+        _run(tree)
+
+
+def test_missing_optional_pieces_are_noted_not_fatal(tree):
+    shutil.rmtree(tree["runs"] / "faces" / "fastgan" / "score")
+    shutil.rmtree(tree["runs"] / EVIL_DATASET / "dcgan" / "invert")
+    (tree["runs"] / "faces" / "dcgan" / "evaluate" / "samples.png").unlink()
+    for m in MODELS:  # no inversion at all for one dataset: its figure is replaced by a note
+        shutil.rmtree(tree["runs"] / EVIL_DATASET / m / "invert", ignore_errors=True)
+    result = _run(tree)
+    out = tree["out"]
+    md, html = (out / "README.md").read_text(), (out / "index.html").read_text()
+    notes = result["not_available"]
+    assert any("faces/fastgan: FID curve not available" in n and "scores.csv missing" in n for n in notes)
+    assert any("faces/dcgan: samples grid not available" in n for n in notes)
+    assert any(n.startswith(f"{EVIL_DATASET}: inversion curve not available") for n in notes)
+    assert "faces/fastgan: FID curve not available" in md and "faces/fastgan: FID curve not available" in html
+    # the FID figure still exists for faces (dcgan has scores); the evil dataset has no inversion figure
+    assert any(Path(r).name.startswith("fid_faces") for r in result["figures"]["faces"])
+    assert not any(Path(r).name.startswith("inversion_") for r in result["figures"][EVIL_DATASET])
+    s = pd.read_csv(out / "summary.csv")
+    assert s[s["dataset"] == EVIL_DATASET]["inversion_lpips_first"].isna().all()
+
+
+def test_paper_table_can_be_left_out_and_grids_capped(tree):
+    result = _run(tree, include_paper_table=False, image_grid_max=3)
+    html = (tree["out"] / "index.html").read_text()
+    assert '<table class="paper">' not in html and "41.05" not in html
+    assert html.count("<figure><img src=\"figures/samples_") + html.count("<figure><img src=\"figures/reconstr") == 3
+    assert html.count('<li><a href="figures/') == len(result["grids"]) - 3
+
+
+def test_params_file_matches_schema():
+    section = yaml.safe_load((Path(__file__).resolve().parents[2] / "params" / "report.yaml").read_text())
+    jsonschema.validate(section, REPORT_SCHEMA)
+    assert section["include_paper_table"] is True and section["image_grid_max"] == 16
+    with pytest.raises(jsonschema.ValidationError, match="colour"):
+        jsonschema.validate(dict(section, colour="red"), REPORT_SCHEMA)
+    assert PAPER_FID_256[0] == ("Obama (100)", 41.05, 46.87, 80.20)
