@@ -78,7 +78,7 @@ def map_to_output(points: np.ndarray, quad: np.ndarray, resolution: int) -> np.n
     d = np.atleast_2d(np.asarray(points, dtype=np.float64)) - c
     a = d @ x / (x @ x)
     b = d @ y / (y @ y)
-    return np.stack([(a + 1) / 2 * resolution, (b + 1) / 2 * resolution], axis=1)
+    return np.stack([(a + 1) / 2 * resolution - 0.5, (b + 1) / 2 * resolution - 0.5], axis=1)
 
 
 def _reflect_pad_fade(arr: np.ndarray, pad: tuple[int, int, int, int], side: float) -> np.ndarray:
