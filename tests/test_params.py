@@ -72,7 +72,7 @@ def test_unknown_model_in_experiment(params_dir):
 
 
 def test_unknown_dataset_in_experiment(params_dir):
-    _edit(params_dir / "base.yaml", lambda d: d["experiment"].update(datasets=["demo_facez"]))
+    _edit(params_dir / "profiles" / "paper.yaml", lambda d: d["experiment"].update(datasets=["demo_facez"]))
     params, origin = resolve("paper", params_dir)
     with pytest.raises(ParamsError, match=r"unknown dataset 'demo_facez' \(did you mean 'demo_faces'\?\)"):
         validate(params, origin)
@@ -80,9 +80,9 @@ def test_unknown_dataset_in_experiment(params_dir):
 
 @pytest.mark.parametrize("res", [48, 16, 2048])
 def test_resolution_must_be_power_of_two_in_range(params_dir, res):
-    _edit(params_dir / "datasets.yaml", lambda d: d["demo_faces"].update(resolution=res))
+    _edit(params_dir / "datasets.yaml", lambda d: d["celebahq_stargan_v2"].update(resolution=res))
     params, origin = resolve("paper", params_dir)
-    with pytest.raises(ParamsError, match=rf"datasets.yaml.*datasets.demo_faces.resolution = {res}"):
+    with pytest.raises(ParamsError, match=rf"datasets.yaml.*datasets.celebahq_stargan_v2.resolution = {res}"):
         validate(params, origin)
 
 

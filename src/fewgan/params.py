@@ -140,6 +140,8 @@ def schema() -> dict:
             "profile": {"enum": list(PROFILES)},
             "seed": {"type": "integer", "minimum": 0},
             "device": {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"},
+            # where datasets with source.root 'shared_data' live (env FEWGAN_SHARED_DATA overrides)
+            "shared_data_root": {"type": ["string", "null"]},
             "experiment": {
                 "type": "object", "additionalProperties": False, "required": ["datasets", "models"],
                 "properties": {
