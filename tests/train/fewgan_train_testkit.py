@@ -46,6 +46,7 @@ class TinyGAN(GANModel):
         self.z_dim = int(cfg.get("z_dim", 8))
         ch = int(cfg.get("channels", 8))
         self.ema_buffers = bool(cfg.get("ema_buffers", True))
+        self._cache = None
         self.G = nn.Sequential(
             nn.Linear(self.z_dim, ch * 4 * 4), nn.Unflatten(1, (ch, 4, 4)), nn.BatchNorm2d(ch), nn.ReLU(),
             nn.Upsample(scale_factor=resolution // 4), nn.Conv2d(ch, 3, 3, padding=1), nn.Tanh())
@@ -64,10 +65,22 @@ class TinyGAN(GANModel):
         if self.hooks.get("signal") == step:
             os.kill(os.getpid(), signal.SIGINT)
 
+    def _share(self, step: int) -> bool:
+        # cfg share_fakes: FastGAN's pattern (fakes made with a graph in the D step, reused by the G step);
+        # "alternate" switches between that and no_grad generation + a fresh G forward every other step
+        mode = self.cfg.get("share_fakes", False)
+        return mode is True or (mode == "alternate" and step % 2 == 0)
+
     def discriminator_loss(self, G, D, real, z, step, augment):
         self._hook(step)
-        with torch.no_grad():
+        self._cache = None
+        if self._share(step):
             fake = self.generate(G, z)
+            self._cache = fake
+            fake = fake.detach()
+        else:
+            with torch.no_grad():
+                fake = self.generate(G, z)
         real = real + 0.01 * torch.randn_like(real)  # global torch RNG
         scale = 1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand())  # python + numpy RNGs
         lr_, lf = D(augment(real)), D(augment(fake))
@@ -77,7 +90,8 @@ class TinyGAN(GANModel):
         return loss, {"real": lr_.mean().item(), "fake": lf.mean().item()}
 
     def generator_loss(self, G, D, z, step, augment):
-        fake = self.generate(G, z)
+        fake = self._cache if self._cache is not None else self.generate(G, z)
+        self._cache = None
         loss = F.softplus(-D(augment(fake))).mean()
         if self.cfg.get("second_g_forward"):  # e.g. StyleGAN2's path-length pass: a 2nd G forward per step
             loss = loss + 1e-3 * self.generate(G, z[: max(1, z.shape[0] // 2)]).square().mean()

@@ -23,9 +23,10 @@ def _free_port() -> int:
 
 
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
-    # 10 images, global batch 4 -> 2 per rank from disjoint shards; a second G forward per G step
+    # 10 images, global batch 4 -> 2 per rank from disjoint shards; a second G forward per G step; every
+    # other step the fakes are made with a graph in the D step and reused by the G step (FastGAN's way)
     (tmp_path / "worker.json").write_text(json.dumps({
-        "n_images": 10, "model_cfg": {"second_g_forward": True},
+        "n_images": 10, "model_cfg": {"second_g_forward": True, "share_fakes": "alternate"},
         "train": {"iterations": 4, "snapshot_every": 2, "sample_every": 4, "log_every": 2}}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [
         str(HERE), os.environ.get("PYTHONPATH", "")]))}

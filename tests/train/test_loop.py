@@ -232,3 +232,36 @@ def test_params_file_matches_schema_and_schema_catches_mistakes(toy_data, dirs):
     params = kit.make_params(augment_policy="color, cutout")
     with pytest.raises(ValueError, match=r"train.augment_policy"):
         _run(dirs, params=params)
+
+
+def test_training_reads_only_train_images_through_the_loader(dirs, monkeypatch):
+    """Real fewgan.data.loading: the held-out files are deleted and PIL is watched; training still runs and
+    decodes exactly the train rows."""
+    import csv
+
+    from PIL import Image
+
+    from fewgan.io import sha256_file
+
+    images, _ = kit.toy_images(n=10)
+    cur, spl = dirs["curated_dir"], dirs["split_dir"]
+    (cur / "images").mkdir(parents=True)
+    spl.mkdir(parents=True)
+    rows = []
+    for i in range(10):
+        p = cur / "images" / f"im{i}.png"
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(p)
+        rows.append({"file": f"images/im{i}.png", "sha256": sha256_file(p), "split": "test" if i >= 8 else "train",
+                     "source": "toy", "pixels_sha256": "", "u": ""})
+    with open(spl / "split.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for i in (8, 9):
+        (cur / "images" / f"im{i}.png").unlink()  # a test image that is read would now fail loudly
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(str(fp)), real_open(fp, *a, **k))[1])
+    run = _run(dirs, iterations=1).run
+    assert run["n_train_images"] == 8
+    assert sorted(opened) == sorted(str(cur / "images" / f"im{i}.png") for i in range(8))

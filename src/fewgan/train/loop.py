@@ -439,6 +439,11 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                         f"got {type(opts).__name__} with keys {sorted(opts) if isinstance(opts, dict) else '?'}")
     opt_G, opt_D = opts["G"], opts["D"]
     ema = EMA(gan.G, gan.ema_buffers)
+    # models that need the resolved params beyond their own block (FastGAN: where the LPIPS-VGG weights
+    # are) expose `set_lpips_params(params)`; called before fallbacks(), which may build that network
+    configure = getattr(gan, "set_lpips_params", None)
+    if callable(configure):
+        configure(params)
     fallbacks += list(gan.fallbacks())
     for f in fallbacks:
         log.warning("fallback: %s", f)
@@ -497,10 +502,10 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     ddp.barrier(d)
 
     # ---- multi-process wrapping --------------------------------------------------------------------
-    # D phase: live (unwrapped) G makes the fakes, DDP(D) is updated; G phase: DDP(G) is updated
-    # through the unwrapped D. So each DDP module runs forward+backward exactly once per step, and D's
-    # gradients from the G phase (local, discarded by the next zero_grad) are never all-reduced.
-    G_dphase, D_gphase = gan.G, gan.D
+    # DDP(G) is passed to both phases: a D-phase G forward under no_grad does not arm DDP's reducer,
+    # and one with a graph (FastGAN reuses the D step's fakes for the G step) is reduced when the G
+    # step back-propagates through it. DDP(D) is updated in the D phase; the G phase gets the unwrapped
+    # D, so D's G-phase gradients (local, cleared by the next zero_grad) are never all-reduced.
     G_train, D_train = gan.G, gan.D
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -512,8 +517,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         G_train, D_train = DDP(gan.G, **kw), DDP(gan.D, **kw)
     if cfg["compile"]:
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
-        G_dphase = torch.compile(gan.G) if d.enabled else G_train
-        D_gphase = torch.compile(gan.D) if d.enabled else D_train
+    D_gphase = (torch.compile(gan.D) if cfg["compile"] else gan.D) if d.enabled else D_train
     gan.G.train()
     gan.D.train()
 
@@ -559,7 +563,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                 # discriminator step
                 opt_D.zero_grad(set_to_none=True)
                 with autocast:
-                    loss_D, logs_D = gan.discriminator_loss(G_dphase, D_train, real, z, step, aug)
+                    loss_D, logs_D = gan.discriminator_loss(G_train, D_train, real, z, step, aug)
                 loss_D.backward()
                 opt_D.step()
 
