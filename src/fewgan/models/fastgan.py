@@ -312,12 +312,16 @@ class FastGAN(GANModel):
         small = self._to_format(_resize(x, self.D.small_size, self.parity))
         part = int(torch.randint(0, 4, (1,)).item())  # official: one random quadrant per batch
         logits_r, (rec_big, rec_small, rec_part) = D(x, small, part)
-        size = rec_big.shape[-1]
+        size, psize = rec_big.shape[-1], rec_part.shape[-1]
         tgt_full = _resize(x, size, self.parity)
-        tgt_part = _resize(_quadrant(x, part), size, self.parity)
+        tgt_part = _resize(_quadrant(x, part), psize, self.parity)
         n = x.shape[0]
-        dist = rec_fn(torch.cat([rec_big, rec_small, rec_part]),
-                      torch.cat([tgt_full, tgt_full, tgt_part]).contiguous())
+        if psize == size:  # one LPIPS call for the three terms (R >= 256)
+            dist = rec_fn(torch.cat([rec_big, rec_small, rec_part]),
+                          torch.cat([tgt_full, tgt_full, tgt_part]).contiguous())
+        else:  # R <= 128: the quadrant reconstruction is half the size of the whole-image ones
+            dist = torch.cat([rec_fn(torch.cat([rec_big, rec_small]), torch.cat([tgt_full, tgt_full]).contiguous()),
+                              rec_fn(rec_part, tgt_part.contiguous())])
         # official: .sum() over the batch of each of the three terms; fewgan default: batch mean
         recon = dist.sum() if self.parity else dist.sum() / n
         hinge_r = F.relu(torch.rand_like(logits_r) * HINGE_WIDTH + HINGE_LOW - logits_r).mean()

@@ -20,7 +20,10 @@ parameter counts at 256/512/1024 equal the official ones. How the small sizes ar
 * Discriminator, small path: takes the image resized to min(128, R). At 128 it is the official
   stack (conv4 s2 + 3 down-blocks to 8 px); at 64 the first stride-2 conv lands directly on the
   32-px width, so the path still ends at 8 px with the official 4*ndf channels and a 5x5 logit map.
-* Decoders: output side min(128, R) (official: 128), i.e. one nearest-x2 up-block fewer at 64 px.
+* Decoders: the two whole-image decoders output min(128, R) px (official: 128), the quadrant decoder
+  min(128, R/2) px (official: 128), so a reconstruction target is never upsampled: at 256 px the
+  quadrant target is the 128-px crop itself, as in the official code; at 128 / 64 px it is the
+  64 / 32-px crop (one / two nearest-x2 up-blocks fewer than the official decoder).
 """
 
 from __future__ import annotations
@@ -208,6 +211,7 @@ class Discriminator(nn.Module):
         self.resolution = _check_resolution(resolution)
         self.small_size = min(128, self.resolution)
         self.rec_size = min(128, self.resolution)
+        self.part_size = min(128, self.resolution // 2)
         ch = {s: int(D_MULT[2 * s] * ndf) for s in (8, 16, 32, 64, 128, 256, 512)}  # width at spatial s
         act = lambda: nn.LeakyReLU(LRELU)  # noqa: E731
         # big-path stem -> feature at S0 = min(R, 256)
@@ -239,7 +243,7 @@ class Discriminator(nn.Module):
         self.small = nn.Sequential(*small)
         self.logits_small = conv(cs[8], 1, 4)
         self.dec_big = Decoder(ch[8], self.rec_size, dec_width)
-        self.dec_part = Decoder(ch[16], self.rec_size, dec_width)
+        self.dec_part = Decoder(ch[16], self.part_size, dec_width)
         self.dec_small = Decoder(cs[8], self.rec_size, dec_width)
 
     def forward(self, big: torch.Tensor, small: torch.Tensor, part: int | None = None):
