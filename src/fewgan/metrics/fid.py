@@ -1,0 +1,211 @@
+"""FID and KID through torch-fidelity 0.4.0, with a faster (numerically identical) extractor and a
+content-addressed cache of real-image features.
+
+- Extractor: torch-fidelity's own `FeatureExtractorInceptionV3`, built from the weights file that
+  `fewgan.weights.resolve("inception-v3-compat", params)` returns (so the real loading code runs even for
+  the random-init fallback file), then converted to channels_last (features equal the unmodified module's
+  to ~1e-6; tests/metrics/test_fid.py checks it against torch-fidelity on the same images).
+- Statistics: torch-fidelity's `fid_features_to_statistics` (np.cov: N-1 covariance) and
+  `fid_statistics_to_metric`; KID: `kid_features_to_metric` (polynomial kernel, unbiased MMD, seeded
+  subsets) with subset size min(n_real, n_fake, max_subset_size) and the value reported x10^3.
+- Real features are cached in `evaluation.feature_cache_dir`, keyed by the sha256 of the image tensor
+  (shape + bytes), the weights file's sha256, the layer and the extractor variant - never by a name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+
+from fewgan.io import atomic_torch_save, torch_load
+from fewgan.weights import WeightsInfo, resolve
+
+log = logging.getLogger(__name__)
+
+FEATURE_LAYER = "2048"  # torch-fidelity default layer for FID/KID (pool3, 2048-d)
+#: torch-fidelity computes sigma with np.cov (ddof=1); NVIDIA's stylegan2-ada metric uses ddof=0.
+COVARIANCE = "N-1 (numpy.cov, torch-fidelity); NVIDIA's stylegan2-ada code uses N"
+CACHE_FORMAT = "fewgan.features/1"
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images -> uint8 by rounding, as ADA/DiffAugment do (DESIGN.md conventions)."""
+    return ((x.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def check_images(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.is_tensor(x) or x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+        got = f"{x.dtype} {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{what}: expected uint8 images (N, 3, H, W), got {got}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what}: no images")
+    return x
+
+
+class InceptionExtractor:
+    """torch-fidelity's InceptionV3 (2048-d pool features) from a resolved weights file."""
+
+    def __init__(self, info: WeightsInfo, device: Any = "cpu", *, channels_last: bool = True,
+                 batch_size: int = 50):
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        if info.path is None:
+            raise ValueError("Inception weights have no file; resolve('inception-v3-compat', params) "
+                             "always returns one (official, user-supplied or the random-init fallback)")
+        # fewgan.weights.resolve already read this file with weights_only=True before torch-fidelity
+        # (which loads with weights_only=False) sees it.
+        net = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER],
+                                          feature_extractor_weights_path=str(info.path))
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net.to(device).eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.info = info
+        self.channels_last = channels_last
+        self.batch_size = int(batch_size)
+
+    @property
+    def variant(self) -> str:
+        return "torch-fidelity-0.4.0/" + ("channels_last" if self.channels_last else "as-shipped")
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> float32 (N, 2048) on the CPU, in batches."""
+        check_images(images, "Inception input")
+        out = []
+        for i in range(0, images.shape[0], self.batch_size):
+            batch = images[i:i + self.batch_size].to(self.device)
+            out.append(self.net(batch)[0].float().cpu())
+        return torch.cat(out)
+
+
+def build_extractor(params: dict, device: Any = "cpu") -> InceptionExtractor:
+    ev = params["evaluation"]
+    info = resolve("inception-v3-compat", params)
+    return InceptionExtractor(info, device, channels_last=bool(ev.get("channels_last", True)),
+                              batch_size=int(ev.get("fid", {}).get("batch_size", 50)))
+
+
+# ------------------------------------------------------------------------------------------------
+# real-feature cache
+# ------------------------------------------------------------------------------------------------
+def images_sha256(images: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(repr((str(images.dtype), tuple(images.shape))).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def feature_cache_key(images: torch.Tensor, extractor: InceptionExtractor) -> str:
+    parts = [CACHE_FORMAT, images_sha256(images), extractor.info.sha256 or "nofile", FEATURE_LAYER,
+             extractor.variant]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def real_features(images: torch.Tensor, extractor: InceptionExtractor, cache_dir: Path | None) -> tuple[torch.Tensor, dict]:
+    """Features of a real image set, from the cache when this exact (images, weights) pair was seen."""
+    check_images(images, "real images")
+    key = feature_cache_key(images, extractor)
+    meta = {"key": key, "images_sha256": images_sha256(images), "n": int(images.shape[0]), "cached": False}
+    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            blob = torch_load(path)
+            if blob.get("format") == CACHE_FORMAT and blob.get("key") == key:
+                feats = blob["features"]
+                if feats.shape == (images.shape[0], 2048):
+                    meta["cached"] = True
+                    return feats, meta
+            log.warning("feature cache %s does not match its key; recomputing", path)
+        except Exception as exc:  # corrupt cache file: recompute, say so
+            log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
+    feats = extractor(images)
+    if path is not None:
+        atomic_torch_save(path, {"format": CACHE_FORMAT, "key": key, "features": feats,
+                                 "images_sha256": meta["images_sha256"],
+                                 "weights_sha256": extractor.info.sha256, "variant": extractor.variant})
+    return feats, meta
+
+
+# ------------------------------------------------------------------------------------------------
+# the statistics (torch-fidelity's own functions)
+# ------------------------------------------------------------------------------------------------
+def fid_from_features(fake: torch.Tensor, real: torch.Tensor) -> float:
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    for f, what in ((fake, "fake"), (real, "real")):
+        if f.dim() != 2 or f.shape[0] < 2:
+            raise ValueError(f"FID needs at least 2 {what} feature vectors, got shape {tuple(f.shape)}")
+    s1 = fid_features_to_statistics(fake.double().cpu())
+    s2 = fid_features_to_statistics(real.double().cpu())
+    return float(fid_statistics_to_metric(s1, s2, False)["frechet_inception_distance"])
+
+
+def kid_subset_size(n_real: int, n_fake: int, max_subset_size: int) -> int:
+    """torch-fidelity refuses a subset larger than either set: few-shot uses min(n_real, n_fake, max)."""
+    return int(min(n_real, n_fake, max_subset_size))
+
+
+def kid_from_features(fake: torch.Tensor, real: torch.Tensor, *, subsets: int = 100,
+                      max_subset_size: int = 1000, seed: int = 0) -> dict[str, float]:
+    """KID x10^3 (mean and std over seeded subsets), torch-fidelity's estimator; fakes are input 1."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    size = kid_subset_size(real.shape[0], fake.shape[0], max_subset_size)
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 images per set (got {fake.shape[0]} fake, {real.shape[0]} real)")
+    out = kid_features_to_metric(fake.double().cpu(), real.double().cpu(), kid_subsets=int(subsets),
+                                 kid_subset_size=size, rng_seed=int(seed), verbose=False)
+    return {"kid": 1e3 * out["kernel_inception_distance_mean"],
+            "kid_std": 1e3 * out["kernel_inception_distance_std"], "kid_subset_size": size,
+            "kid_subsets": int(subsets)}
+
+
+def fid(fake_features: torch.Tensor, real_features: torch.Tensor, **_: Any) -> float:
+    return fid_from_features(fake_features, real_features)
+
+
+def kid(fake_features: torch.Tensor, real_features: torch.Tensor, **kw: Any) -> dict[str, float]:
+    return kid_from_features(fake_features, real_features, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# streaming fakes
+# ------------------------------------------------------------------------------------------------
+def fake_batches(model, G, n: int, *, batch_size: int, seed: int, device: Any = "cpu") -> Iterator[torch.Tensor]:
+    """uint8 fakes in batches: latents from a seeded CPU generator, images rounded to uint8."""
+    g = torch.Generator().manual_seed(int(seed))
+    done = 0
+    with torch.inference_mode():
+        while done < n:
+            b = min(batch_size, n - done)
+            z = model.sample_latents(b, generator=g)
+            x = model.generate(G, z.to(device))
+            if x.dim() != 4 or x.shape[0] != b or x.shape[1] != 3:
+                raise ValueError(f"model.generate returned {tuple(x.shape)}, expected ({b}, 3, R, R)")
+            yield to_uint8(x).cpu()
+            done += b
+
+
+def features_of_stream(batches: Iterable[torch.Tensor], extractor: InceptionExtractor,
+                       on_batch: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    feats = []
+    for b in batches:
+        feats.append(extractor(b))
+        if on_batch is not None:
+            on_batch(b)
+    return torch.cat(feats)
+
+
+def fid_kid(fake_feats: torch.Tensor, real_feats: torch.Tensor, params: dict, *, with_kid: bool = True,
+            seed: int = 0) -> dict[str, Any]:
+    kcfg = params["evaluation"].get("kid", {})
+    out: dict[str, Any] = {"fid": fid_from_features(fake_feats, real_feats)}
+    if with_kid:
+        out.update(kid_from_features(fake_feats, real_feats, subsets=int(kcfg.get("subsets", 100)),
+                                     max_subset_size=int(kcfg.get("max_subset_size", 1000)), seed=seed))
+    return out

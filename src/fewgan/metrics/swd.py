@@ -1,0 +1,262 @@
+"""Sliced Wasserstein distance on Laplacian-pyramid patches, as ProGAN defines it
+(Karras et al., ICLR 2018, Appendix D; tkarras/progressive_growing_of_gans metrics/sliced_wasserstein.py),
+vectorised in torch.
+
+Per set (real, fake) and per pyramid level:
+- Laplacian pyramid with the 5x5 binomial kernel [1,4,6,4,1]^T[1,4,6,4,1]/256, mirror boundary
+  (reflect without repeating the edge, scipy.ndimage mode='mirror'), down = blur then every 2nd pixel,
+  up = zero-insert then blur with 4x the kernel; levels from full size down to `min_resolution` (16 px),
+  the last level being the Gaussian low-pass.
+- Random 7x7x3 patches fully inside the level (top-left uniform in [0, S-7]).
+- The set's descriptors are normalised per colour channel by the set's own mean and std (ddof 0).
+- SWD = mean over `repeats` (4) of: project both sets on `directions` (128) random unit vectors, sort,
+  mean |difference|. Reported x10^3 per level and averaged over levels.
+
+Equal descriptor counts (the distance needs them; ProGAN fed the same number of images on both sides):
+fewgan takes n_desc = min(n_real, n_fake) x patches_per_image descriptors from EACH set, spread as evenly as
+possible over ALL the set's images (image i of n gets n_desc // n patches, plus one for the first
+n_desc % n images). So the smaller set gives exactly ProGAN's 128 patches per image and the larger set gives
+fewer per image but covers every image. With n_real = n_fake this is exactly ProGAN's protocol.
+Noise floor: two disjoint random halves of the real set, each giving the same n_desc descriptors (extra
+patches per image), compared the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ProGAN sliced_wasserstein.py: gaussian_filter = outer([1,4,6,4,1]) / 256 (matches cv2.pyrDown)
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=torch.float64)
+KERNEL_5x5 = (torch.outer(_BINOMIAL, _BINOMIAL) / 256.0)
+
+# ProGAN sliced_wasserstein.py API.__init__ constants
+PATCHES_PER_IMAGE = 128
+PATCH_SIZE = 7
+DIRECTIONS = 128
+REPEATS = 4
+MIN_RESOLUTION = 16
+
+
+def _blur(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """Depthwise 5x5 binomial filter with mirror boundary (same size)."""
+    c = x.shape[1]
+    k = (KERNEL_5x5 * gain).to(x.dtype).to(x.device).expand(c, 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k, groups=c)
+
+
+def pyr_down(x: torch.Tensor) -> torch.Tensor:
+    return _blur(x)[:, :, ::2, ::2]
+
+
+def pyr_up(x: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    up = x.new_zeros(n, c, 2 * h, 2 * w)
+    up[:, :, ::2, ::2] = x
+    return _blur(up, 4.0)  # ProGAN pyr_up: kernel x 4 after zero insertion
+
+
+def resolutions(size: int, min_resolution: int = MIN_RESOLUTION) -> list[int]:
+    """ProGAN: levels at size, size/2, ... while >= min_resolution."""
+    out = []
+    res = int(size)
+    while res >= min_resolution:
+        out.append(res)
+        res //= 2
+    return out
+
+
+def laplacian_pyramid(x: torch.Tensor, num_levels: int) -> list[torch.Tensor]:
+    pyr = [x]
+    for _ in range(1, num_levels):
+        low = pyr_down(pyr[-1])
+        pyr[-1] = pyr[-1] - pyr_up(low)
+        pyr.append(low)
+    return pyr
+
+
+def patches_per_image(n_images: int, n_desc: int) -> torch.Tensor:
+    """Even spread of n_desc patches over n_images images (see module doc)."""
+    base, extra = divmod(int(n_desc), int(n_images))
+    counts = torch.full((n_images,), base, dtype=torch.long)
+    counts[:extra] += 1
+    return counts
+
+
+def patches_at(level: torch.Tensor, img: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor,
+               patch_size: int) -> torch.Tensor:
+    ar = torch.arange(patch_size)
+    rows = (ys[:, None] + ar)[:, None, :, None]
+    cols = (xs[:, None] + ar)[:, None, None, :]
+    ch = torch.arange(level.shape[1])[None, :, None, None]
+    return level[img[:, None, None, None], ch, rows, cols]
+
+
+def normalize_descriptors(desc: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean/std (ddof 0) of the whole set, then flatten: (n, 3, p, p) -> (n, 3p^2)."""
+    mean = desc.mean(dim=(0, 2, 3), keepdim=True)
+    std = desc.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+    return ((desc - mean) / std).reshape(desc.shape[0], -1)
+
+
+def random_directions(dim: int, directions: int, repeats: int, generator: torch.Generator) -> torch.Tensor:
+    """(repeats, dim, directions) unit columns (normalised in float64, used in float32 as ProGAN)."""
+    d = torch.randn(repeats, dim, directions, generator=generator, dtype=torch.float64)
+    d = d / d.square().sum(dim=1, keepdim=True).sqrt()
+    return d.float()
+
+
+def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor) -> float:
+    """ProGAN's sliced_wasserstein for given directions (repeats, dim, k): mean over repeats of the
+    mean |sorted projection difference|."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"SWD needs equal descriptor counts, got {tuple(a.shape)} vs {tuple(b.shape)}")
+    vals = []
+    for r in range(dirs.shape[0]):
+        d = dirs[r].to(a.dtype).T.contiguous()
+        pa = _sort_rows(d @ a.T)  # (directions, n): each direction's projections, sorted
+        pb = _sort_rows(d @ b.T)
+        vals.append((pa - pb).abs().mean(dtype=torch.float64))
+    return float(torch.stack(vals).mean())
+
+
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Sort each row. On CPU numpy's sort of contiguous rows is ~10x faster than torch.sort here
+    (measured on the 2-core machine: 7 ms vs 110 ms for 64 x 4096); on GPU torch.sort is used."""
+    if x.is_cuda:
+        return torch.sort(x, dim=-1).values
+    return torch.from_numpy(np.sort(x.contiguous().numpy(), axis=-1))
+
+
+class DescriptorSet:
+    """Accumulates one set's patch descriptors over batches of images (streaming-friendly)."""
+
+    def __init__(self, n_images: int, n_desc: int, num_levels: int, patch_size: int, seed: int):
+        self.counts = patches_per_image(n_images, n_desc)
+        self.n_images = int(n_images)
+        self.num_levels = num_levels
+        self.patch_size = patch_size
+        # positions drawn up front (uniform in [0, 1) per patch, per level), so that how the images are
+        # split into batches never changes which patches are taken
+        gen = torch.Generator().manual_seed(int(seed))
+        self.uniform = torch.rand(num_levels, 2, int(self.counts.sum()), generator=gen, dtype=torch.float64)
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), self.counts.cumsum(0)])
+        self.levels: list[list[torch.Tensor]] = [[] for _ in range(num_levels)]
+        self.seen = 0
+
+    def add(self, images: torch.Tensor) -> None:
+        b = images.shape[0]
+        if self.seen + b > self.n_images:
+            b = self.n_images - self.seen
+            images = images[:b]
+        if b <= 0:
+            return
+        counts = self.counts[self.seen:self.seen + b]
+        lo, hi = int(self.offsets[self.seen]), int(self.offsets[self.seen + b])
+        img = torch.repeat_interleave(torch.arange(b), counts)
+        x = images.float()  # ProGAN works on the 0..255 values
+        for lod, level in enumerate(laplacian_pyramid(x, self.num_levels)):
+            h, w = level.shape[-2:]
+            p = self.patch_size
+            if h < p or w < p:
+                raise ValueError(f"SWD level {h}x{w} is smaller than the {p}px patch; "
+                                 "raise evaluation.swd.min_resolution")
+            ys = (self.uniform[lod, 0, lo:hi] * (h - p + 1)).long()  # top-left uniform in [0, S-p]
+            xs = (self.uniform[lod, 1, lo:hi] * (w - p + 1)).long()
+            self.levels[lod].append(patches_at(level, img, ys, xs, p))
+        self.seen += b
+
+    def finalize(self) -> list[torch.Tensor]:
+        if self.seen != self.n_images:
+            raise ValueError(f"SWD expected {self.n_images} images, got {self.seen}")
+        return [normalize_descriptors(torch.cat(lv)) for lv in self.levels]
+
+
+def _cfg(params_swd: dict | None) -> dict[str, Any]:
+    c = {"patches_per_image": PATCHES_PER_IMAGE, "patch_size": PATCH_SIZE, "min_resolution": MIN_RESOLUTION,
+         "directions": DIRECTIONS, "repeats": REPEATS, "batch_size": 32}
+    c.update({k: v for k, v in (params_swd or {}).items() if k in c})
+    if c["patch_size"] % 2 != 1:
+        raise ValueError(f"evaluation.swd.patch_size must be odd (ProGAN: 7), got {c['patch_size']}")
+    return c
+
+
+def distances(desc_a: list[torch.Tensor], desc_b: list[torch.Tensor], res: list[int], repeats: int,
+              directions: int, seed: int) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    per_level = {}
+    for r, a, b in zip(res, desc_a, desc_b):
+        dirs = random_directions(a.shape[1], directions, repeats, gen)
+        per_level[str(r)] = 1e3 * sliced_wasserstein(a, b, dirs)  # ProGAN: x 10^3
+    return {"levels": per_level, "mean": float(sum(per_level.values()) / len(per_level))}
+
+
+def _batches(x: torch.Tensor, bs: int) -> Iterable[torch.Tensor]:
+    for i in range(0, x.shape[0], bs):
+        yield x[i:i + bs]
+
+
+def swd(real: torch.Tensor, fake: torch.Tensor | Iterable[torch.Tensor], *, n_fake: int | None = None,
+        cfg: dict | None = None, seed: int = 0) -> dict[str, Any]:
+    """SWD x10^3 per level and mean between uint8 (N, 3, R, R) real images and fakes (a tensor or an
+    iterable of batches with `n_fake` images in total)."""
+    c = _cfg(cfg)
+    if torch.is_tensor(fake):
+        n_fake = fake.shape[0]
+        fake_iter: Iterable[torch.Tensor] = _batches(fake, c["batch_size"])
+    else:
+        if n_fake is None:
+            raise ValueError("swd(): give n_fake when fakes come as batches")
+        fake_iter = fake
+    size = real.shape[-1]
+    res = resolutions(size, c["min_resolution"])
+    if not res:
+        raise ValueError(f"images of {size}px are below evaluation.swd.min_resolution={c['min_resolution']}")
+    n_desc = min(real.shape[0], n_fake) * c["patches_per_image"]
+    ds_real = DescriptorSet(real.shape[0], n_desc, len(res), c["patch_size"], seed * 1000 + 11)
+    ds_fake = DescriptorSet(n_fake, n_desc, len(res), c["patch_size"], seed * 1000 + 12)
+    for b in _batches(real, c["batch_size"]):
+        ds_real.add(b)
+    for b in fake_iter:
+        if b.shape[-1] != size:
+            raise ValueError(f"fakes are {b.shape[-1]}px but reals {size}px")
+        ds_fake.add(b)
+    out = distances(ds_real.finalize(), ds_fake.finalize(), res, c["repeats"], c["directions"], seed)
+    out.update(n_desc=n_desc, n_real=int(real.shape[0]), n_fake=int(n_fake), resolutions=res,
+               protocol=PROTOCOL)
+    return out
+
+
+def swd_real_floor(real: torch.Tensor, *, n_desc: int | None = None, cfg: dict | None = None,
+                   seed: int = 0) -> dict[str, Any]:
+    """SWD between two disjoint random halves of the real set (noise floor), each giving `n_desc`
+    descriptors (default: the count the real-vs-fake comparison uses, n_real x patches_per_image)."""
+    c = _cfg(cfg)
+    n = real.shape[0]
+    if n < 2:
+        raise ValueError("the SWD noise floor needs at least 2 real images")
+    half = n // 2
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) + 7))
+    a, b = real[perm[:half]], real[perm[half:2 * half]]
+    n_desc = int(n_desc or n * c["patches_per_image"])
+    res = resolutions(real.shape[-1], c["min_resolution"])
+    sets = []
+    for i, part in enumerate((a, b)):
+        ds = DescriptorSet(half, n_desc, len(res), c["patch_size"], seed * 1000 + 21 + i)
+        for bb in _batches(part, c["batch_size"]):
+            ds.add(bb)
+        sets.append(ds.finalize())
+    out = distances(sets[0], sets[1], res, c["repeats"], c["directions"], seed + 99)
+    out.update(n_desc=n_desc, halves=half, resolutions=res,
+               method="two disjoint random halves of the real set, each with the same descriptor count "
+                      "as the real-vs-fake comparison")
+    return out
+
+
+PROTOCOL = ("ProGAN SWD (metrics/sliced_wasserstein.py): binomial 5x5 Laplacian pyramid, mirror boundary, "
+            "levels down to 16 px, 7x7 patches, per-set channel normalisation, 4x128 random directions, x1e3. "
+            "Equal counts: n_desc = min(n_real, n_fake) x 128 descriptors per set, spread evenly over all "
+            "images of each set.")
