@@ -59,6 +59,9 @@ def test_center_mode_manifest_hashes_match(cwd):
     wide = next(r for r in written if r["source"] == "WIDE.PNG")
     assert json.loads(wide["quad"]) == [[15, 0], [15, 30], [45, 30], [45, 0]]
     assert json.loads((cwd / "out" / "summary.json").read_text())["counts"]["written"] == 6
+    # deterministic: a second run writes byte-identical manifest and images
+    curate.run(params_for("d", folder_entry("src")), "d", cwd / "again")
+    assert (cwd / "again" / "manifest.csv").read_bytes() == (cwd / "out" / "manifest.csv").read_bytes()
 
 
 def test_pad_and_none_modes(cwd):

@@ -70,9 +70,14 @@ def pixels_sha256(img: Image.Image) -> str:
     return h.hexdigest()
 
 
+#: zlib level 1: measured 5.8 ms vs 22 ms (level 6) per 128 px image for files only ~17% larger;
+#: PNG stays lossless either way (the split keys on pixel hashes, not file bytes).
+PNG_COMPRESS_LEVEL = 1
+
+
 def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "PNG", compress_level=6)
+    img.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
