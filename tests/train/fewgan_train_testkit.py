@@ -93,7 +93,7 @@ class TinyGAN(GANModel):
         fake = self._cache if self._cache is not None else self.generate(G, z)
         self._cache = None
         loss = F.softplus(-D(augment(fake))).mean()
-        if self.cfg.get("second_g_forward"):  # e.g. StyleGAN2's path-length pass: a 2nd G forward per step
+        if self.cfg.get("second_g_forward") and not self._share(step):  # e.g. StyleGAN2's path-length pass
             loss = loss + 1e-3 * self.generate(G, z[: max(1, z.shape[0] // 2)]).square().mean()
         return loss, {"g": loss.item()}
 

@@ -23,8 +23,9 @@ def _free_port() -> int:
 
 
 def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
-    # 10 images, global batch 4 -> 2 per rank from disjoint shards; a second G forward per G step; every
-    # other step the fakes are made with a graph in the D step and reused by the G step (FastGAN's way)
+    # 10 images, global batch 4 -> 2 per rank from disjoint shards. Even steps: fakes made with a graph in
+    # the D step and reused by the G step (FastGAN's way); odd steps: no_grad fakes in the D step, and the
+    # G step runs G twice (StyleGAN2's path-length pass does).
     (tmp_path / "worker.json").write_text(json.dumps({
         "n_images": 10, "model_cfg": {"second_g_forward": True, "share_fakes": "alternate"},
         "train": {"iterations": 4, "snapshot_every": 2, "sample_every": 4, "log_every": 2}}))
