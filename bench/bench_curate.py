@@ -6,7 +6,8 @@ Datasets (from params/datasets.yaml, real images from ../shared/data or $FEWGAN_
 - demo_faces: the synthetic demo set (generation + face alignment) at 64 px.
 
 Usage: python bench/bench_curate.py [--repeats 3] [--only NAME ...]
-Throughput counts written images (faces in face mode) per wall-clock second of the whole stage,
+Throughput counts written images (faces in face mode) per wall-clock second (and per CPU second of
+this process) of the whole stage,
 including decoding, hashing, pHash, PNG encoding and the atomic writes; one warm-up run is not counted.
 """
 
@@ -52,20 +53,23 @@ def main() -> None:
                 continue
             params = {"seed": 0, "datasets": {name: {**copy.deepcopy(registry[name]), **over}}}
             curate.run(params, name, Path(tmp) / "warmup")  # imports, file cache
-            times, written = [], 0
+            times, cpus, written = [], [], 0
             for r in range(args.repeats):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 s = curate.run(params, name, Path(tmp) / f"{name}-{r}")
                 times.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
                 written = s["counts"]["written"]
-            med = statistics.median(times)
-            rows.append((label, written, med, written / med))
+            med, cpu = statistics.median(times), statistics.median(cpus)
+            rows.append((label, written, med, written / med, cpu, written / cpu))
     print(f"# curate throughput, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats}")
-    print(f"| {'case':<24} | {'images':>6} | {'seconds':>8} | {'images/s':>8} |")
-    print(f"|{'-' * 26}|{'-' * 8}|{'-' * 10}|{'-' * 10}|")
-    for label, n, sec, ips in rows:
-        print(f"| {label:<24} | {n:>6} | {sec:>8.2f} | {ips:>8.1f} |")
+    print(f"# load average at the end: {os.getloadavg()[0]:.1f} (wall-clock figures are only meaningful when low;"
+          " CPU-second figures are steadier on a shared machine)")
+    print(f"| {'case':<24} | {'images':>6} | {'wall s':>7} | {'images/s':>8} | {'CPU s':>7} | {'images/CPU-s':>12} |")
+    print(f"|{'-' * 26}|{'-' * 8}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 14}|")
+    for label, n, sec, ips, cpu, ipc in rows:
+        print(f"| {label:<24} | {n:>6} | {sec:>7.2f} | {ips:>8.1f} | {cpu:>7.2f} | {ipc:>12.1f} |")
 
 
 if __name__ == "__main__":

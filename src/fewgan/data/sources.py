@@ -1,7 +1,7 @@
 """Dataset sources: a folder (recursive), a zip archive (safely extracted), a URL with sha256.
 
 - Folder: every regular file below it, recursively, in sorted POSIX order; hidden files and folders
-  (names starting with '.') are left out. Whether a file is an image is decided later by content.
+  (names starting with '.') and symbolic links pointing outside the folder are left out. Whether a file is an image is decided later by content.
 - Zip: every member must stay inside the extraction directory: absolute names, drive letters, `..`
   components and symbolic links are refused (zip-slip) and the whole archive is rejected, naming the
   member. The total uncompressed size is capped by `max_extract_bytes` (zip bombs).
@@ -36,12 +36,16 @@ def list_files(root: Path) -> list[tuple[str, Path]]:
         raise SourceError(f"source folder {root} does not exist or is not a folder; fix `source.path` "
                           "in params/datasets.yaml")
     out = []
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
+            if p.is_symlink() and real_root not in p.resolve().parents:
+                log.warning("skipping %s: symbolic link to %s, outside the source folder", p, p.resolve())
+                continue
             if p.is_file():
                 out.append((p.relative_to(root).as_posix(), p))
     out.sort(key=lambda t: t[0])

@@ -50,10 +50,10 @@ def draw_face_photo(rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
     c0 = np.array(_colour(rng, 70), dtype=np.float32)
     c1 = np.array(_colour(rng, 70), dtype=np.float32)
     ang = rng.uniform(0, 2 * np.pi)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
+    yy, xx = np.ogrid[0:h, 0:w]
+    t = (np.float32(np.cos(ang) / w) * xx.astype(np.float32) + np.float32(np.sin(ang) / h) * yy.astype(np.float32))
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
-    bg = c0 + (c1 - c0) * t[..., None] + rng.normal(0, 8, size=(h, w, 3)).astype(np.float32)
+    bg = c0 + (c1 - c0) * t[..., None] + rng.standard_normal(size=(h, w, 3), dtype=np.float32) * np.float32(8)
     img = Image.fromarray(np.clip(bg, 60, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
 
