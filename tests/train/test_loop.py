@@ -265,3 +265,22 @@ def test_training_reads_only_train_images_through_the_loader(dirs, monkeypatch):
     run = _run(dirs, iterations=1).run
     assert run["n_train_images"] == 8
     assert sorted(opened) == sorted(str(cur / "images" / f"im{i}.png") for i in range(8))
+
+
+def test_xflip_flips_some_images_deterministically():
+    images, _ = kit.toy_images(n=8)
+    mk = lambda: Batches(images, 8, 0, 0, 1, True, torch.device("cpu"), False)  # noqa: E731
+    plain = Batches(images, 8, 0, 0, 1, False, torch.device("cpu"), False)(0)
+    a, b = mk()(0), mk()(0)
+    assert torch.equal(a, b)
+    flipped = [not torch.equal(a[i], plain[i]) for i in range(8)]
+    assert any(flipped) and not all(flipped)
+    for i in range(8):
+        assert torch.equal(a[i], plain[i].flip(2) if flipped[i] else plain[i])
+
+
+def test_bf16_autocast_and_channels_last_switches_run_on_cpu(toy_data, dirs):
+    run = _run(dirs, iterations=2, snapshot_every=2, amp="bf16", channels_last=True).run
+    assert run["amp"] == "bf16" and run["channels_last"] is True
+    snap = torch_load(dirs["out_dir"] / "snapshots" / "snapshot_0000002.pt")
+    assert all(v.is_contiguous() for v in snap["G_ema"].values())  # stored in the standard layout

@@ -489,6 +489,10 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         else:
             log.info("starting %s/%s from iteration 0 (%s)", dataset, model, why)
     del state
+    starts = ddp.all_gather_object(d, start)  # every rank read the same file; make sure they agree
+    if len(set(starts)) != 1:
+        raise RuntimeError(f"ranks disagree on the resume iteration ({starts}): is {work_dir} on a disk that "
+                           "every process sees? Delete it to start fresh")
     if d.is_main:
         if start == 0:
             _set_aside(work_dir)
