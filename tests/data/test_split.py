@@ -53,6 +53,17 @@ def test_subset_is_seeded_and_nested():
     assert all(a[x] == b[x] for x in kept) and len(kept) >= 50
 
 
+def test_rank_method_gives_exact_count():
+    k = keys(100)
+    a, fb = assign(k, shots=None, ratio=0.9, seed=0, method="rank")
+    assert sum(v == "test" for v in a.values()) == 10 and fb == []
+    t, _ = assign(k, shots=None, ratio=0.9, seed=0)
+    rank_test = {x for x, v in a.items() if v == "test"}
+    thr_test = {x for x, v in t.items() if v == "test"}
+    assert rank_test != thr_test or len(thr_test) == 10
+    assert rank_test <= thr_test or thr_test <= rank_test  # both are "largest hash values" sets
+
+
 def test_degenerate_split_is_corrected_and_recorded():
     # with ratio 0.999 almost nothing falls in test: one image is moved, and it is said so
     a, fb = assign(keys(5), shots=None, ratio=0.999, seed=0)

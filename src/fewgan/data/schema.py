@@ -83,6 +83,7 @@ DATASET_SCHEMA: dict[str, Any] = {
             "properties": {
                 "ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
                 "seed": {"type": ["integer", "null"]},
+                "method": {"enum": ["threshold", "rank"]},
             },
         },
         "background": {"type": "array", "minItems": 3, "maxItems": 3,
@@ -118,7 +119,8 @@ DEFAULTS: dict[str, Any] = {
     "detector": None,
     "shots": None,            # null = every curated image
     "min_images": 10,         # fewer usable images than this stops curate/split
-    "split": {"ratio": 0.9, "seed": None},   # FastGAN Table 5: 9:1 train/test; seed null = params.seed
+    # FastGAN Table 5: 9:1 train/test; seed null = params.seed; method threshold = stable under additions
+    "split": {"ratio": 0.9, "seed": None, "method": "threshold"},
     "background": [255, 255, 255],           # alpha compositing and `pad` colour
     "dedup": {"exact": True, "phash_max_distance": 4},
     "min_face_fraction": 0.5,  # face mode: skip faces whose quad side < 0.5 * resolution (>2x upsampling)

@@ -9,6 +9,9 @@ sha256 of the decoded pixels, independent of PNG encoder settings) and the seed:
   when u >= ratio, else `train` (FastGAN Table 5: 9:1). The assignment of an image never depends on
   any other image, so adding images never moves existing ones between train and test. The test share
   is therefore ratio only in expectation; the summary reports the realised counts.
+  With `split.method: rank` the test set is instead exactly the round((1 - ratio) * n) images with the
+  largest u: the exact 9:1 count of FastGAN's protocol, at the price of stability (adding images can
+  move images near the boundary from test to train).
   Degenerate draws are corrected and recorded as fallbacks: no test image -> the train image with
   the largest u becomes test; no train image -> the test image with the smallest u becomes train.
 
@@ -42,7 +45,8 @@ def hash_unit(seed: int, purpose: str, key: str) -> float:
     return int.from_bytes(h[:8], "big") / 2.0 ** 64
 
 
-def assign(keys: list[str], *, shots: int | None, ratio: float, seed: int) -> tuple[dict[str, str], list[str]]:
+def assign(keys: list[str], *, shots: int | None, ratio: float, seed: int,
+           method: str = "threshold") -> tuple[dict[str, str], list[str]]:
     """{key: 'train'|'test'} for the chosen subset of `keys` (content hashes), plus fallbacks."""
     uniq = sorted(set(keys))
     if len(uniq) != len(keys):
@@ -50,7 +54,14 @@ def assign(keys: list[str], *, shots: int | None, ratio: float, seed: int) -> tu
     ranked = sorted(uniq, key=lambda k: (hash_unit(seed, "subset", k), k))
     chosen = ranked if shots is None else ranked[:shots]
     u = {k: hash_unit(seed, "split", k) for k in chosen}
-    out = {k: ("test" if u[k] >= ratio else "train") for k in chosen}
+    if method == "threshold":
+        out = {k: ("test" if u[k] >= ratio else "train") for k in chosen}
+    elif method == "rank":
+        n_test = int(round((1.0 - ratio) * len(chosen)))
+        by_u = sorted(chosen, key=lambda c: (-u[c], c))
+        out = {k: ("test" if i < n_test else "train") for i, k in enumerate(by_u)}
+    else:
+        raise SplitError(f"unknown split method {method!r} (threshold, rank)")
     fallbacks = []
     if chosen and not any(v == "test" for v in out.values()):
         k = max(chosen, key=lambda c: u[c])
@@ -100,7 +111,8 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
     ratio = float(entry["split"]["ratio"])
     seed = int(entry["split"]["seed"])
     by_key = {r["pixels_sha256"]: r for r in rows}
-    assignment, fallbacks = assign(list(by_key), shots=shots, ratio=ratio, seed=seed)
+    method = entry["split"].get("method", "threshold")
+    assignment, fallbacks = assign(list(by_key), shots=shots, ratio=ratio, seed=seed, method=method)
     for fb in fallbacks:
         log.warning("dataset %s: %s", dataset, fb)
     out_rows = []
@@ -133,8 +145,11 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
         "ratio": ratio,
         "realised_ratio": round(n_train / max(len(out_rows), 1), 4),
         "seed": seed,
-        "rule": ("subset = lowest sha256(seed:subset:pixels_sha256); test iff "
-                 "sha256(seed:split:pixels_sha256)/2^64 >= ratio (stable when images are added)"),
+        "method": method,
+        "rule": ("subset = lowest sha256(seed:subset:pixels_sha256); " + (
+            "test iff u = sha256(seed:split:pixels_sha256)/2^64 >= ratio (stable when images are added)"
+            if method == "threshold" else
+            "test = the round((1 - ratio) n) images with the largest u (exact count; not stable under additions)")),
         "curated_manifest_sha256": sha256_file(curated_dir / "manifest.csv"),
         "fallbacks": fallbacks,
         "seconds": round(time.perf_counter() - t0, 3),
