@@ -61,6 +61,15 @@ def standin_lpips(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (F.avg_pool2d(a, 2) - F.avg_pool2d(b, 2)).abs().flatten(1).mean(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(_small_torch):
+    """These models are tiny: one thread is several times faster than two on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def no_builtins(monkeypatch):
     """Build only the tiny test model (built-in models may not exist yet / are slow to import)."""
@@ -84,8 +93,8 @@ def tiny_run(tmp_path, monkeypatch, no_builtins):
     images = {"test": (test, [f"t{i}.png" for i in range(6)]), "train": (train, [f"r{i}.png" for i in range(10)])}
     calls = []
 
-    def fake_load(curated_dir, split_dir, which):
-        calls.append(which)
+    def fake_load(curated_dir, split_dir, which, resolution):
+        calls.append((which, resolution))
         return images[which]
 
     monkeypatch.setattr(stage, "_load_images", fake_load)

@@ -22,7 +22,7 @@ from .conftest import RES, TINY, make_G, standin_lpips, write_snapshot
 def _run(r, **overrides):
     params = json.loads(json.dumps(r["params"]))
     params["invert"].update(overrides)
-    return run(params, "toy", TINY, r["train_dir"], r["curated"], r["split"], r["out_dir"], threads=2)
+    return run(params, "toy", TINY, r["train_dir"], r["curated"], r["split"], r["out_dir"], threads=1)
 
 
 # ---- the loss --------------------------------------------------------------------------------------------
@@ -116,6 +116,7 @@ def test_run_writes_csv_json_png(tiny_run):
     assert js["settings"]["betas"] == [0.5, 0.999] and js["settings"]["mse_weight"] == 0.2
     assert "[-1, 1]" in js["settings"]["metric_notes"]["mse"]
     assert any("test stand-in" in f for f in js["fallbacks"])
+    assert tiny_run["calls"] == [("test", RES), ("train", RES)]  # targets loaded at the generator resolution
     assert js["per_image"][0]["names"] == [f"t{i}.png" for i in range(6)]
     assert len(js["per_image"][0]["lpips"]) == 6
     assert js["rows"][0]["lpips_mean"] == pytest.approx(sum(js["per_image"][0]["lpips"]) / 6, rel=1e-6)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fewgan.invert.core import Distance, invert, reconstruction_metrics, to_uint8
-from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, torch_load
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ def _build_lpips(net: str, params: dict, device: torch.device) -> tuple[Distance
     return build_lpips(net, params, device)
 
 
-def _load_images(curated_dir: Path, split_dir: Path, which: str) -> tuple[Any, list[str]]:
+def _load_images(curated_dir: Path, split_dir: Path, which: str, resolution: int) -> tuple[Any, list[str]]:
     from fewgan.data.loading import load_images
 
-    return load_images(curated_dir, split_dir, which=which)
+    return load_images(curated_dir, split_dir, which=which, resolution=resolution)
 
 
 def _provenance(params: dict, device: str) -> dict:
@@ -199,8 +199,10 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     device = resolve_device(params.get("device", "auto"), fallbacks)
 
     snaps = select_snapshots(list_snapshots(train_dir), cfg["snapshots"], train_dir)
+    # the generator's resolution decides the target size (profiles may train below the curated size)
+    resolution = int(torch_load(snaps[0][1], map_location="cpu").get("resolution", 0)) or None
 
-    images, names = _load_images(Path(curated_dir), Path(split_dir), "test")
+    images, names = _load_images(Path(curated_dir), Path(split_dir), "test", resolution)
     test_u8 = _as_uint8_images(images, list(names), "test", Path(curated_dir))
     names = list(names)
     if test_u8.shape[0] == 0:
@@ -210,7 +212,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         test_u8, names = test_u8[: cfg["max_images"]], names[: cfg["max_images"]]
     sets: list[tuple[str, torch.Tensor, list[str]]] = [("test", test_u8, names)]
     if cfg["include_train"]:
-        tr_images, tr_names = _load_images(Path(curated_dir), Path(split_dir), "train")
+        tr_images, tr_names = _load_images(Path(curated_dir), Path(split_dir), "train", resolution)
         tr_u8 = _as_uint8_images(tr_images, list(tr_names), "train", Path(curated_dir))
         k = int(cfg["include_train"])
         if k > tr_u8.shape[0]:
@@ -235,7 +237,6 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     grid_rows: list[tuple[str, torch.Tensor]] = []
     snapshot_meta: list[dict] = []
     latent_std_source = None
-    resolution = None
     for iteration, path in snaps:
         net, G, meta = load_snapshot(path, device)
         if int(meta.get("iteration", iteration)) != iteration:
@@ -243,11 +244,10 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                              f"{meta.get('iteration')}; the snapshots folder is inconsistent - re-run training")
         if meta.get("dataset") not in (None, dataset):
             raise ValueError(f"{path}: snapshot of dataset {meta.get('dataset')!r}, expected {dataset!r}")
-        if resolution is None:
-            resolution = int(meta.get("resolution", test_u8.shape[-1]))
         if test_u8.shape[-1] != int(meta.get("resolution", test_u8.shape[-1])):
-            raise ValueError(f"{path}: generator resolution {meta.get('resolution')} differs from the curated "
-                             f"images ({test_u8.shape[-1]} px) in {curated_dir}; re-curate or re-train")
+            raise ValueError(f"{path}: generator resolution {meta.get('resolution')} differs from that "
+                             f"of the first snapshot ({test_u8.shape[-1]} px); all snapshots of a run must share "
+                             "one resolution - re-train")
         for fb in meta.get("fallbacks", []) or []:
             note = f"snapshot: {fb}"
             if note not in fallbacks:

@@ -89,7 +89,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
         "train_s_per_iter": _num(run.get("seconds_per_iteration")), "train_iterations": run.get("iterations"),
         "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
         "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
-        "device": run.get("device"),
+        "device": run.get("device") or m.get("device"),
     }
     if cell.inversion is not None:
         test = cell.inversion[cell.inversion["split"] == "test"].sort_values("iteration")
@@ -157,7 +157,7 @@ def _dataset_table(datasets: list[DatasetInfo]) -> pd.DataFrame:
         scal = lambda d: "; ".join(f"{k}={v}" for k, v in d.items()  # noqa: E731
                                    if isinstance(v, (int, float, str, bool)) and k != "provenance") or "n/a"
         rows.append({"dataset": ds.name, "synthetic": "yes (synthetic data)" if ds.synthetic else "no",
-                     "description": ds.params.get("description", ""),
+                     "description": ds.params.get("description", ""), "domain": ds.params.get("domain", ""),
                      "curated": scal(cs) if ds.curated_summary else "not available",
                      "split": scal(ss) if ds.split_summary else "not available"})
     return pd.DataFrame(rows)
