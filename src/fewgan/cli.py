@@ -272,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=None, help="comma-separated (default: all registered)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--params", default="params/active.yaml")
-    p.add_argument("--json", default=None, help="also write the table as JSON here")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--compare", default=None, metavar="DIR",
+                   help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
     return ap
 
 

@@ -1,0 +1,314 @@
+"""`fewgan bench`: what each stage costs on this machine, and what each profile will cost.
+
+Prints (medians of `--repeats` timed runs after one warm-up):
+  1. seconds per training iteration of every registered model at 64/128/256 px (512/1024 on GPU),
+     with the demo profile's widths and the train batch of the active params, through the same
+     D-step / G-step / EMA sequence as `fewgan.train.loop`;
+  2. the FID extractor's images/s as torch-fidelity ships it and as fewgan runs it (channels_last),
+     with the largest feature difference between the two;
+  3. SWD and MS-SSIM wall time at 256 px, and inversion seconds per image per step;
+  4. an estimate of every profile's total time (smoke, demo, paper) from those figures;
+  5. with `--compare DIR`: the estimate for the active profile next to the stage.json costs of a
+     finished run in DIR (a project directory after `snakemake all` / `dvc repro`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from fewgan.io import atomic_write_json
+
+
+def _median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. training step
+# --------------------------------------------------------------------------------------------------
+def train_step_seconds(params: dict, model_name: str, resolution: int, batch: int, repeats: int,
+                       device: str = "cpu") -> dict:
+    """Median seconds of one training iteration (D step, G step, EMA), as the shared loop runs it."""
+    from fewgan.models import build_model
+    from fewgan.train.diffaugment import augment
+    from fewgan.train.ema import EMA
+
+    torch.manual_seed(0)
+    cfg = copy.deepcopy(params["models"][model_name])
+    gan = build_model(model_name, cfg, resolution).to(device)
+    if callable(getattr(gan, "set_lpips_params", None)):
+        gan.set_lpips_params(params)
+    fallbacks = list(gan.fallbacks())
+    opts = gan.make_optimizers()
+    ema = EMA(gan.G, gan.ema_buffers)
+    policy = cfg.get("augment_policy", params["train"].get("augment_policy", ""))
+    real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    state = {"step": 0}
+
+    def step() -> None:
+        s = state["step"]
+        z = gan.sample_latents(batch, generator=gen).to(device)
+        opts["D"].zero_grad(set_to_none=True)
+        loss_d, _ = gan.discriminator_loss(gan.G, gan.D, real, z, s, lambda x: augment(x, policy))
+        loss_d.backward()
+        opts["D"].step()
+        opts["G"].zero_grad(set_to_none=True)
+        loss_g, _ = gan.generator_loss(gan.G, gan.D, z, s, lambda x: augment(x, policy))
+        loss_g.backward()
+        opts["G"].step()
+        ema.update(gan.G, gan.ema_beta(s, batch))
+        if device != "cpu":
+            torch.cuda.synchronize()
+        state["step"] += 1
+
+    seconds = _median_time(step, repeats)
+    gen_time = _median_time(lambda: _generate_batch(gan, ema.module, batch, device), repeats)
+    return {"model": model_name, "resolution": resolution, "batch": batch, "s_per_iter": seconds,
+            "generate_s_per_image": gen_time / batch, "params_G": sum(p.numel() for p in gan.G.parameters()),
+            "peak_rss_mb": _peak_rss_mb(), "fallbacks": fallbacks}
+
+
+@torch.no_grad()
+def _generate_batch(gan, G, n: int, device: str) -> torch.Tensor:
+    G.eval()
+    return gan.generate(G, gan.sample_latents(n).to(device))
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. FID extractor
+# --------------------------------------------------------------------------------------------------
+def extractor_images_per_second(params: dict, n: int, repeats: int) -> dict:
+    """torch-fidelity's InceptionV3 as shipped vs fewgan's channels_last module, same weights."""
+    from fewgan.metrics.fid import InceptionExtractor
+    from fewgan.weights import resolve
+
+    info = resolve("inception-v3-compat", params)
+    images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    shipped = InceptionExtractor(info, channels_last=False, batch_size=n)
+    fast = InceptionExtractor(info, channels_last=True, batch_size=n)
+    t_shipped = _median_time(lambda: shipped(images), repeats)
+    t_fast = _median_time(lambda: fast(images), repeats)
+    diff = float((shipped(images) - fast(images)).abs().max())
+    return {"n": n, "shipped_img_s": n / t_shipped, "fewgan_img_s": n / t_fast, "speedup": t_shipped / t_fast,
+            "max_abs_feature_diff": diff, "weights": info.label, "standard_weights": info.standard}
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. SWD, MS-SSIM, inversion
+# --------------------------------------------------------------------------------------------------
+def swd_msssim_seconds(n_images: int, pairs: int, resolution: int, repeats: int) -> dict:
+    from fewgan.metrics.msssim import msssim_set
+    from fewgan.metrics.swd import swd
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (n_images, 3, resolution, resolution), dtype=torch.uint8, generator=g)
+    fake = torch.randint(0, 256, (n_images, 3, resolution, resolution), dtype=torch.uint8, generator=g)
+    t_swd = _median_time(lambda: swd(real, fake), repeats, warmup=0)
+    t_ms = _median_time(lambda: msssim_set(fake, pairs), repeats, warmup=0)
+    return {"resolution": resolution, "swd_images": n_images, "swd_s": t_swd, "msssim_pairs": pairs,
+            "msssim_s": t_ms, "msssim_s_per_pair": t_ms / pairs}
+
+
+def inversion_seconds(params: dict, model_name: str, resolution: int, n_images: int, steps: int) -> dict:
+    from fewgan.invert.core import invert
+    from fewgan.metrics.lpips import build_lpips
+    from fewgan.models import build_model
+
+    torch.manual_seed(0)
+    gan = build_model(model_name, params["models"][model_name], resolution)
+    G = gan.G.eval().requires_grad_(False)
+    lpips, _ = build_lpips(params["invert"].get("lpips_net", "vgg"), params, "cpu")
+    target = torch.rand(n_images, 3, resolution, resolution) * 2 - 1
+    inv = params["invert"]
+    t0 = time.perf_counter()
+    invert(gan, G, target, lpips, recipe="backtrack", steps=steps, lr=inv["lr"], mse_weight=inv["mse_weight"],
+           log_every=max(steps, 1))
+    seconds = time.perf_counter() - t0
+    return {"model": model_name, "resolution": resolution, "n_images": n_images, "steps": steps,
+            "s_per_step": seconds / steps, "s_per_image_per_step": seconds / steps / n_images}
+
+
+def process_start_seconds(repeats: int) -> float:
+    """Cost of starting one `fewgan` stage process (python + torch import), paid by every job."""
+    import subprocess
+    import sys
+
+    code = "import torch, fewgan.cli, fewgan.metrics, fewgan.models"
+    return _median_time(lambda: subprocess.run([sys.executable, "-c", code], check=True), repeats, warmup=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. profile estimates
+# --------------------------------------------------------------------------------------------------
+def _n_snapshots(train: dict) -> int:
+    it, every = train["iterations"], train["snapshot_every"]
+    return it // every + (1 if it % every else 0)
+
+
+def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
+    """Seconds per stage (summed over the experiment matrix, run one after the other)."""
+    start = figures["process_start_s"]
+    img_s = figures["extractor"]["fewgan_img_s"]
+    est: dict[str, float] = {"curate": 0.0, "split": 0.0, "train": 0.0, "score": 0.0, "select": 0.0,
+                             "invert": 0.0, "evaluate": 0.0, "report": start}
+    ev, inv, tr = p["evaluation"], p["invert"], p["train"]
+    for d in p["experiment"]["datasets"]:
+        ds = p["datasets"][d]
+        n_imgs = ds.get("shots") or (ds.get("source") or {}).get("count") or 100
+        n_train = int(round(n_imgs * (ds.get("split") or {}).get("ratio", 0.9)))
+        n_test = max(1, n_imgs - n_train)
+        est["curate"] += start + n_imgs * figures["curate_s_per_image"]
+        est["split"] += start
+        for m in p["experiment"]["models"]:
+            step = figures["train_profile"][(p["profile"], m)]
+            snaps = _n_snapshots(tr)
+            est["train"] += start + tr["iterations"] * step["s_per_iter"]
+            n_score = ev["score"]["n_fake"]
+            per_image = 1.0 / img_s + step["generate_s_per_image"]
+            est["score"] += start + n_train / img_s + snaps * n_score * per_image
+            est["select"] += start
+            n_inv = min(n_test, inv.get("max_images") or n_test) + int(inv.get("include_train") or 0)
+            inv_fig = figures["invert_profile"].get((p["profile"], m))
+            per_step = inv_fig["s_per_image_per_step"] * n_inv if inv_fig else 0.0
+            est["invert"] += start + snaps * inv["steps"] * per_step
+            n_fake = ev["fid"]["n_fake"]
+            swd_s = figures["swd"]["swd_s"] * (n_fake / figures["swd"]["swd_images"]) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
+            ms_s = figures["swd"]["msssim_s_per_pair"] * (ev["msssim"]["pairs"] * 2) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
+            est["evaluate"] += start + (n_fake + n_test) / img_s + n_fake * step["generate_s_per_image"] + swd_s + ms_s
+    est["total"] = sum(est.values())
+    return est
+
+
+def measured_costs(project: Path) -> dict[str, float]:
+    """Sum of stage.json wall times per stage in a finished run."""
+    totals: dict[str, float] = {}
+    for f in list(project.glob("data/*/*/stage.json")) + list(project.glob("runs/*/*/*/stage.json")) + \
+            list(project.glob("reports/*/stage.json")):
+        rec = json.loads(f.read_text())
+        totals[rec["stage"]] = totals.get(rec["stage"], 0.0) + float(rec["wall_s"])
+    totals["total"] = sum(totals.values())
+    return totals
+
+
+# --------------------------------------------------------------------------------------------------
+def _table(rows: list[dict], cols: list[str]) -> str:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=cols).to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def main(args) -> dict:
+    from fewgan.params import PROFILES, load_active, resolve
+
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    active = load_active(Path(args.params), check_fresh=False)
+    profiles = {name: resolve(name)[0] for name in PROFILES}
+    repeats = 1 if args.quick else args.repeats
+    models = args.models.split(",") if args.models else list(active["experiment"]["models"])
+    resolutions = [int(r) for r in args.resolutions.split(",")]
+    if torch.cuda.is_available():
+        resolutions += [r for r in (512, 1024) if r not in resolutions]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"fewgan bench on {torch.cuda.get_device_name(0) if device == 'cuda' else f'CPU ({threads} threads)'}; "
+          f"medians of {repeats} run(s) after a warm-up\n")
+
+    figures: dict[str, Any] = {"device": device, "threads": threads, "repeats": repeats}
+    demo = profiles["demo"]
+    batch = active["train"]["batch_size"]
+    rows = []
+    for m in models:
+        for r in resolutions:
+            rows.append(train_step_seconds(demo, m, r, batch, repeats, device))
+    figures["train"] = rows
+    print(f"1. training iteration (demo widths, batch {batch}, D step + G step + EMA)")
+    print(_table(rows, ["model", "resolution", "batch", "s_per_iter", "generate_s_per_image", "params_G", "peak_rss_mb"]))
+
+    ex = extractor_images_per_second(active, 16 if args.quick else 32, repeats)
+    figures["extractor"] = ex
+    print(f"\n2. FID extractor (Inception 299 px, 2048-d; {ex['weights']})")
+    print(_table([ex], ["n", "shipped_img_s", "fewgan_img_s", "speedup", "max_abs_feature_diff"]))
+
+    sw = swd_msssim_seconds(64 if args.quick else 256, 100 if args.quick else 500, 256, repeats)
+    figures["swd"] = sw
+    print("\n3. SWD and MS-SSIM at 256 px (fewgan, vectorised torch)")
+    print(_table([sw], ["resolution", "swd_images", "swd_s", "msssim_pairs", "msssim_s"]))
+
+    # per-profile figures at each profile's own widths and resolution
+    figures["process_start_s"] = process_start_seconds(repeats)
+    figures["curate_s_per_image"] = _curate_seconds_per_image()
+    figures["train_profile"], figures["invert_profile"] = {}, {}
+    inv_rows = []
+    for name, p in profiles.items():
+        res = max(p["datasets"][d]["resolution"] for d in p["experiment"]["datasets"])
+        for m in p["experiment"]["models"]:
+            if name == "paper" and device == "cpu":
+                figures["train_profile"][(name, m)] = train_step_seconds(p, m, res, p["train"]["batch_size"], 1, device)
+            else:
+                figures["train_profile"][(name, m)] = train_step_seconds(p, m, res, p["train"]["batch_size"], repeats, device)
+            if name != "paper" or device != "cpu":
+                inv = inversion_seconds(p, m, res, 4, 3)
+                inv_rows.append({"profile": name, **inv})
+                figures["invert_profile"][(name, m)] = inv
+    print(f"\n   inversion (backtrack recipe, LPIPS + 0.2 MSE); one stage process starts in "
+          f"{figures['process_start_s']:.2f} s; curation {figures['curate_s_per_image'] * 1e3:.1f} ms/image (synthetic faces)")
+    print(_table(inv_rows, ["profile", "model", "resolution", "n_images", "s_per_image_per_step"]))
+
+    est_rows = []
+    for name, p in profiles.items():
+        est = estimate_profile(p, figures)
+        est_rows.append({"profile": name, **{k: v / 60 for k, v in est.items()}})
+    print("\n4. estimated minutes per stage, jobs run one after another on this machine")
+    print(_table(est_rows, ["profile", "curate", "split", "train", "score", "select", "invert", "evaluate", "report", "total"]))
+    if device == "cpu":
+        print("   (paper on CPU: estimated from single iterations; it is meant for a GPU)")
+
+    if getattr(args, "compare", None):
+        measured = measured_costs(Path(args.compare))
+        est = estimate_profile(profiles[active["profile"]], figures)
+        cmp_rows = [{"stage": k, "estimated_s": est.get(k, 0.0), "measured_s": measured.get(k, 0.0),
+                     "ratio": (measured.get(k, 0.0) / est[k]) if est.get(k) else float("nan")} for k in est]
+        print(f"\n5. profile {active['profile']}: estimate vs the stage.json costs under {args.compare}")
+        print(_table(cmp_rows, ["stage", "estimated_s", "measured_s", "ratio"]))
+        figures["compare"] = cmp_rows
+    if args.json:
+        serial = {k: ({f"{a}/{b}": v for (a, b), v in val.items()} if k in ("train_profile", "invert_profile") else val)
+                  for k, val in figures.items()}
+        atomic_write_json(args.json, serial)
+    return figures
+
+
+def _curate_seconds_per_image() -> float:
+    """Curation cost per image, measured on 24 synthetic faces (face mode, 64 px)."""
+    import tempfile
+
+    from fewgan.data import curate
+
+    params = {"seed": 0, "datasets": {"bench": {"source": {"kind": "synthetic", "count": 24}, "mode": "face",
+                                                "resolution": 64, "dedup": {"exact": True, "phash_max_distance": None}}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        curate.run(params, "bench", Path(tmp) / "out")
+        return (time.perf_counter() - t0) / 24
