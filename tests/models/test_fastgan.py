@@ -251,6 +251,10 @@ def test_lpips_untrained_fast_path_matches_module_and_stays_outside_state():
     (ga,) = torch.autograd.grad(fast.sum(), a)
     (gr,) = torch.autograd.grad(ref.sum(), a)
     assert torch.allclose(ga, gr, rtol=1e-4, atol=1e-8)
+    # shared targets (how the D loss calls it): rec[i] against target[index[i]]
+    idx = torch.tensor([0, 0, 2, 1])
+    rec = real_batch(4, 32, 4)
+    assert torch.allclose(m._recon(rec, b, idx), m._recon_module(rec, b[idx]), rtol=1e-5, atol=1e-7)
 
 
 def test_lpips_vgg_needs_params_and_records_fallback(tmp_path, monkeypatch):

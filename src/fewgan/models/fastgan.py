@@ -31,7 +31,8 @@ VGG backbone (no params needed; for smoke tests), `l1` uses the per-image mean a
 LPIPS network is built lazily on first use (or by `fallbacks()`), is frozen, and is kept outside the
 module tree, so it is in neither `state_dict()` nor `parameters()`. The three LPIPS terms are computed
 in one call on the concatenated batch, with the targets' VGG features under no_grad (same numbers as
-three `lpips.LPIPS.forward` calls; checked at build time and in the tests).
+three `lpips.LPIPS.forward` calls; checked at build time and in the tests); the whole image, the
+target of two of the three terms, goes through VGG once.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "recon_loss": "lpips_vgg",
     "dec_width": 32,  # official SimpleDecoder base width (fixed, independent of ndf)
     "share_fakes": True,
-    "channels_last": True,
+    "channels_last": False,  # measured slower on CPU (NHWC conv/BN backward); set true on CUDA
+    "augment_policy": "color,translation",  # official train.py: policy = 'color,translation'
 }
 
 RECON_LOSSES = ("lpips_vgg", "lpips_untrained", "l1")
@@ -102,18 +104,34 @@ class _SplitLPIPS:
         return (getattr(model, "version", None) == "0.1" and getattr(model, "lpips", False) is True
                 and getattr(model, "spatial", True) is False and hasattr(model, "lins"))
 
-    def __call__(self, rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def __call__(self, rec: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Distance of rec[i] to target[index[i]] (index None: target[i]); each distinct target image
+        goes through VGG once, without autograd."""
         import lpips as _lpips
 
         m = self.model
         with torch.no_grad():
             ft = [_lpips.normalize_tensor(f) for f in m.net(m.scaling_layer(target))]
+            if index is not None:
+                ft = [f.index_select(0, index) for f in ft]
         fr = m.net(m.scaling_layer(rec))
         total = 0
         for k in range(m.L):
             d = (_lpips.normalize_tensor(fr[k]) - ft[k]).pow(2)
             total = total + m.lins[k](d).mean(dim=(2, 3))
         return total.reshape(rec.shape[0])
+
+
+class _Pairwise:
+    """Adapter giving a plain distance module (a, b) -> (N,) the `(rec, target, index)` signature."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, rec: torch.Tensor, target: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        if index is not None:
+            target = target.index_select(0, index)
+        return self.fn(rec, target).reshape(rec.shape[0])
 
 
 def _l1(rec: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -155,6 +173,8 @@ class FastGAN(GANModel):
             "share_fakes": {"type": "boolean",
                             "description": "reuse the D step's fakes in the G step (official: one G forward)"},
             "channels_last": {"type": "boolean", "description": "NHWC memory format (speed only)"},
+            "augment_policy": {"type": "string",
+                               "description": "DiffAugment policy the training loop applies (official: color,translation)"},
         },
     }
 
@@ -200,7 +220,7 @@ class FastGAN(GANModel):
     def _build_recon(self) -> None:
         kind = self.cfg["recon_loss"]
         if kind == "l1":
-            object.__setattr__(self, "_recon", _l1)
+            object.__setattr__(self, "_recon", _Pairwise(_l1))
             object.__setattr__(self, "_recon_info", {"kind": "l1", "fallback": None})
             return
         from fewgan.metrics import lpips as flp
@@ -231,7 +251,7 @@ class FastGAN(GANModel):
             log.warning(fallback)
         module.eval().requires_grad_(False)
         inner = getattr(module, "model", module)
-        fn = module
+        fn = _Pairwise(module)
         if _SplitLPIPS.applicable(inner):
             split = _SplitLPIPS(inner)
             with torch.no_grad():  # self-check of the fast path against the module's own forward
@@ -312,15 +332,17 @@ class FastGAN(GANModel):
         small = self._to_format(_resize(x, self.D.small_size, self.parity))
         part = int(torch.randint(0, 4, (1,)).item())  # official: one random quadrant per batch
         logits_r, (rec_big, rec_small, rec_part) = D(x, small, part)
+        n = x.shape[0]
         size, psize = rec_big.shape[-1], rec_part.shape[-1]
         tgt_full = _resize(x, size, self.parity)
         tgt_part = _resize(_quadrant(x, part), psize, self.parity)
-        n = x.shape[0]
+        # rec_big and rec_small share their target: its VGG features are computed once (index gather)
+        idx = torch.arange(n, device=x.device).repeat(2)
         if psize == size:  # one LPIPS call for the three terms (R >= 256)
-            dist = rec_fn(torch.cat([rec_big, rec_small, rec_part]),
-                          torch.cat([tgt_full, tgt_full, tgt_part]).contiguous())
+            dist = rec_fn(torch.cat([rec_big, rec_small, rec_part]), torch.cat([tgt_full, tgt_part]).contiguous(),
+                          torch.cat([idx, idx[:n] + n]))
         else:  # R <= 128: the quadrant reconstruction is half the size of the whole-image ones
-            dist = torch.cat([rec_fn(torch.cat([rec_big, rec_small]), torch.cat([tgt_full, tgt_full]).contiguous()),
+            dist = torch.cat([rec_fn(torch.cat([rec_big, rec_small]), tgt_full.contiguous(), idx),
                               rec_fn(rec_part, tgt_part.contiguous())])
         # official: .sum() over the batch of each of the three terms; fewgan default: batch mean
         recon = dist.sum() if self.parity else dist.sum() / n

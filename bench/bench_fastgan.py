@@ -1,0 +1,236 @@
+"""Speed of one FastGAN training iteration: fewgan's step vs a plain loop of the same maths.
+
+One iteration = D step on reals (with the three reconstruction terms) and fakes, G step, both Adam
+steps, and the EMA update of G; batch of reals fixed in memory (data loading is not timed);
+DiffAugment 'color,translation' (fewgan.train.diffaugment) on reals and fakes in both variants.
+
+Variants (each runs in its own subprocess, so ru_maxrss is that variant's peak memory):
+
+* ``baseline`` - a straightforward loop written here, following the official train.py: one G forward,
+  the real D pass, three separate LPIPS calls (each runs VGG on reconstruction *and* target with
+  autograd), two backward passes, G-step backward through D that also builds D's weight gradients,
+  plain `torch.optim.Adam`, a per-tensor EMA loop, `.item()` logging, default memory format.
+* ``fewgan`` - `FastGAN.discriminator_loss` / `generator_loss` / `make_optimizers` (fused Adam, one
+  LPIPS call on the concatenated batch with the targets' VGG pass under no_grad, D frozen in the G
+  step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp).
+
+Both use parity maths (official: no tanh at 256, LPIPS summed over the batch, nearest resizing) so the
+work is identical; `--maths default` runs fewgan's default maths instead. On CUDA both run with bf16
+autocast; fewgan's additionally with torch.compile unless --no-compile.
+
+LPIPS runs with a random VGG16 backbone (no pretrained weights on this machine); the cost is the
+same as with the pretrained file.
+
+    python bench/bench_fastgan.py --resolution 256 --batch 8 --warmup 3 --iters 5 --recon lpips
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+OFFICIAL_CPU_S = {"lpips": 20.05, "l1": 15.89}  # REFERENCE.md section 5: official step, 256 px, batch 8, 2 cores
+POLICY = "color,translation"  # official train.py DiffAugment policy
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _augment(gen: torch.Generator):
+    from fewgan.train.diffaugment import augment
+
+    return lambda x: augment(x, POLICY, gen)
+
+
+def _build_lpips(device):
+    import lpips
+
+    from fewgan.metrics.lpips import RANDOM_BACKBONE_SEED
+
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
+        warnings.simplefilter("ignore")
+        m = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    return m.to(device).eval().requires_grad_(False)
+
+
+# ---- baseline: the official step written plainly --------------------------------------------------
+def baseline_runner(args, device):
+    from fewgan.models.fastgan import FastGAN, _quadrant
+
+    model = FastGAN({"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "recon_loss": "l1", "parity": True,
+                     "channels_last": False}, args.resolution).to(device)
+    G, D = model.G, model.D
+    percept = _build_lpips(device) if args.recon == "lpips" else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    ema = [p.detach().clone() for p in G.parameters()]
+    aug = _augment(torch.Generator(device=device).manual_seed(1))
+    real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def dist(a, b):
+        if percept is None:
+            return (a - b).abs().flatten(1).mean(1)
+        return percept(a, b)
+
+    def step(i):
+        z = torch.randn(args.batch, 256, device=device)
+        with amp:
+            big, small = G(z, with_small=True)
+            x = aug(real)
+            fb, fs = aug(big), aug(small)
+            D.zero_grad()
+            part = int(torch.randint(0, 4, (1,)).item())
+            pred, (r_all, r_small, r_part) = D(x, F.interpolate(x, size=D.small_size), part)
+            err = (F.relu(torch.rand_like(pred) * 0.2 + 0.8 - pred).mean()
+                   + dist(r_all, F.interpolate(x, r_all.shape[2])).sum()
+                   + dist(r_small, F.interpolate(x, r_small.shape[2])).sum()
+                   + dist(r_part, F.interpolate(_quadrant(x, part), r_part.shape[2])).sum())
+        err.backward()
+        with amp:
+            pred_f = D(fb.detach(), fs.detach())
+            err_f = F.relu(torch.rand_like(pred_f) * 0.2 + 0.8 + pred_f).mean()
+        err_f.backward()
+        opt_d.step()
+        G.zero_grad()
+        with amp:
+            err_g = -D(fb, fs).mean()
+        err_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for p, a in zip(G.parameters(), ema):
+                a.mul_(0.999).add_(0.001 * p.data)
+        return pred.mean().item(), err_g.item()
+
+    return step
+
+
+# ---- fewgan ---------------------------------------------------------------------------------------
+def fewgan_runner(args, device):
+    from fewgan.models.fastgan import FastGAN
+    from fewgan.train.ema import EMA
+
+    cfg = {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "parity": args.maths == "parity",
+           "recon_loss": "lpips_untrained" if args.recon == "lpips" else "l1",
+           "channels_last": device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on"}
+    model = FastGAN(cfg, args.resolution).to(device)
+    model.fallbacks()  # builds the LPIPS network now (lazily built otherwise)
+    opt = model.make_optimizers()
+    ema = EMA(model.G, average_buffers=model.ema_buffers)
+    G, D = model.G, model.D
+    if device.type == "cuda" and not args.no_compile:
+        G, D = torch.compile(G), torch.compile(D)
+    aug = _augment(torch.Generator(device=device).manual_seed(1))
+    real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step(i):
+        z = torch.randn(args.batch, 256, device=device)
+        opt["D"].zero_grad(set_to_none=True)
+        with amp:
+            loss_d, logs_d = model.discriminator_loss(G, D, real, z, i, aug)
+        loss_d.backward()
+        opt["D"].step()
+        opt["G"].zero_grad(set_to_none=True)
+        with amp:
+            loss_g, logs_g = model.generator_loss(G, D, z, i, aug)
+        loss_g.backward()
+        opt["G"].step()
+        ema.update(model.G, model.ema_beta(i, args.batch))
+        return logs_d["loss_D"], logs_g["loss_G"]
+
+    return step
+
+
+def child(args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    step = (baseline_runner if args.variant == "baseline" else fewgan_runner)(args, device)
+    times, cpu = [], []
+    for i in range(args.warmup + args.iters):
+        _sync(device)
+        t, c = time.perf_counter(), time.process_time()
+        step(i)
+        _sync(device)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"variant": args.variant, "device": str(device), "resolution": args.resolution, "batch": args.batch,
+           "recon": args.recon, "maths": args.maths if args.variant == "fewgan" else "parity",
+           "threads": args.threads, "median_s": statistics.median(times), "min_s": min(times),
+           "max_s": max(times), "times_s": [round(t, 3) for t in times],
+           "median_cpu_s": statistics.median(cpu), "peak_rss_mb": round(peak_mb, 1)}
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--iters", type=int, default=5, help="timed iterations")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
+    ap.add_argument("--recon", choices=["lpips", "l1"], default="lpips")
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--ndf", type=int, default=64)
+    ap.add_argument("--maths", choices=["parity", "default"], default="parity",
+                    help="fewgan variant's maths (the baseline is always the official maths)")
+    ap.add_argument("--variants", default="baseline,fewgan")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                    help="fewgan variant's memory format (auto: NHWC on CUDA only; NHWC was slower on CPU)")
+    ap.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.variant:  # child process
+        print(json.dumps(child(args)), flush=True)
+        return 0
+    results = []
+    for variant in args.variants.split(","):
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--variant", variant]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(res)
+        print(f"{variant:9s} {res['device']:5s} {args.resolution}px batch {args.batch} recon {args.recon}: "
+              f"median {res['median_s']:.3f} s/iter (min {res['min_s']:.3f}, max {res['max_s']:.3f}, "
+              f"n={len(res['times_s'])}; CPU {res['median_cpu_s']:.3f} s/iter), peak RSS {res['peak_rss_mb']:.0f} MB"
+              + (f", peak CUDA {res['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in res else ""), flush=True)
+    by = {r["variant"]: r for r in results}
+    if "baseline" in by and "fewgan" in by:
+        print(f"fewgan / baseline = {by['fewgan']['median_s'] / by['baseline']['median_s']:.2f}")
+    if "fewgan" in by and by["fewgan"]["device"] == "cpu" and args.resolution == 256 and args.batch == 8:
+        ref = OFFICIAL_CPU_S[args.recon]
+        print(f"fewgan / official ({ref} s/iter, REFERENCE.md section 5) = {by['fewgan']['median_s'] / ref:.2f}")
+    if args.json:
+        from fewgan.io import atomic_write_json
+
+        atomic_write_json(args.json, {"results": results, "load_average": os.getloadavg()})
+    print(f"load average during run: {os.getloadavg()[0]:.2f} (machine shared: numbers are noisy)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
