@@ -26,6 +26,7 @@ EVALUATION_SCHEMA: dict = {
                 "n_fake": {"type": "integer", "minimum": 2},   # DiffAugment fid5k-train: 5,000
                 "batch_size": _POS_INT,
                 "reference": {"enum": ["train"]},
+                "method": {"enum": ["fast", "torch-fidelity"]},
             },
         },
         "kid": {

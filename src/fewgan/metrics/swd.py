@@ -199,6 +199,36 @@ def _batches(x: torch.Tensor, bs: int) -> Iterable[torch.Tensor]:
         yield x[i:i + bs]
 
 
+class SWDStream:
+    """SWD between a fixed real set and fakes fed batch by batch (n_fake known in advance)."""
+
+    def __init__(self, real: torch.Tensor, n_fake: int, cfg: dict | None = None, seed: int = 0):
+        c = self.cfg = _cfg(cfg)
+        self.size = int(real.shape[-1])
+        self.res = resolutions(self.size, c["min_resolution"])
+        if not self.res:
+            raise ValueError(f"images of {self.size}px are below evaluation.swd.min_resolution={c['min_resolution']}")
+        self.n_real, self.n_fake, self.seed = int(real.shape[0]), int(n_fake), int(seed)
+        self.n_desc = min(self.n_real, self.n_fake) * c["patches_per_image"]
+        ds_real = DescriptorSet(self.n_real, self.n_desc, len(self.res), c["patch_size"], self.seed * 1000 + 11)
+        for b in _batches(real, c["batch_size"]):
+            ds_real.add(b)
+        self.real_desc = ds_real.finalize()
+        self.fake = DescriptorSet(self.n_fake, self.n_desc, len(self.res), c["patch_size"], self.seed * 1000 + 12)
+
+    def add(self, batch: torch.Tensor) -> None:
+        if batch.shape[-1] != self.size:
+            raise ValueError(f"fakes are {batch.shape[-1]}px but reals {self.size}px")
+        self.fake.add(batch)
+
+    def result(self) -> dict[str, Any]:
+        c = self.cfg
+        out = distances(self.real_desc, self.fake.finalize(), self.res, c["repeats"], c["directions"], self.seed)
+        out.update(n_desc=self.n_desc, n_real=self.n_real, n_fake=self.n_fake, resolutions=self.res,
+                   protocol=PROTOCOL)
+        return out
+
+
 def swd(real: torch.Tensor, fake: torch.Tensor | Iterable[torch.Tensor], *, n_fake: int | None = None,
         cfg: dict | None = None, seed: int = 0) -> dict[str, Any]:
     """SWD x10^3 per level and mean between uint8 (N, 3, R, R) real images and fakes (a tensor or an
@@ -211,23 +241,10 @@ def swd(real: torch.Tensor, fake: torch.Tensor | Iterable[torch.Tensor], *, n_fa
         if n_fake is None:
             raise ValueError("swd(): give n_fake when fakes come as batches")
         fake_iter = fake
-    size = real.shape[-1]
-    res = resolutions(size, c["min_resolution"])
-    if not res:
-        raise ValueError(f"images of {size}px are below evaluation.swd.min_resolution={c['min_resolution']}")
-    n_desc = min(real.shape[0], n_fake) * c["patches_per_image"]
-    ds_real = DescriptorSet(real.shape[0], n_desc, len(res), c["patch_size"], seed * 1000 + 11)
-    ds_fake = DescriptorSet(n_fake, n_desc, len(res), c["patch_size"], seed * 1000 + 12)
-    for b in _batches(real, c["batch_size"]):
-        ds_real.add(b)
+    stream = SWDStream(real, n_fake, c, seed)
     for b in fake_iter:
-        if b.shape[-1] != size:
-            raise ValueError(f"fakes are {b.shape[-1]}px but reals {size}px")
-        ds_fake.add(b)
-    out = distances(ds_real.finalize(), ds_fake.finalize(), res, c["repeats"], c["directions"], seed)
-    out.update(n_desc=n_desc, n_real=int(real.shape[0]), n_fake=int(n_fake), resolutions=res,
-               protocol=PROTOCOL)
-    return out
+        stream.add(b)
+    return stream.result()
 
 
 def swd_real_floor(real: torch.Tensor, *, n_desc: int | None = None, cfg: dict | None = None,

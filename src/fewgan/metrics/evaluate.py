@@ -1,0 +1,135 @@
+"""`fewgan evaluate`: FID/KID (vs train, primary; and vs the held-out test split), ProGAN SWD with a
+real-vs-real noise floor, and ProGAN MS-SSIM of fakes and of the real training set, for the selected
+generator (select/generator.pt).
+
+One seeded stream of fakes feeds every metric (none written to disk): the first `fid.n_fake` go to
+Inception, the first `swd.max_images` (0 = n_fake) to SWD, consecutive pairs of the first 2 x
+`msssim.pairs` to MS-SSIM. Its seed is params seed + 1, so the fakes differ from the ones `score` used to
+pick the snapshot (no selection bias on the reported numbers).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fewgan.io import atomic_path, atomic_write_json
+from fewgan.metrics import fid as F
+from fewgan.metrics import msssim as M
+from fewgan.metrics import swd as S
+from fewgan.metrics.score import fid_settings, load_split_images, pick_device, set_threads
+
+log = logging.getLogger(__name__)
+GRID = 64  # images in samples.png
+
+
+def save_grid(path: Path, images: torch.Tensor, cols: int = 8) -> None:
+    from PIL import Image
+
+    n, _, h, w = images.shape
+    rows = math.ceil(n / cols)
+    canvas = torch.zeros(3, rows * h, cols * w, dtype=torch.uint8)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        canvas[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = images[k]
+    with atomic_path(path) as tmp:
+        Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+
+
+def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: Path, split_dir: Path,
+        out_dir: Path, threads: int) -> dict:
+    from fewgan.models import load_snapshot
+    from fewgan.provenance import collect
+
+    set_threads(threads)
+    t_start = time.perf_counter()
+    ev = params["evaluation"]
+    fallbacks: list[str] = []
+    device = pick_device(params, fallbacks)
+    gen_path = Path(select_dir) / "generator.pt"
+    if not gen_path.is_file():
+        raise FileNotFoundError(f"{gen_path}: missing; run `fewgan select` first")
+    gan, G, meta = load_snapshot(gen_path, device)
+    fallbacks += [fb for fb in (meta.get("fallbacks") or []) if fb not in fallbacks]
+
+    train, _ = load_split_images(curated_dir, split_dir, "train")
+    test, _ = load_split_images(curated_dir, split_dir, "test")
+    if int(meta.get("resolution", train.shape[-1])) != train.shape[-1]:
+        raise ValueError(f"{gen_path}: generator resolution {meta.get('resolution')} differs from the curated "
+                         f"images ({train.shape[-1]} px)")
+    extractor = F.build_extractor(params, device)
+    if extractor.info.fallback:
+        fallbacks.append(extractor.info.fallback)
+    cache = Path(ev.get("feature_cache_dir") or "cache/features")
+    train_feats, _ = F.real_features(train, extractor, cache)
+    test_feats, _ = F.real_features(test, extractor, cache)
+
+    n_fid = int(ev["fid"]["n_fake"])
+    swd_cfg = dict(ev.get("swd", {}))
+    n_swd = int(swd_cfg.get("max_images") or 0) or n_fid
+    pairs = int(ev.get("msssim", {}).get("pairs", 10000))
+    total = max(n_fid, n_swd, 2 * pairs)
+    seed = int(params.get("seed", 0)) + 1
+    bs = int(ev["fid"].get("batch_size", 50))
+
+    swd_stream = S.SWDStream(train, n_swd, swd_cfg, seed=seed)
+    pair_stream = M.PairStream(pairs)
+    feats, grid = [], []
+    done = 0
+    t_gen = time.perf_counter()
+    for batch in F.fake_batches(gan, G, total, batch_size=bs, seed=seed, device=device):
+        b = batch.shape[0]
+        if done < n_fid:
+            feats.append(extractor(batch[:n_fid - done]))
+        if done < n_swd:
+            swd_stream.add(batch[:n_swd - done])
+        pair_stream.add(batch)
+        if len(grid) * bs < GRID:
+            grid.append(batch[:GRID])
+        done += b
+    fake_feats = torch.cat(feats)
+    stream_seconds = time.perf_counter() - t_gen
+
+    kseed = int(params.get("seed", 0))
+    m_train = F.fid_kid(fake_feats, train_feats, params, seed=kseed)
+    if test.shape[0] >= 2:
+        m_test = F.fid_kid(fake_feats, test_feats, params, seed=kseed)
+    else:
+        msg = f"test split has {test.shape[0]} image(s): FID/KID against test not computed (needs >= 2)"
+        log.warning(msg)
+        fallbacks.append(msg)
+        m_test = {"fid": None, "kid": None, "kid_std": None}
+    swd_res = swd_stream.result()
+    floor = S.swd_real_floor(train, n_desc=swd_res["n_desc"], cfg=swd_cfg, seed=seed)
+    ms_fake = pair_stream.result()
+    ms_real = M.msssim_set(train, pairs, seed=seed, batch_size=int(ev.get("msssim", {}).get("batch_size", 100)))
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_grid(out_dir / "samples.png", torch.cat(grid)[:GRID])
+    result: dict[str, Any] = {
+        "dataset": dataset, "model": model, "iteration": meta.get("iteration"),
+        "fid_train": m_train["fid"], "fid_test": m_test["fid"],
+        "kid_train": m_train["kid"], "kid_train_std": m_train["kid_std"],
+        "kid_test": m_test["kid"], "kid_test_std": m_test["kid_std"],
+        "kid_subset_size_train": m_train.get("kid_subset_size"), "kid_subset_size_test": m_test.get("kid_subset_size"),
+        "swd": {"levels": swd_res["levels"], "mean": swd_res["mean"], "n_desc": swd_res["n_desc"],
+                "n_fake": swd_res["n_fake"], "protocol": swd_res["protocol"]},
+        "swd_real_floor": {"levels": floor["levels"], "mean": floor["mean"], "method": floor["method"]},
+        "msssim_fake": ms_fake["msssim"], "msssim_fake_pairs": ms_fake["pairs"],
+        "msssim_real": ms_real["msssim"], "msssim_real_pairs": ms_real["pairs"],
+        "msssim_method": {"fake": ms_fake["method"], "real": ms_real["method"]},
+        "n_fake": n_fid, "n_generated": total, "n_real_train": int(train.shape[0]), "n_real_test": int(test.shape[0]),
+        "feature_extractor": extractor.info.extractor_block(), "extractor_variant": extractor.variant,
+        "settings": fid_settings(params) | {"fake_seed": seed},
+        "seconds": {"stream": stream_seconds, "total": time.perf_counter() - t_start},
+        "device": str(device), "threads": torch.get_num_threads(),
+        "fallbacks": fallbacks, "provenance": collect(params, str(device)),
+    }
+    atomic_write_json(out_dir / "metrics.json", result)
+    return result

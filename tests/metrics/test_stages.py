@@ -1,0 +1,127 @@
+"""score / select / evaluate end to end on a tiny registered generator (offline, random-init Inception)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import fewgan.data.loading as loading
+from fewgan.io import atomic_torch_save, read_json, sha256_file
+from fewgan.metrics import METRICS
+from fewgan.metrics import evaluate as E
+from fewgan.metrics import score as SC
+from fewgan.models import SNAPSHOT_FORMAT, load_snapshot
+from fewgan.models.base import GANModel, register_model, registered_models
+
+RES = 32
+
+if "_metrics_test_tiny" not in registered_models():
+    @register_model("_metrics_test_tiny")
+    class _Tiny(GANModel):
+        def __init__(self, cfg, resolution):
+            super().__init__(cfg, resolution)
+            self.z_dim = 8
+            self.G = nn.Sequential(nn.Linear(8, 3 * resolution * resolution), nn.Tanh(),
+                                   nn.Unflatten(1, (3, resolution, resolution)))
+            self.D = nn.Identity()
+
+
+def _images(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 3, RES, RES, generator=g) * 255).to(torch.uint8)
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    sets = {"train": _images(6, 1), "test": _images(3, 2)}
+    monkeypatch.setattr(loading, "load_images",
+                        lambda curated, split, which, resolution=None: (sets[which], [f"{which}{i}.png" for i in range(len(sets[which]))]))
+    snaps = tmp_path / "train" / "snapshots"
+    for it, scale in ((1000, 0.1), (2000, 1.0)):
+        torch.manual_seed(it)
+        m = registered_models()["_metrics_test_tiny"]({}, RES)
+        with torch.no_grad():
+            m.G[0].weight.mul_(scale * 20)
+        atomic_torch_save(snaps / f"snapshot_{it:07d}.pt", {
+            "format": SNAPSHOT_FORMAT, "model": "_metrics_test_tiny", "model_cfg": {}, "resolution": RES,
+            "iteration": it, "dataset": "toy", "G_ema": m.G.state_dict(), "fallbacks": []})
+    return tmp_path
+
+
+def test_score_select_evaluate(run_dir, params):
+    ev = params["evaluation"]
+    ev["fid"].update(n_fake=4, batch_size=4)
+    ev["score"].update(n_fake=4)
+    ev["swd"].update(patches_per_image=8, directions=16, repeats=2)
+    ev["msssim"].update(pairs=3)
+    res = SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s",
+                 run_dir / "score", threads=1)
+    rows = list(csv.DictReader(open(run_dir / "score" / "scores.csv")))
+    assert [int(r["iteration"]) for r in rows] == [1000, 2000]
+    assert list(rows[0]) == SC.SCORE_COLUMNS
+    assert all(float(r["fid"]) > 0 and r["n_fake"] == "4" and r["n_real"] == "6" for r in rows)
+    assert res["kid_subset_size"] == 4 and res["settings"]["covariance"].startswith("N-1")
+    fe = res["feature_extractor"]
+    assert fe["standard"] is False and fe["label"] == "feature extractor: untrained, not comparable to published FID"
+    assert any("random-init Inception" in f for f in res["fallbacks"])
+    assert (run_dir / "score" / "fid_curve.png").stat().st_size > 1000
+    assert res["real_features"]["cached"] is False
+
+    best = SC.select(params, run_dir / "score", run_dir / "train", run_dir / "select")
+    want = min(rows, key=lambda r: float(r["fid"]))
+    assert best["iteration"] == int(want["iteration"]) and best["rule"] == "lowest FID, KID breaks ties"
+    gen = run_dir / "select" / "generator.pt"
+    assert sha256_file(gen) == sha256_file(run_dir / "train" / want["snapshot"]) == best["sha256"]
+    _, _, meta = load_snapshot(gen)
+    assert meta["iteration"] == best["iteration"]
+    assert json.loads((run_dir / "select" / "best.json").read_text())["feature_extractor"] == fe
+
+    m = E.run(params, "toy", "_metrics_test_tiny", run_dir / "select", run_dir / "c", run_dir / "s",
+              run_dir / "evaluate", threads=1)
+    on_disk = read_json(run_dir / "evaluate" / "metrics.json")
+    for key in ("fid_train", "fid_test", "kid_train", "kid_train_std", "kid_test", "kid_test_std", "swd",
+                "swd_real_floor", "msssim_fake", "msssim_real", "n_fake", "n_real_train", "n_real_test",
+                "feature_extractor", "fallbacks", "provenance"):
+        assert key in on_disk, key
+    assert m["n_real_train"] == 6 and m["n_real_test"] == 3 and m["kid_subset_size_test"] == 3
+    assert m["fid_train"] > 0 and m["fid_test"] > 0
+    assert set(m["swd"]["levels"]) == {"32", "16"} and m["swd"]["n_desc"] == 4 * 8
+    assert m["msssim_fake_pairs"] == 3 and m["msssim_real_pairs"] == 3
+    assert 0 <= m["msssim_fake"] <= 1 and 0 <= m["msssim_real"] <= 1
+    assert m["n_generated"] == 6  # max(n_fake 4, 2 x 3 pairs)
+    assert (run_dir / "evaluate" / "samples.png").is_file()
+
+
+def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, params):
+    train = tmp_path / "train"
+    (train / "snapshots").mkdir(parents=True)
+    for it in (1, 2, 3):
+        (train / "snapshots" / f"snapshot_{it:07d}.pt").write_bytes(bytes([it]) * 10)
+    sd = tmp_path / "score"
+    sd.mkdir()
+    SC.write_csv(sd / "scores.csv", [
+        {"iteration": 1, "fid": 10.0, "kid": 5.0, "snapshot": "snapshots/snapshot_0000001.pt"},
+        {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
+        {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"},
+    ], SC.SCORE_COLUMNS)
+    best = SC.select(params, sd, train, tmp_path / "sel")
+    assert best["iteration"] == 3 and best["tied_on_fid"] == [2, 3]
+    assert (tmp_path / "sel" / "generator.pt").read_bytes() == bytes([3]) * 10
+    SC.write_csv(sd / "scores.csv", [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}],
+                 SC.SCORE_COLUMNS)
+    with pytest.raises(ValueError, match="escapes"):
+        SC.select(params, sd, train, tmp_path / "sel2")
+    with pytest.raises(FileNotFoundError, match="fewgan score"):
+        SC.select(params, tmp_path / "nowhere", train, tmp_path / "sel3")
+
+
+def test_registry_names():
+    assert set(METRICS) == {"fid", "kid", "swd", "msssim"}
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g)
+    assert METRICS["fid"](a, a) == pytest.approx(0.0, abs=1e-6)
+    assert METRICS["kid"](a, b, subsets=5, max_subset_size=20)["kid_subset_size"] == 20
