@@ -133,7 +133,7 @@ def test_stage_costs_table_and_provenance(built):
     md = built["md"]
     assert "f" * 64 in md and "smoke" in md and "abc123" in md          # params sha256, profile, commit
     assert "torch-fidelity" in md and "lpips" in md
-    assert "faces/fastgan/evaluate: Inception weights unavailable: untrained extractor" in md
+    assert "Inception weights unavailable: untrained extractor [faces/fastgan/evaluate]" in md
     assert "faces/dcgan/invert: LPIPS-vgg: untrained VGG backbone" in built["html"]
 
 

@@ -241,9 +241,14 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     # ---- provenance and fallbacks ---------------------------------------------------------------------
     prov = _provenance(params)
-    fallbacks = [f"{w}: {t}" for ds in datasets for w, t in ds.fallbacks] + \
-                [f"{w}: {t}" for c in cells for w, t in c.fallbacks]
-    fallbacks = list(dict.fromkeys(fallbacks))
+    # one line per distinct fallback text, naming every stage it applied to
+    where_by_text: dict[str, list[str]] = {}
+    for w, t in [pair for ds in datasets for pair in ds.fallbacks] + [pair for c in cells for pair in c.fallbacks]:
+        t = t.removeprefix("snapshot: ")
+        where_by_text.setdefault(t, [])
+        if w not in where_by_text[t]:
+            where_by_text[t].append(w)
+    fallbacks = [f"{t} [{', '.join(ws)}]" for t, ws in where_by_text.items()]
     commits = sorted({str((c.metrics.get("provenance") or {}).get("git", {}).get("commit")) for c in cells
                       if (c.metrics.get("provenance") or {}).get("git", {}).get("commit")})
     devices = sorted({str(c.run.get("device")) for c in cells if c.run and c.run.get("device")})
