@@ -144,7 +144,7 @@ def test_path_length_runs_at_interval_and_updates_buffer():
     assert float(m.G.pl_mean) == pytest.approx(logs0["pl_mean"])
     # pl_mean = lerp(0, mean length, 0.01), so the mean path length is 100x the buffer
     assert logs0["loss_G_pl"] == pytest.approx(logs0["pl_penalty"] * 2.0, rel=1e-5)
-    assert float(loss0) == pytest.approx(logs0["loss_G"] + 2 * logs0["loss_G_pl"], rel=1e-5)
+    assert float(loss0.detach()) == pytest.approx(logs0["loss_G"] + 2 * logs0["loss_G_pl"], rel=1e-5)
     loss0.backward()
     assert m.G.mapping.layers[0].weight.grad is not None
     before = float(m.G.pl_mean)
