@@ -82,3 +82,35 @@ def test_ema_copy_is_frozen_eval_and_independent():
     assert not torch.equal(G[0].weight, ema.module[0].weight)
     with pytest.raises(ValueError, match="beta"):
         ema.update(G, 1.5)
+
+
+def test_spectral_norm_vectors_are_copied_not_averaged():
+    """Averaged power-iteration vectors are not unit length; eval-mode spectral norm would mis-scale W."""
+    torch.manual_seed(0)
+    G = nn.Sequential(nn.utils.spectral_norm(nn.Linear(5, 7)), nn.BatchNorm1d(7))
+    G.train()
+    ema = EMA(G, average_buffers=True)
+    old_mean = ema.module[1].running_mean.clone()
+    _ = [G(torch.randn(8, 5) * 3) for _ in range(3)]  # moves u, v and the BN statistics
+    ema.update(G, 0.5)
+    assert torch.equal(ema.module[0].weight_u, G[0].weight_u)
+    assert torch.equal(ema.module[0].weight_v, G[0].weight_v)
+    torch.testing.assert_close(ema.module[0].weight_u.norm(), torch.tensor(1.0))
+    torch.testing.assert_close(ema.module[1].running_mean, 0.5 * old_mean + 0.5 * G[1].running_mean)
+
+
+def test_parametrized_spectral_norm_vectors_are_copied():
+    """FastGAN uses torch.nn.utils.parametrizations.spectral_norm (buffers ..._u, ..._v)."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    torch.manual_seed(0)
+    G = nn.Sequential(spectral_norm(nn.Linear(5, 7)), nn.BatchNorm1d(7))
+    G.train()
+    ema = EMA(G, average_buffers=True)
+    _ = [G(torch.randn(8, 5) * 3) for _ in range(3)]
+    ema.update(G, 0.5)
+    live = dict(G.named_buffers())
+    for name, buf in ema.module.named_buffers():
+        if name.endswith(("_u", "_v")):
+            assert torch.equal(buf, live[name]), name
+            torch.testing.assert_close(buf.norm(), torch.tensor(1.0))
