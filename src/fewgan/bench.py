@@ -57,8 +57,7 @@ def train_step_seconds(params: dict, model_name: str, resolution: int, batch: in
     torch.manual_seed(0)
     cfg = copy.deepcopy(params["models"][model_name])
     gan = build_model(model_name, cfg, resolution).to(device)
-    if callable(getattr(gan, "set_lpips_params", None)):
-        gan.set_lpips_params(params)
+    gan.configure(params)
     fallbacks = list(gan.fallbacks())
     opts = gan.make_optimizers()
     ema = EMA(gan.G, gan.ema_buffers)

@@ -290,7 +290,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, UnsafePathError, FileNotFoundError) as exc:
         print(f"fewgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # stage errors that explain themselves (diverged, interrupted, bad data)
+        if type(exc).__name__ in _SELF_EXPLAINING:
+            print(f"fewgan {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 3
+        raise
     return 0
+
+
+#: exceptions whose message already says what happened and what to do: no traceback for them
+_SELF_EXPLAINING = {"TrainingDivergedError", "TrainingInterrupted", "DatasetConfigError", "CurateError",
+                    "ImageDecodeError", "LandmarkError", "DetectorUnavailable", "SplitIntegrityError",
+                    "SourceError", "SplitError", "ReportInputError", "WeightsUnavailableError",
+                    "WeightsChecksumError"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,8 @@ data, augmentation, optimiser steps, EMA, snapshots, logging and resume. Scoring
 inversion and evaluation only ever call `sample_latents`, `generate`, `inversion_start` and
 `synthesize` on a model rebuilt from a snapshot (`fewgan.models.load_snapshot`).
 
-Losses receive the (possibly DDP-wrapped) networks as arguments instead of using `self.G`/`self.D`,
+Model state that must survive a resume lives in parameters or buffers (state_dict); step-dependent
+behaviour is derived from the `step` argument. Losses receive the (possibly DDP-wrapped) networks as arguments instead of using `self.G`/`self.D`,
 so that the loop can wrap them for multi-GPU training without the model knowing.
 """
 
@@ -111,6 +112,14 @@ class GANModel(nn.Module):
         return self.generate(G, latent)
 
     # ---- bookkeeping ------------------------------------------------------------------------------
+    #: Whether DDP must look for parameters that a step leaves unused (the loop reads this).
+    ddp_find_unused_parameters: bool = False
+
+    def configure(self, params: Mapping[str, Any]) -> None:
+        """Called once by the training loop with the whole resolved params, before `fallbacks()`, for
+        models that need more than their own block (FastGAN: where the LPIPS-VGG weights are).
+        Must not consume random numbers. Default: nothing."""
+
     def fallbacks(self) -> list[str]:
         """Human-readable fallbacks in force (e.g. 'LPIPS-VGG backbone untrained: ...')."""
         return []

@@ -213,6 +213,10 @@ class FastGAN(GANModel):
         self.g_forwards = 0  # G forward passes run by the losses (tests check the fake sharing)
 
     # ---- reconstruction loss ------------------------------------------------------------------
+    def configure(self, params: Mapping[str, Any]) -> None:
+        """GANModel hook: the loop passes the resolved params (LPIPS-VGG weights location)."""
+        self.set_lpips_params(params)
+
     def set_lpips_params(self, params: Mapping[str, Any]) -> None:
         """Give the resolved params (needs params['evaluation']['weights']) for build_lpips."""
         self._lpips_params = dict(params)

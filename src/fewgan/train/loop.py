@@ -440,10 +440,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     opt_G, opt_D = opts["G"], opts["D"]
     ema = EMA(gan.G, gan.ema_buffers)
     # models that need the resolved params beyond their own block (FastGAN: where the LPIPS-VGG weights
-    # are) expose `set_lpips_params(params)`; called before fallbacks(), which may build that network
-    configure = getattr(gan, "set_lpips_params", None)
-    if callable(configure):
-        configure(params)
+    # are); called before fallbacks(), which may build that network
+    gan.configure(params)
     fallbacks += list(gan.fallbacks())
     for f in fallbacks:
         log.warning("fallback: %s", f)
