@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 log = logging.getLogger("fewgan")
+_ARGV: list[str] = []  # the command line of this invocation, recorded in stage.json
 
 
 # --------------------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
         "peak_rss_mb": round(_peak_rss_mb(), 1), "threads": threads,
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "argv": sys.argv[1:],
+        "argv": list(_ARGV),
     })
     log.info("%s finished in %.1f s (cpu %.1f s, peak %.0f MB)", stage, wall, cpu, _peak_rss_mb())
     return result
@@ -279,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_ARGV)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from fewgan.io import UnsafePathError

@@ -1,0 +1,74 @@
+"""The CLI door: clear errors with exit codes, stage cost records, safe paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fewgan.cli import main
+from fewgan.io import UnsafePathError, atomic_write_json, safe_join
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    monkeypatch.chdir(tmp_path)
+    assert main(["params", "--profile", "smoke"]) == 0
+    return tmp_path
+
+
+def test_unknown_dataset_is_a_clear_error(project, capsys):
+    assert main(["curate", "--dataset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "params/active.yaml" in err and "'nope'" in err and "demo_faces" in err
+
+
+def test_stale_active_params_refused_with_instructions(project, capsys):
+    f = project / "params" / "train.yaml"
+    data = yaml.safe_load(f.read_text())
+    data["iterations"] += 1
+    f.write_text(yaml.safe_dump(data))
+    assert main(["split", "--dataset", "demo_faces"]) == 2
+    err = capsys.readouterr().err
+    assert "stale" in err and "params/train.yaml" in err and "fewgan params --profile smoke" in err
+
+
+def test_missing_active_params(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["curate", "--dataset", "demo_faces"]) == 2
+    assert "fewgan params --profile demo" in capsys.readouterr().err
+
+
+def test_curate_records_its_cost_in_stage_json(project):
+    p = yaml.safe_load((project / "params" / "active.yaml").read_text())
+    assert p["datasets"]["demo_faces"]["source"]["kind"] == "synthetic"
+    assert main(["curate", "--dataset", "demo_faces", "--out", "data/curated/demo_faces"]) == 0
+    rec = json.loads((project / "data/curated/demo_faces/stage.json").read_text())
+    assert rec["stage"] == "curate" and rec["wall_s"] > 0 and rec["cpu_s"] > 0 and rec["peak_rss_mb"] > 10
+    assert rec["argv"][:3] == ["curate", "--dataset", "demo_faces"]
+    summary = json.loads((project / "data/curated/demo_faces/summary.json").read_text())
+    n_png = len(list((project / "data/curated/demo_faces/images").glob("*.png")))
+    assert n_png == summary["counts"]["written"] if "counts" in summary else n_png > 0
+
+
+def test_safe_join_refuses_escapes(tmp_path):
+    assert safe_join(tmp_path, "a/b.png") == (tmp_path / "a" / "b.png").resolve()
+    for bad in ("../x", "a/../../x", "/etc/passwd"):
+        with pytest.raises(UnsafePathError):
+            safe_join(tmp_path, bad)
+
+
+def test_atomic_json_writes_no_partial_file_and_no_nan(tmp_path):
+    target = tmp_path / "m.json"
+    atomic_write_json(target, {"fid": float("nan"), "ok": 1.5})
+    assert json.loads(target.read_text()) == {"fid": None, "ok": 1.5}
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"bad": object()})
+    assert json.loads(target.read_text()) == {"fid": None, "ok": 1.5}  # old content intact
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temp file left behind
