@@ -44,8 +44,10 @@ def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Separable 'valid' Gaussian filtering, per channel."""
     c = x.shape[1]
     k = g.to(x.dtype).to(x.device)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, k.numel()), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, k.numel(), 1), groups=c)
+    # depthwise convs run ~2.7x faster in channels_last on CPU (same arithmetic, same result)
+    x = x.contiguous(memory_format=torch.channels_last)
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, k.numel()).contiguous(), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, k.numel(), 1).contiguous(), groups=c)
 
 
 def ssim_cs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,19 +58,18 @@ def ssim_cs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     g = gaussian_1d(size, sigma)
     xs, ys = a - 127.5, b - 127.5
     stacked = torch.cat([xs, ys, xs * xs, ys * ys, xs * ys], dim=1)
-    f = _filter(stacked, g)
+    f = _filter(stacked, g).contiguous()
     mx, my, exx, eyy, exy = f.split(c, dim=1)
-    s11 = exx - mx * mx
-    s22 = eyy - my * my
-    s12 = exy - mx * my
-    mx, my = mx + 127.5, my + 127.5
     c1 = (K1 * MAX_VAL) ** 2
     c2 = (K2 * MAX_VAL) ** 2
-    v1 = 2.0 * s12 + c2
-    v2 = s11 + s22 + c2
-    ssim = ((2.0 * mx * my + c1) * v1) / ((mx * mx + my * my + c1) * v2)
-    cs = v1 / v2
-    return ssim.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
+    # v1 = 2 s12 + c2, v2 = s11 + s22 + c2 with s = E[..] - mu mu (shifted values)
+    v1 = (exy - mx * my).mul_(2.0).add_(c2)
+    v2 = (exx + eyy).sub_(mx * mx).sub_(my * my).add_(c2)
+    cs_map = v1.div_(v2)
+    mx, my = mx + 127.5, my + 127.5
+    lum = (mx * my).mul_(2.0).add_(c1).div_((mx * mx).add_(my * my).add_(c1))
+    ssim = (lum * cs_map).mean(dim=(1, 2, 3))
+    return ssim, cs_map.mean(dim=(1, 2, 3))
 
 
 def msssim_pairs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

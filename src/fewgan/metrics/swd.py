@@ -44,8 +44,10 @@ MIN_RESOLUTION = 16
 def _blur(x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     """Depthwise 5x5 binomial filter with mirror boundary (same size)."""
     c = x.shape[1]
-    k = (KERNEL_5x5 * gain).to(x.dtype).to(x.device).expand(c, 1, 5, 5)
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k, groups=c)
+    k = (KERNEL_5x5 * gain).to(x.dtype).to(x.device).expand(c, 1, 5, 5).contiguous()
+    # depthwise conv in channels_last: same arithmetic, ~2-3x faster on CPU
+    xp = F.pad(x, (2, 2, 2, 2), mode="reflect").contiguous(memory_format=torch.channels_last)
+    return F.conv2d(xp, k, groups=c).contiguous()
 
 
 def pyr_down(x: torch.Tensor) -> torch.Tensor:
