@@ -260,6 +260,8 @@ def main(args) -> dict:
     figures["curate_s_per_image"] = _curate_seconds_per_image()
     figures["train_profile"], figures["invert_profile"] = {}, {}
     inv_rows = []
+    if args.quick:  # the paper profile's full-width networks take minutes per CPU iteration
+        profiles.pop("paper")
     for name, p in profiles.items():
         res = max(p["datasets"][d]["resolution"] for d in p["experiment"]["datasets"])
         for m in p["experiment"]["models"]:
