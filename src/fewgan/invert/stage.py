@@ -106,15 +106,9 @@ def select_snapshots(found: list[tuple[int, Path]], spec: Any, train_dir: Path) 
 
 
 def resolve_device(requested: str, fallbacks: list[str]) -> torch.device:
-    requested = str(requested or "auto")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        msg = f"device {requested!r} requested but CUDA is not available: inverting on CPU"
-        log.warning(msg)
-        fallbacks.append(msg)
-        return torch.device("cpu")
-    return torch.device(requested)
+    from fewgan.device import resolve_device as _resolve
+
+    return _resolve(requested, "inversion", fallbacks)
 
 
 def _as_uint8_images(images: Any, names: list[str], which: str, curated_dir: Path) -> torch.Tensor:

@@ -33,15 +33,9 @@ RULE = "lowest FID, KID breaks ties"
 # shared helpers (evaluate uses them too)
 # ------------------------------------------------------------------------------------------------
 def pick_device(params: dict, fallbacks: list[str]) -> torch.device:
-    want = str(params.get("device", "auto"))
-    if want == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        msg = f"device {want!r} requested in params but CUDA is unavailable: metrics run on the CPU"
-        log.warning(msg)
-        fallbacks.append(msg)
-        return torch.device("cpu")
-    return torch.device(want)
+    from fewgan.device import resolve_device
+
+    return resolve_device(params.get("device", "auto"), "metrics", fallbacks)
 
 
 def set_threads(threads: int) -> None:

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fewgan.device import resolve_device
 from fewgan.io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, torch_load
 from fewgan.models import SNAPSHOT_FORMAT, GANModel, build_model
 from fewgan.train import ddp
@@ -180,20 +181,7 @@ def _augment_policy(params: dict, model: str, cfg: dict) -> tuple[str, str]:
 
 
 def _device(pref: str, d: ddp.Dist, fallbacks: list[str]) -> torch.device:
-    pref = str(pref or "auto")
-    if pref == "cpu":
-        return torch.device("cpu")
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"params device={pref!r} but no CUDA device is available here; "
-                               "set `device: cpu` or `device: auto` in params/base.yaml")
-        return torch.device("cuda", d.local_rank) if d.enabled else torch.device(pref)
-    if pref != "auto":
-        raise ValueError(f"params device={pref!r}: use auto, cpu, cuda or cuda:N (params/base.yaml)")
-    if torch.cuda.is_available():
-        return torch.device("cuda", d.local_rank if d.enabled else torch.cuda.current_device())
-    fallbacks.append("no CUDA device found (device: auto): trained on CPU")
-    return torch.device("cpu")
+    return resolve_device(pref, "training", fallbacks, d.local_rank if d.enabled else None)
 
 
 # --------------------------------------------------------------------------------------------------
