@@ -10,9 +10,12 @@ Variants (each runs in its own subprocess, so ru_maxrss is that variant's peak m
   the real D pass, three separate LPIPS calls (each runs VGG on reconstruction *and* target with
   autograd), two backward passes, G-step backward through D that also builds D's weight gradients,
   plain `torch.optim.Adam`, a per-tensor EMA loop, `.item()` logging, default memory format.
+* ``baseline-retain`` - the same baseline loop with fewgan's CPU allocator setting
+  (`fewgan.allocator`, resources.cpu_allocator: retain), to separate the allocator's effect from the
+  step's own.
 * ``fewgan`` - `FastGAN.discriminator_loss` / `generator_loss` / `make_optimizers` (fused Adam, one
   LPIPS call on the concatenated batch with the targets' VGG pass under no_grad, D frozen in the G
-  step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp).
+  step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp), under the allocator setting the pipeline's stages use (retain).
 
 Both use parity maths (official: no tanh at 256, LPIPS summed over the batch, nearest resizing) so the
 work is identical; `--maths default` runs fewgan's default maths instead. On CUDA both run with bf16
@@ -131,7 +134,7 @@ def fewgan_runner(args, device):
     opt = model.make_optimizers()
     ema = EMA(model.G, average_buffers=model.ema_buffers)
     G, D = model.G, model.D
-    if device.type == "cuda" and not args.no_compile:
+    if (device.type == "cuda" and not args.no_compile) or args.compile_cpu:
         G, D = torch.compile(G), torch.compile(D)
     aug = _augment(torch.Generator(device=device).manual_seed(1))
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
@@ -159,7 +162,10 @@ def child(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    step = (baseline_runner if args.variant == "baseline" else fewgan_runner)(args, device)
+    from fewgan.allocator import configure_allocator
+
+    allocator = configure_allocator("system" if args.variant == "baseline" else args.allocator)
+    step = (fewgan_runner if args.variant == "fewgan" else baseline_runner)(args, device)
     times, cpu = [], []
     for i in range(args.warmup + args.iters):
         _sync(device)
@@ -174,7 +180,8 @@ def child(args) -> dict:
            "recon": args.recon, "maths": args.maths if args.variant == "fewgan" else "parity",
            "threads": args.threads, "median_s": statistics.median(times), "min_s": min(times),
            "max_s": max(times), "times_s": [round(t, 3) for t in times],
-           "median_cpu_s": statistics.median(cpu), "peak_rss_mb": round(peak_mb, 1)}
+           "median_cpu_s": statistics.median(cpu), "peak_rss_mb": round(peak_mb, 1),
+           "allocator": allocator["mode"] + ("" if allocator["applied"] or allocator["mode"] == "system" else " (not applied)")}
     if device.type == "cuda":
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
@@ -191,12 +198,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--maths", choices=["parity", "default"], default="parity",
                     help="fewgan variant's maths (the baseline is always the official maths)")
-    ap.add_argument("--variants", default="baseline,fewgan")
+    ap.add_argument("--variants", default="baseline,baseline-retain,fewgan")
+    ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
+                    help="CPU allocator of the baseline-retain and fewgan variants (fewgan.allocator)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                     help="fewgan variant's memory format (auto: NHWC on CUDA only; NHWC was slower on CPU)")
     ap.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")
+    ap.add_argument("--compile-cpu", action="store_true", help="CPU: torch.compile G and D (inductor, needs a C++ compiler)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -214,13 +224,15 @@ def main(argv=None) -> int:
             return proc.returncode
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(res)
-        print(f"{variant:9s} {res['device']:5s} {args.resolution}px batch {args.batch} recon {args.recon}: "
+        print(f"{variant:15s} {res['device']:5s} {args.resolution}px batch {args.batch} recon {args.recon}: "
               f"median {res['median_s']:.3f} s/iter (min {res['min_s']:.3f}, max {res['max_s']:.3f}, "
-              f"n={len(res['times_s'])}; CPU {res['median_cpu_s']:.3f} s/iter), peak RSS {res['peak_rss_mb']:.0f} MB"
+              f"n={len(res['times_s'])}; CPU {res['median_cpu_s']:.3f} s/iter), peak RSS {res['peak_rss_mb']:.0f} MB, "
+              f"allocator {res['allocator']}"
               + (f", peak CUDA {res['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in res else ""), flush=True)
     by = {r["variant"]: r for r in results}
-    if "baseline" in by and "fewgan" in by:
-        print(f"fewgan / baseline = {by['fewgan']['median_s'] / by['baseline']['median_s']:.2f}")
+    for base in ("baseline", "baseline-retain"):
+        if base in by and "fewgan" in by:
+            print(f"fewgan / {base} = {by['fewgan']['median_s'] / by[base]['median_s']:.2f}")
     if "fewgan" in by and by["fewgan"]["device"] == "cpu" and args.resolution == 256 and args.batch == 8:
         ref = OFFICIAL_CPU_S[args.recon]
         print(f"fewgan / official ({ref} s/iter, REFERENCE.md section 5) = {by['fewgan']['median_s'] / ref:.2f}")

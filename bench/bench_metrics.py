@@ -120,10 +120,17 @@ def main() -> None:
     ap.add_argument("--inception-images", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
+                    help="C allocator setting for the whole process (fewgan.allocator)")
     ap.add_argument("--only", default="swd,msssim,inception,fid",
                     help="comma-separated rows to run: swd, msssim, inception, fid")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from fewgan.allocator import configure_allocator
+
+    # the pipeline's stages run with resources.cpu_allocator (default retain); applied to the whole
+    # process, so the numpy references get the same allocator
+    alloc = configure_allocator(args.allocator)
     n_swd = args.swd_images or (64 if args.quick else 512)
     pairs = args.pairs or (50 if args.quick else 500)
     n_inc = args.inception_images or (16 if args.quick else 64)
@@ -169,7 +176,8 @@ def main() -> None:
         rows.append(("FID stats 500 vs 100, 2048-d", t_tf, t_fast, f"{v_tf:.6f} vs {v_fast:.6f}"))
 
     print(f"threads={torch.get_num_threads()}  repeats={reps} (medians; numpy references timed once unless --quick)"
-          f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs  allocator {alloc['mode']}"
+          f"{'' if alloc['applied'] or alloc['mode'] == 'system' else ' (not applied)'}")
     print(f"{'what':34s} {'reference':>12s} {'fewgan':>12s} {'speed-up':>9s}  check")
     for name, ref, ours, note in rows:
         if "img/s" in name:

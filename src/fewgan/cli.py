@@ -18,6 +18,7 @@ from typing import Callable
 
 log = logging.getLogger("fewgan")
 _ARGV: list[str] = []  # the command line of this invocation, recorded in stage.json
+_ALLOCATOR: dict | None = None  # what fewgan.allocator did in this process, recorded in stage.json
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "stage.json", {
         "stage": stage, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1), "threads": threads,
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "threads": threads, "cpu_allocator": _ALLOCATOR,
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(_ARGV),
@@ -90,12 +91,16 @@ def _params(args) -> dict:
 
 
 def _threads(args, params: dict, stage: str) -> int:
+    """Torch threads for a compute stage; also applies resources.cpu_allocator (fewgan.allocator)."""
+    global _ALLOCATOR
     import torch
 
+    from fewgan.allocator import configure_allocator
     from fewgan.params import threads_for
 
     n = threads_for(params, stage, args.threads)
     torch.set_num_threads(n)
+    _ALLOCATOR = configure_allocator(params.get("resources", {}).get("cpu_allocator", "retain"))
     return n
 
 
@@ -231,12 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None, help="output directory (default: docs/DESIGN.md layout)")
         return p
 
+    from fewgan.params import PROFILES
+
     p = sub.add_parser("params", help="resolve params/*.yaml + a profile into params/active.yaml",
-                       description="Resolve params/*.yaml with a profile (smoke | demo | paper) into "
+                       description="Resolve params/*.yaml with a profile (smoke | demo | paper | celebahq128) into "
                                    "params/active.yaml, the file both Snakemake and DVC read.")
     p.set_defaults(fn=cmd_params)
     p.add_argument("--profile", default=os.environ.get("FEWGAN_PROFILE", "demo"),
-                   choices=["smoke", "demo", "paper"], help="compute profile (env FEWGAN_PROFILE)")
+                   choices=list(PROFILES), help="compute profile (env FEWGAN_PROFILE)")
     p.add_argument("--params-dir", default="params")
     p.add_argument("--out", default="params/active.yaml")
     p.add_argument("--check", action="store_true", help="only check that the active file is up to date")

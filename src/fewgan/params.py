@@ -9,8 +9,8 @@ Layout (each file is one section of the resolved params):
     params/evaluation.yaml      metrics and weights     -> params["evaluation"]
     params/invert.yaml          inversion test          -> params["invert"]
     params/report.yaml          report                  -> params["report"]
-    params/resources.yaml       threads per stage       -> params["resources"]
-    params/profiles/<p>.yaml    overrides for a compute profile (smoke, demo, paper)
+    params/resources.yaml       threads, allocator      -> params["resources"]
+    params/profiles/<p>.yaml    overrides for a compute profile (smoke, demo, paper, celebahq128)
 
 `fewgan params --profile P` deep-merges the sources with the profile, validates the result against
 the JSON schemas that each stage package publishes, and writes `params/active.yaml`. Snakemake
@@ -32,7 +32,7 @@ from fewgan.io import atomic_write_yaml, read_yaml
 
 PARAMS_DIR = Path("params")
 ACTIVE = PARAMS_DIR / "active.yaml"
-PROFILES = ("smoke", "demo", "paper")
+PROFILES = ("smoke", "demo", "paper", "celebahq128")
 SECTIONS = ("train", "evaluation", "invert", "report", "resources")
 
 ACTIVE_HEADER = (
@@ -158,7 +158,11 @@ def schema() -> dict:
             "report": REPORT_SCHEMA,
             "resources": {
                 "type": "object", "additionalProperties": False,
-                "properties": {"threads": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}}},
+                "properties": {
+                    "threads": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                    "cpu_allocator": {"enum": ["retain", "system"],
+                                      "description": "retain: glibc keeps freed memory for reuse (fewgan.allocator)"},
+                },
             },
             "_meta": {"type": "object"},
         },
