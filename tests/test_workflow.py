@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fewgan.params import PROFILES
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
@@ -51,7 +53,7 @@ def dvc_outputs(project: Path) -> set[str]:
     return set(json.loads(sh([sys.executable, "-c", code, str(project)], project).stdout))
 
 
-@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_snakemake_plans_exactly_the_dvc_outputs(tmp_path, profile):
     project = make_project(tmp_path, profile)
     smk, dvc = snakemake_outputs(project), dvc_outputs(project)

@@ -75,6 +75,7 @@ def test_untrained_label_next_to_fid_everywhere(built):
     md_rows = [ln for ln in built["md"].splitlines() if "40.12" in ln or "41.62" in ln]
     assert md_rows and all(UNTRAINED in ln for ln in md_rows)
     assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in built["md"]
+    assert "SWD and MS-SSIM use no pretrained network" in built["md"]  # what to compare instead
     # HTML: banner and the label in the same <tr> as the FID value
     assert '<div class="banner">' in built["html"] and UNTRAINED in built["html"].split('<div class="banner">')[1][:300]
     trs = [tr for tr in re.findall(r"<tr>.*?</tr>", built["html"]) if "40.12" in tr]

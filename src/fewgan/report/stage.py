@@ -277,7 +277,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     costs_disp = _costs_display(costs)
     paper = pd.DataFrame([(n, R.fmt(a), R.fmt(b), R.fmt(c)) for n, a, b, c in PAPER_FID_256], columns=PAPER_COLUMNS)
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
-              ". Do not compare these numbers with published FID/KID.") if non_standard else None
+              ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
+              "measure perceptual quality, so these FID/KID values (and the lowest-FID snapshot selection) can "
+              "rank models wrongly; SWD and MS-SSIM use no pretrained network: compare those, and the "
+              "samples.") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "

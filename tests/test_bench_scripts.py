@@ -1,0 +1,40 @@
+"""The committed benchmarks run and print their tables (tiny sizes; the speed figures themselves are
+measured by hand on a quiet machine, see bench/README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _run(args: list[str], tmp_path: Path) -> str:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_bench_fastgan_prints_every_variant_and_the_ratios(tmp_path):
+    out_json = tmp_path / "fastgan.json"
+    out = _run(["bench/bench_fastgan.py", "--resolution", "64", "--batch", "2", "--ngf", "16", "--ndf", "16",
+                "--warmup", "0", "--iters", "1", "--recon", "l1", "--threads", "1", "--json", str(out_json)], tmp_path)
+    for variant in ("baseline", "baseline-retain", "fewgan"):
+        assert f"\n{variant} " in "\n" + out
+    assert "fewgan / baseline = " in out and "fewgan / baseline-retain = " in out
+    results = {r["variant"]: r for r in json.loads(out_json.read_text())["results"]}
+    assert results["baseline"]["allocator"] == "system"
+    assert results["fewgan"]["allocator"].startswith("retain")
+    assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 0 for r in results.values())
+
+
+def test_bench_metrics_checks_msssim_against_numpy_and_prints_the_swd_bound(tmp_path):
+    out = _run(["bench/bench_metrics.py", "--only", "swd,msssim", "--res", "64", "--swd-images", "4",
+                "--pairs", "4", "--repeats", "1", "--threads", "1"], tmp_path)
+    assert "SWD 4 vs 4 @ 64px" in out and "of which projections + sorts" in out
+    assert "bound on the speed-up of any exact SWD here" in out
+    assert "MS-SSIM 4 pairs @ 64px" in out  # the script asserts equality with its numpy reference
