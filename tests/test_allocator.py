@@ -67,3 +67,9 @@ def test_params_schema_rejects_a_bad_allocator(tmp_path):
     res.write_text(res.read_text().replace("cpu_allocator: retain", "cpu_allocator: jemalloc"))
     with pytest.raises(ParamsError, match=r"resources.yaml.*cpu_allocator"):
         validate(*resolve("smoke", root))
+
+
+def test_asking_for_system_after_retain_reports_what_is_in_force(monkeypatch):
+    monkeypatch.setattr(allocator, "_applied", {"mode": "retain", "applied": True, "detail": "glibc mallopt: x"})
+    info = allocator.configure_allocator("system")
+    assert info["mode"] == "retain" and info["applied"] is True and "kept" in info["detail"]

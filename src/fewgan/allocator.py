@@ -58,7 +58,11 @@ def configure_allocator(mode: str = "retain") -> dict:
         return dict(_applied)
     info: dict = {"mode": mode, "applied": False}
     if mode == "system":
-        info["detail"] = "system allocator settings left unchanged"
+        if _applied is not None and _applied["applied"]:  # mallopt settings cannot be taken back
+            info.update(mode="retain", applied=True,
+                        detail=_applied["detail"] + "; 'system' asked later in the same process: kept")
+        else:
+            info["detail"] = "system allocator settings left unchanged"
     else:
         preload = os.environ.get("LD_PRELOAD", "")
         libc = _glibc()
