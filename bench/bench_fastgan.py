@@ -13,7 +13,8 @@ Variants (each runs in its own subprocess, so ru_maxrss is that variant's peak m
 * ``baseline-retain`` - the same baseline loop with fewgan's CPU allocator setting
   (`fewgan.allocator`, resources.cpu_allocator: retain), to separate the allocator's effect from the
   step's own.
-* ``fewgan`` - `FastGAN.discriminator_loss` / `generator_loss` / `make_optimizers` (fused Adam, one
+* ``fewgan`` - `fewgan.train.step.train_step` (the training loop's own step) on FastGAN's
+  `discriminator_loss` / `generator_loss` / `make_optimizers` (fused Adam, one
   LPIPS call on the concatenated batch with the targets' VGG pass under no_grad, D frozen in the G
   step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp), under the allocator setting the pipeline's stages use (retain).
 
@@ -60,7 +61,7 @@ def _augment(gen: torch.Generator):
 def _build_lpips(device):
     import lpips
 
-    from fewgan.metrics.lpips import RANDOM_BACKBONE_SEED
+    from fewgan.nets.lpips import RANDOM_BACKBONE_SEED
 
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(RANDOM_BACKBONE_SEED)
@@ -72,9 +73,10 @@ def _build_lpips(device):
 # ---- baseline: the official step written plainly --------------------------------------------------
 def baseline_runner(args, device):
     from fewgan.models.fastgan import FastGAN, _quadrant
+    from fewgan.params import model_cfg
 
-    model = FastGAN({"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "recon_loss": "l1", "parity": True,
-                     "channels_last": False}, args.resolution).to(device)
+    model = FastGAN(model_cfg("fastgan", {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "recon_loss": "l1",
+                                          "parity": True}), args.resolution).to(device)
     G, D = model.G, model.D
     percept = _build_lpips(device) if args.recon == "lpips" else None
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -123,37 +125,32 @@ def baseline_runner(args, device):
 
 # ---- fewgan ---------------------------------------------------------------------------------------
 def fewgan_runner(args, device):
+    """fewgan's step as training runs it: `fewgan.train.step.train_step` on FastGAN."""
     from fewgan.models.fastgan import FastGAN
+    from fewgan.params import model_cfg
     from fewgan.train.ema import EMA
+    from fewgan.train.step import Nets, train_step
 
-    cfg = {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "parity": args.maths == "parity",
-           "recon_loss": "lpips_untrained" if args.recon == "lpips" else "l1",
-           "channels_last": device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on"}
+    cfg = model_cfg("fastgan", {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "parity": args.maths == "parity",
+                                "recon_loss": "lpips_untrained" if args.recon == "lpips" else "l1"})
     model = FastGAN(cfg, args.resolution).to(device)
+    model.set_memory_format(device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on")
     model.fallbacks()  # builds the LPIPS network now (lazily built otherwise)
-    opt = model.make_optimizers()
+    opts = model.make_optimizers()
     ema = EMA(model.G, average_buffers=model.ema_buffers)
     G, D = model.G, model.D
     if (device.type == "cuda" and not args.no_compile) or args.compile_cpu:
         G, D = torch.compile(G), torch.compile(D)
+    nets = Nets(G, D, D)
     aug = _augment(torch.Generator(device=device).manual_seed(1))
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step(i):
-        z = torch.randn(args.batch, 256, device=device)
-        opt["D"].zero_grad(set_to_none=True)
-        with amp:
-            loss_d, logs_d = model.discriminator_loss(G, D, real, z, i, aug)
-        loss_d.backward()
-        opt["D"].step()
-        opt["G"].zero_grad(set_to_none=True)
-        with amp:
-            loss_g, logs_g = model.generator_loss(G, D, z, i, aug)
-        loss_g.backward()
-        opt["G"].step()
-        ema.update(model.G, model.ema_beta(i, args.batch))
-        return logs_d["loss_D"], logs_g["loss_G"]
+        res = train_step(model, nets, opts, ema, step=i, reals=lambda j: (real, None),
+                         latents=lambda: torch.randn(args.batch, 256, device=device), augment=aug,
+                         batch_size=args.batch, autocast=amp)
+        return res.loss_D, res.loss_G
 
     return step
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fewgan.params import PROFILES, ParamsError, load_active, resolve, validate, write_active
+from fewgan.params import ParamsError, load_active, model_cfg, profiles, resolve, validate, write_active
 
 REPO = Path(__file__).resolve().parents[1]
+PROFILES = profiles(REPO / "params")
 
 
 @pytest.fixture
@@ -109,3 +110,97 @@ def test_stale_active_file_is_refused(params_dir, tmp_path, monkeypatch):
     _edit(Path("params/train.yaml"), lambda d: d.update(iterations=d["iterations"] + 1))
     with pytest.raises(ParamsError, match=r"stale: params/train.yaml changed.*fewgan params --profile smoke"):
         load_active(Path("params/active.yaml"))
+
+
+# ---- one source of defaults, names, profiles as files ----------------------------------------------------
+def test_profiles_are_the_files_and_a_users_own_profile_works(params_dir):
+    assert {"smoke", "demo", "paper", "celebahq128"} <= set(profiles(params_dir))
+    (params_dir / "profiles" / "mine.yaml").write_text("train: {iterations: 7}\n")
+    assert "mine" in profiles(params_dir)
+    params, origin = resolve("mine", params_dir)
+    validate(params, origin)
+    assert params["profile"] == "mine" and params["train"]["iterations"] == 7
+    assert origin["train.iterations"].endswith("profiles/mine.yaml")
+    with pytest.raises(ParamsError, match=r"profile name '\.\./x' is not allowed"):
+        resolve("../x", params_dir)
+
+
+def test_dataset_entries_are_completed_from_the_defaults_file(params_dir):
+    params, origin = resolve("paper", params_dir)
+    entry = params["datasets"]["celebahq_stargan_v2"]
+    defaults = yaml.safe_load((params_dir / "dataset_defaults.yaml").read_text())
+    assert entry["split"] == defaults["split"] and entry["max_pixels"] == defaults["max_pixels"]
+    assert entry["source"]["kind"] == "folder" and entry["source"]["url"] is None  # merged key by key
+    assert origin["datasets.celebahq_stargan_v2.split.ratio"].endswith("dataset_defaults.yaml")
+    assert origin["datasets.celebahq_stargan_v2.resolution"].endswith("datasets.yaml")
+    # an entry that overrides a nested key keeps the other defaults of that block
+    assert params["datasets"]["demo_faces"]["dedup"] == {"exact": True, "phash_max_distance": None}
+    # a key missing from both files is an error naming the key
+    _edit(params_dir / "dataset_defaults.yaml", lambda d: d.pop("min_images"))
+    params, origin = resolve("paper", params_dir)
+    with pytest.raises(ParamsError, match=r"datasets.*'min_images' is a required property"):
+        validate(params, origin)
+
+
+def test_every_section_key_is_required(params_dir):
+    _edit(params_dir / "invert.yaml", lambda d: d.pop("grid_images"))
+    params, origin = resolve("smoke", params_dir)
+    with pytest.raises(ParamsError, match=r"invert.yaml: key 'invert': 'grid_images' is a required property"):
+        validate(params, origin)
+
+
+@pytest.mark.parametrize("name", ["../../../escaped_outside", "<script>alert(1)</script>", "a..b", "-lead", ""])
+def test_bad_dataset_names_are_refused_with_file_key_and_rule(params_dir, name):
+    _edit(params_dir / "datasets.yaml", lambda d: d.update({name: d["demo_faces"]}))
+    params, origin = resolve("smoke", params_dir)
+    with pytest.raises(ParamsError) as e:
+        validate(params, origin)
+    msg = str(e.value)
+    assert "datasets.yaml" in msg and repr(name) in msg and "starting with a letter or digit" in msg
+
+
+def test_typo_in_an_overridden_experiment_list_is_still_an_error(params_dir):
+    _edit(params_dir / "base.yaml", lambda d: d["experiment"].update(models=["fastgna", "dcgan"]))
+    params, origin = resolve("smoke", params_dir)  # the smoke profile sets its own model list
+    assert params["experiment"]["models"] == ["fastgan", "stylegan2", "dcgan"]
+    with pytest.raises(ParamsError, match=r"base.yaml: experiment.models names unknown model 'fastgna' \(did you mean 'fastgan'\?\)"):
+        validate(params, origin)
+
+
+def test_command_line_experiment_override(params_dir, tmp_path):
+    out = tmp_path / "active.yaml"
+    p = write_active("smoke", params_dir, out, datasets=["celebahq_stargan_v2"], models=["dcgan"])
+    assert p["experiment"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"]}
+    assert load_active(out, check_fresh=False)["_meta"]["experiment_override"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"]}
+    with pytest.raises(ParamsError, match=r"fewgan params \(command line\): experiment.datasets names unknown dataset 'nope'"):
+        write_active("smoke", params_dir, out, datasets=["nope"])
+
+
+def test_model_cfg_is_the_yaml_with_overrides(params_dir):
+    cfg = model_cfg("fastgan", {"ngf": 16}, params_dir)
+    assert cfg["ngf"] == 16 and cfg["nz"] == yaml.safe_load((params_dir / "models/fastgan.yaml").read_text())["nz"]
+    with pytest.raises(ParamsError, match=r"fastgan.yaml: no key\(s\) \['ngff'\]"):
+        model_cfg("fastgan", {"ngff": 16}, params_dir)
+
+
+def test_every_registered_model_has_a_schema_module_and_a_yaml():
+    from fewgan.models import _import_builtin, registered_models
+    from fewgan.schemas.models import model_schemas
+
+    _import_builtin()
+    builtin = {n for n, c in registered_models().items() if c.__module__.startswith("fewgan.models.")}
+    assert builtin == set(model_schemas())
+    assert builtin == {p.stem for p in (REPO / "params" / "models").glob("*.yaml")}
+
+
+def test_fewgan_params_imports_no_torch(tmp_path):
+    """`fewgan params` only validates YAML: no torch, no model code (fast; bench: `fewgan params` < 1 s)."""
+    import subprocess
+    import sys
+
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    code = ("import sys; from fewgan.cli import main; rc = main(['params', '--profile', 'smoke']); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'PIL', 'pandas') "
+            "or m.startswith('fewgan.models')); print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr

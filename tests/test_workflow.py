@@ -11,16 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from fewgan.params import PROFILES
+from fewgan.params import profiles
+from fewgan.stages import BY_NAME, code_deps
 
 REPO = Path(__file__).resolve().parents[1]
+PROFILES = profiles(REPO / "params")
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1",
        "PYTHONUNBUFFERED": "1"}
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
+       env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -35,30 +38,84 @@ def make_project(dst: Path, profile: str) -> Path:
     return dst
 
 
-def snakemake_outputs(project: Path) -> set[str]:
-    """Every output file/directory of the planned DAG, from `snakemake --summary` (dry, nothing runs)."""
-    out = sh(["snakemake", "--cores", "1", "--summary", "all"], project).stdout
-    paths = set()
-    for line in out.splitlines()[1:]:
-        if line.strip():
-            paths.add(line.split("\t")[0].rstrip("/"))
-    return paths
+def snakemake_jobs(project: Path) -> dict[str, dict]:
+    """Every job of the planned DAG, keyed by each of its outputs, from `snakemake -n -p` (dry):
+    {output: {"rule", "inputs", "cmd"}}."""
+    text = sh(["snakemake", "--cores", "1", "-n", "-p", "all"], project).stdout
+    jobs: dict[str, dict] = {}
+    for block in text.split("\nrule ")[1:]:
+        lines = block.splitlines()
+        job = {"rule": lines[0].rstrip(":"), "inputs": set(), "cmd": "", "outputs": []}
+        for line in lines[1:]:
+            key, _, value = line.strip().partition(": ")
+            if key == "input":
+                job["inputs"] = {v.strip() for v in value.split(",") if v.strip()}
+            elif key == "output":
+                job["outputs"] = [v.strip().rstrip("/") for v in value.split(",") if v.strip()]
+            elif line.startswith("Shell command:"):
+                job["cmd"] = line.partition(": ")[2]
+        for o in job["outputs"]:
+            jobs[o] = job
+    return jobs
 
 
-def dvc_outputs(project: Path) -> set[str]:
-    code = ("import json,sys; from dvc.repo import Repo; r = Repo(sys.argv[1]); "
-            "print(json.dumps(sorted(o.def_path for s in r.index.stages for o in s.outs)))")
+def snakemake_params(project: Path) -> dict[str, list[str]]:
+    """{rule: params names} from the loaded workflow (Snakemake's API; names are dotted keys with '__')."""
+    code = ("import json; from pathlib import Path; from snakemake.api import SnakemakeApi; "
+            "from snakemake.settings.types import OutputSettings, ResourceSettings\n"
+            "with SnakemakeApi(OutputSettings(quiet=True)) as api:\n"
+            "    wf = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=Path('workflow/Snakefile'), "
+            "workdir=Path('.'))\n"
+            "    print(json.dumps({r.name: list(r.params._names) for r in wf._workflow.rules}))")
+    return json.loads(sh([sys.executable, "-c", code], project).stdout.strip().splitlines()[-1])
+
+
+def dvc_stages(project: Path) -> list[dict]:
+    code = ("import json,sys; from dvc.repo import Repo; from dvc.dependency.param import ParamsDependency; "
+            "r = Repo(sys.argv[1]); print(json.dumps([{'name': s.addressing, 'cmd': s.cmd, "
+            "'deps': [d.def_path for d in s.deps if not isinstance(d, ParamsDependency)], "
+            "'params': sorted(k for d in s.deps if isinstance(d, ParamsDependency) for k in d.params), "
+            "'outs': [o.def_path for o in s.outs]} for s in r.index.stages]))")
     if not (project / ".dvc").exists():
         sh(["dvc", "init", "--no-scm", "-q"], project)
-    return set(json.loads(sh([sys.executable, "-c", code, str(project)], project).stdout))
+    return json.loads(sh([sys.executable, "-c", code, str(project)], project).stdout)
+
+
+def _code_dir(path: str) -> str:
+    """src/fewgan/<pkg>/x.py -> src/fewgan/<pkg> (DVC tracks code packages as folders)."""
+    parts = path.split("/")
+    return "/".join(parts[:3]) if len(parts) > 3 and parts[:2] == ["src", "fewgan"] else path
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_snakemake_plans_exactly_the_dvc_outputs(tmp_path, profile):
+def test_snakemake_and_dvc_plan_the_same_jobs_deps_commands_and_params(tmp_path, profile):
     project = make_project(tmp_path, profile)
-    smk, dvc = snakemake_outputs(project), dvc_outputs(project)
-    assert smk == dvc, f"only Snakemake: {sorted(smk - dvc)}\nonly DVC: {sorted(dvc - smk)}"
-    assert "reports/benchmark" in smk and any(p.endswith("evaluate/metrics.json") for p in smk)
+    smk, dvc = snakemake_jobs(project), dvc_stages(project)
+    smk_outs = set(smk)
+    dvc_outs = {o for s in dvc for o in s["outs"]}
+    assert smk_outs == dvc_outs, f"only Snakemake: {sorted(smk_outs - dvc_outs)}\nonly DVC: {sorted(dvc_outs - smk_outs)}"
+    assert "reports/benchmark" in smk_outs and any(p.endswith("evaluate/metrics.json") for p in smk_outs)
+    rule_params = snakemake_params(project)
+    for stage in dvc:
+        job = smk[stage["outs"][0]]
+        name = stage["name"].split("@")[0]
+        assert job["rule"] == name
+        # the same command (Snakemake adds its thread count and the log tee)
+        cmd = job["cmd"].split(" 2>&1 | tee ")[0]
+        cmd = " ".join(w for i, w in enumerate(cmd.split()) if w != "--threads" and cmd.split()[i - 1] != "--threads")
+        assert cmd == stage["cmd"], name
+        # the same dependencies: Snakemake's files fall under DVC's code folders and data paths
+        smk_deps = {_code_dir(p) for p in job["inputs"]}
+        covered = lambda p: any(p == d or p.startswith(d.rstrip("/") + "/") for d in stage["deps"])  # noqa: E731
+        assert all(covered(p) for p in smk_deps), (name, sorted(p for p in smk_deps if not covered(p)))
+        code = {d for d in stage["deps"] if d.startswith("src/")}
+        assert code == {p for p in smk_deps if p.startswith("src/")}, name
+        if BY_NAME[name].scope != "all":  # DVC's report deps are the folders that hold Snakemake's files
+            assert {d for d in stage["deps"] if not d.startswith("src/")} == {p for p in smk_deps if not p.startswith("src/")}
+        # the same params keys (Snakemake's names are the dotted keys with '__' and no wildcards)
+        want = sorted(k.replace(".", "__").replace("{", "").replace("}", "") for k in BY_NAME[name].params)
+        assert sorted(rule_params[name]) == want, name
+        assert len(stage["params"]) == len(want), (name, stage["params"])
 
 
 def test_snakemake_lint_is_clean(tmp_path):
@@ -78,14 +135,40 @@ def _check_report(project: Path) -> dict:
     return metrics
 
 
+def _edit_active(project: Path, fn) -> None:
+    """An experiment's hand edit of params/active.yaml (what `dvc exp run -S` does)."""
+    import yaml
+
+    f = project / "params" / "active.yaml"
+    data = yaml.safe_load(f.read_text())
+    fn(data)
+    f.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 @pytest.mark.slow
 def test_smoke_run_with_snakemake_then_nothing_to_do(tmp_path):
     project = make_project(tmp_path, "smoke")
-    sh(["snakemake", "--cores", "2", "all"], project, timeout=1200)
+    record = tmp_path / "modules.jsonl"
+    sh(["snakemake", "--cores", "2", "all"], project, timeout=1200, env={"FEWGAN_RECORD_MODULES": str(record)})
     metrics = _check_report(project)
     assert metrics["fid_train"] is not None and metrics["fid_train"] >= 0
     again = sh(["snakemake", "--cores", "2", "-n", "all"], project)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # every fewgan module a stage really loaded is among its declared code dependencies
+    for line in record.read_text().splitlines():
+        rec = json.loads(line)
+        deps = code_deps(BY_NAME[rec["stage"]])
+        for m in rec["modules"]:
+            if m in ("fewgan", "fewgan.cli", "fewgan.stages", "fewgan.dag") or m.startswith("fewgan.params"):
+                continue  # routing and params loading run before any stage
+            parts = m.split(".")
+            path = f"src/fewgan/{parts[1]}" + ("" if (REPO / "src/fewgan" / parts[1]).is_dir() else ".py")
+            assert path in deps, f"{rec['stage']} loaded {m} ({path}) but declares {deps}"
+    # a params change re-runs exactly the jobs that declare the key (and the report after them)
+    _edit_active(project, lambda p: p["invert"].update(steps=p["invert"]["steps"] + 1))
+    plan = sh(["snakemake", "--cores", "1", "-n", "all"], project).stdout
+    jobs = {line.split()[0] for line in plan.split("Job stats:")[1].split("total")[0].splitlines()[2:] if line.strip()}
+    assert jobs == {"invert", "report", "all"}, plan
 
 
 @pytest.mark.slow
@@ -102,3 +185,8 @@ def test_smoke_run_with_dvc_repro_in_a_git_repo_then_up_to_date(tmp_path):
     assert "up to date" in status.lower() or status.strip() == "", status
     again = sh(["dvc", "repro"], project)
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
+    # a params change makes exactly the stages that declare the key stale
+    _edit_active(project, lambda p: p["invert"].update(steps=p["invert"]["steps"] + 1))
+    status = sh(["dvc", "status"], project).stdout
+    stale = {line.split(":")[0].split("@")[0] for line in status.splitlines() if line and not line.startswith((" ", "\t"))}
+    assert stale == {"invert"}, status

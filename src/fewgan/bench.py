@@ -49,10 +49,12 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------------
 def train_step_seconds(params: dict, model_name: str, resolution: int, batch: int, repeats: int,
                        device: str = "cpu") -> dict:
-    """Median seconds of one training iteration (D step, G step, EMA), as the shared loop runs it."""
+    """Median seconds of one training iteration: `fewgan.train.step.train_step`, as the loop runs it."""
     from fewgan.models import build_model
     from fewgan.train.diffaugment import augment
     from fewgan.train.ema import EMA
+    from fewgan.train.loop import augment_policy
+    from fewgan.train.step import Nets, train_step
 
     torch.manual_seed(0)
     cfg = copy.deepcopy(params["models"][model_name])
@@ -61,23 +63,16 @@ def train_step_seconds(params: dict, model_name: str, resolution: int, batch: in
     fallbacks = list(gan.fallbacks())
     opts = gan.make_optimizers()
     ema = EMA(gan.G, gan.ema_buffers)
-    policy = cfg.get("augment_policy", params["train"].get("augment_policy", ""))
+    policy, _ = augment_policy(params, model_name)
     real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     gen = torch.Generator().manual_seed(0)
+    nets = Nets(gan.G, gan.D, gan.D)
     state = {"step": 0}
 
     def step() -> None:
-        s = state["step"]
-        z = gan.sample_latents(batch, generator=gen).to(device)
-        opts["D"].zero_grad(set_to_none=True)
-        loss_d, _ = gan.discriminator_loss(gan.G, gan.D, real, z, s, lambda x: augment(x, policy))
-        loss_d.backward()
-        opts["D"].step()
-        opts["G"].zero_grad(set_to_none=True)
-        loss_g, _ = gan.generator_loss(gan.G, gan.D, z, s, lambda x: augment(x, policy))
-        loss_g.backward()
-        opts["G"].step()
-        ema.update(gan.G, gan.ema_beta(s, batch))
+        train_step(gan, nets, opts, ema, step=state["step"], reals=lambda j: (real, None),
+                   latents=lambda: gan.sample_latents(batch, generator=gen).to(device),
+                   augment=lambda x: augment(x, policy), batch_size=batch)
         if device != "cpu":
             torch.cuda.synchronize()
         state["step"] += 1
@@ -132,13 +127,13 @@ def swd_msssim_seconds(n_images: int, pairs: int, resolution: int, repeats: int)
 
 def inversion_seconds(params: dict, model_name: str, resolution: int, n_images: int, steps: int) -> dict:
     from fewgan.invert.core import invert
-    from fewgan.metrics.lpips import build_lpips
+    from fewgan.nets.lpips import build_lpips
     from fewgan.models import build_model
 
     torch.manual_seed(0)
     gan = build_model(model_name, params["models"][model_name], resolution)
     G = gan.G.eval().requires_grad_(False)
-    lpips, _ = build_lpips(params["invert"].get("lpips_net", "vgg"), params, "cpu")
+    lpips, _ = build_lpips(params["invert"]["lpips_net"], params, "cpu")
     target = torch.rand(n_images, 3, resolution, resolution) * 2 - 1
     inv = params["invert"]
     t0 = time.perf_counter()
@@ -176,7 +171,7 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
     for d in p["experiment"]["datasets"]:
         ds = p["datasets"][d]
         n_imgs = ds.get("shots") or (ds.get("source") or {}).get("count") or 100
-        n_train = int(round(n_imgs * (ds.get("split") or {}).get("ratio", 0.9)))
+        n_train = int(round(n_imgs * ds["split"]["ratio"]))
         n_test = max(1, n_imgs - n_train)
         est["curate"] += start + n_imgs * figures["curate_s_per_image"]
         est["split"] += start

@@ -1,13 +1,18 @@
 """`fewgan <stage>`: the one door into every stage. Snakemake rules and dvc.yaml call only this.
 
-Each stage command reads `params/active.yaml` (see `fewgan params`), takes its input and output
-paths as arguments (defaults follow docs/DESIGN.md), and writes `stage.json` (wall time, CPU time,
-peak memory) into its output directory.
+The stage sub-commands are built from the stage table (`fewgan.stages.STAGES`): each takes `--dataset`
+and/or `--model` by its scope, one option per input path (defaults: the table's layout), `--out`, and
+`--threads` for the compute stages. Each reads `params/active.yaml` (see `fewgan params`) and writes
+`stage.json` (wall time, CPU time, peak memory) into its output directory, last.
+
+Names and paths from the command line are checked before anything runs: names must follow
+fewgan.names.NAME_RULE and exist in the params; every path must stay inside the working directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import resource
@@ -16,28 +21,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from fewgan.stages import BY_NAME, STAGES, Stage, StageContext, fill
+
 log = logging.getLogger("fewgan")
 _ARGV: list[str] = []  # the command line of this invocation, recorded in stage.json
-_ALLOCATOR: dict | None = None  # what fewgan.allocator did in this process, recorded in stage.json
-
-
-# --------------------------------------------------------------------------------------------------
-# default paths (docs/DESIGN.md)
-# --------------------------------------------------------------------------------------------------
-def curated_dir(d: str) -> Path:
-    return Path("data/curated") / d
-
-
-def split_dir(d: str) -> Path:
-    return Path("data/splits") / d
-
-
-def run_dir(d: str, m: str, stage: str) -> Path:
-    return Path("runs") / d / m / stage
-
-
-def work_dir(d: str, m: str) -> Path:
-    return Path("work") / d / m
 
 
 # --------------------------------------------------------------------------------------------------
@@ -55,8 +42,10 @@ def _cpu_s() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int | None = None) -> object:
-    """Run one stage, then record its cost in `out_dir/stage.json`."""
+def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int | None = None,
+              allocator: dict | None = None) -> object:
+    """Run one stage, then record its cost in `out_dir/stage.json` (written last: a stage.json means
+    the stage finished)."""
     import datetime as dt
 
     from fewgan.io import atomic_write_json
@@ -68,7 +57,7 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "stage.json", {
         "stage": stage, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1), "threads": threads, "cpu_allocator": _ALLOCATOR,
+        "peak_rss_mb": round(_peak_rss_mb(), 1), "threads": threads, "cpu_allocator": allocator,
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(_ARGV),
@@ -77,138 +66,88 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
     return result
 
 
-def _params(args) -> dict:
-    from fewgan.params import load_active
+def _safe_path(value: str, option: str) -> Path:
+    """A path from the command line, refused when it is absolute or leaves the working directory."""
+    from fewgan.io import UnsafePathError, safe_join
 
-    params = load_active(Path(args.params))
+    try:
+        safe_join(Path.cwd(), value)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"{option} {exc}; every fewgan path is relative to the project directory "
+                              f"{Path.cwd()}") from None
+    return Path(value)
+
+
+def _params(args) -> dict:
+    from fewgan.names import check_name
+    from fewgan.params import ParamsError, load_active
+
+    for key, kind in (("dataset", "dataset"), ("model", "model")):
+        name = getattr(args, key, None)
+        if name is not None:
+            check_name(name, kind, f"--{key}")
+    params = load_active(_safe_path(args.params, "--params"))
     for key, names in (("dataset", "datasets"), ("model", "models")):
         name = getattr(args, key, None)
         if name is not None and name not in params[names]:
-            from fewgan.params import ParamsError
-
             raise ParamsError(f"{args.params}: no {key} named {name!r} (known: {sorted(params[names])})")
     return params
 
 
-def _threads(args, params: dict, stage: str) -> int:
-    """Torch threads for a compute stage; also applies resources.cpu_allocator (fewgan.allocator)."""
-    global _ALLOCATOR
-    import torch
+def cmd_stage(args) -> None:
+    """Any stage of the table: resolve paths, set threads and the allocator, call the entry, stage.json."""
+    stage: Stage = BY_NAME[args.command]
+    params = _params(args)
+    d, m = getattr(args, "dataset", None), getattr(args, "model", None)
+    opt = lambda name: "--" + name.replace("_", "-")  # noqa: E731
+    paths = {name: _safe_path(getattr(args, name) or fill(tmpl, d, m), opt(name))
+             for name, tmpl in {**stage.args, **stage.scratch}.items()}
+    out = _safe_path(args.out or fill(stage.out, d, m), "--out")
+    threads, allocator = None, None
+    if stage.threads:
+        import torch
 
-    from fewgan.allocator import configure_allocator
-    from fewgan.params import threads_for
+        from fewgan.allocator import configure_allocator
+        from fewgan.params import threads_for
 
-    n = threads_for(params, stage, args.threads)
-    torch.set_num_threads(n)
-    _ALLOCATOR = configure_allocator(params.get("resources", {}).get("cpu_allocator", "retain"))
-    return n
+        threads = threads_for(params, stage.name, args.threads)
+        torch.set_num_threads(threads)
+        allocator = configure_allocator(params["resources"]["cpu_allocator"])
+    module, func = stage.entry.split(":")
+    entry = getattr(importlib.import_module(module), func)
+    ctx = StageContext(params=params, dataset=d, model=m, out=out, paths=paths, threads=threads)
+    run_stage(stage.name, out, lambda: entry(ctx), threads, allocator)
+    record = os.environ.get("FEWGAN_RECORD_MODULES")
+    if record:  # tests: which fewgan modules did this stage really load? (checked against code_deps)
+        import json
+
+        with open(record, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"stage": stage.name, "modules": sorted(n for n in sys.modules
+                                                                      if n.split(".")[0] == "fewgan")}) + "\n")
 
 
-# --------------------------------------------------------------------------------------------------
-# commands
-# --------------------------------------------------------------------------------------------------
 def cmd_params(args) -> None:
     from fewgan.params import load_active, write_active
 
     if args.check:
-        p = load_active(Path(args.out))
+        p = load_active(_safe_path(args.out, "--out"))
         print(f"{args.out}: up to date (profile {p['profile']})")
         return
-    params = write_active(args.profile, Path(args.params_dir), Path(args.out))
+    params = write_active(args.profile, Path(args.params_dir), _safe_path(args.out, "--out"),
+                          datasets=args.datasets, models=args.models)
     exp = params["experiment"]
     print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}")
 
 
-def cmd_curate(args) -> None:
-    from fewgan.data import curate
+def cmd_dag(args) -> None:
+    from fewgan.dag import check_dvc_yaml, write_dvc_yaml
 
-    params = _params(args)
-    out = Path(args.out or curated_dir(args.dataset))
-    run_stage("curate", out, lambda: curate.run(params, args.dataset, out))
-
-
-def cmd_split(args) -> None:
-    from fewgan.data import split
-
-    params = _params(args)
-    out = Path(args.out or split_dir(args.dataset))
-    curated = Path(args.curated or curated_dir(args.dataset))
-    run_stage("split", out, lambda: split.run(params, args.dataset, curated, out))
-
-
-def _dm_paths(args) -> dict[str, Path]:
-    d, m = args.dataset, args.model
-    return {
-        "curated": Path(args.curated or curated_dir(d)),
-        "split": Path(args.split or split_dir(d)),
-        "train": Path(getattr(args, "train_dir", None) or run_dir(d, m, "train")),
-    }
-
-
-def cmd_train(args) -> None:
-    from fewgan.train import loop
-
-    params = _params(args)
-    p = _dm_paths(args)
-    out = Path(args.out or run_dir(args.dataset, args.model, "train"))
-    work = Path(args.work or work_dir(args.dataset, args.model))
-    n = _threads(args, params, "train")
-    run_stage("train", out, lambda: loop.run(params, args.dataset, args.model, p["curated"], p["split"],
-                                             out, work, n), n)
-
-
-def cmd_score(args) -> None:
-    from fewgan.metrics import score
-
-    params = _params(args)
-    p = _dm_paths(args)
-    out = Path(args.out or run_dir(args.dataset, args.model, "score"))
-    n = _threads(args, params, "score")
-    run_stage("score", out, lambda: score.run(params, args.dataset, args.model, p["train"], p["curated"],
-                                              p["split"], out, n), n)
-
-
-def cmd_select(args) -> None:
-    from fewgan.metrics import score
-
-    params = _params(args)
-    p = _dm_paths(args)
-    scores = Path(args.scores or run_dir(args.dataset, args.model, "score"))
-    out = Path(args.out or run_dir(args.dataset, args.model, "select"))
-    run_stage("select", out, lambda: score.select(params, scores, p["train"], out))
-
-
-def cmd_invert(args) -> None:
-    from fewgan import invert
-
-    params = _params(args)
-    p = _dm_paths(args)
-    out = Path(args.out or run_dir(args.dataset, args.model, "invert"))
-    n = _threads(args, params, "invert")
-    run_stage("invert", out, lambda: invert.run(params, args.dataset, args.model, p["train"], p["curated"],
-                                                p["split"], out, n), n)
-
-
-def cmd_evaluate(args) -> None:
-    from fewgan.metrics import evaluate
-
-    params = _params(args)
-    p = _dm_paths(args)
-    selected = Path(args.select or run_dir(args.dataset, args.model, "select"))
-    out = Path(args.out or run_dir(args.dataset, args.model, "evaluate"))
-    n = _threads(args, params, "evaluate")
-    run_stage("evaluate", out, lambda: evaluate.run(params, args.dataset, args.model, selected, p["curated"],
-                                                    p["split"], out, n), n)
-
-
-def cmd_report(args) -> None:
-    from fewgan import report
-
-    params = _params(args)
-    out = Path(args.out)
-    report.run(params, Path(args.runs), Path(args.data), out)
-    # the report is the last stage: its own cost is shown by the next report, and recorded here
-    run_stage("report", out, lambda: None)
+    if args.check:
+        check_dvc_yaml(Path(args.dvc_yaml))
+        print(f"{args.dvc_yaml}: matches the stage table")
+    else:
+        write_dvc_yaml(Path(args.dvc_yaml))
+        print(f"wrote {args.dvc_yaml} from the stage table (src/fewgan/stages.py)")
 
 
 def cmd_bench(args) -> None:
@@ -221,57 +160,41 @@ def cmd_bench(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fewgan", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="<stage>")
-
-    def add(name: str, fn, help_: str, dataset=False, model=False, threads=False):
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(fn=fn)
-        p.add_argument("--params", default="params/active.yaml", help="resolved params file")
-        if dataset:
-            p.add_argument("--dataset", required=True, help="dataset name from params/datasets.yaml")
-        if model:
-            p.add_argument("--model", required=True, help="model name from params/models/")
-        if threads:
-            p.add_argument("--threads", type=int, default=None, help="torch threads (default: params resources)")
-        p.add_argument("--out", default=None, help="output directory (default: docs/DESIGN.md layout)")
-        return p
-
-    from fewgan.params import PROFILES
+    sub = ap.add_subparsers(dest="command", required=True, metavar="<command>")
 
     p = sub.add_parser("params", help="resolve params/*.yaml + a profile into params/active.yaml",
-                       description="Resolve params/*.yaml with a profile (smoke | demo | paper | celebahq128) into "
-                                   "params/active.yaml, the file both Snakemake and DVC read.")
+                       description="Resolve params/*.yaml with a profile (a file params/profiles/<name>.yaml) "
+                                   "into params/active.yaml, the file both Snakemake and DVC read.")
     p.set_defaults(fn=cmd_params)
     p.add_argument("--profile", default=os.environ.get("FEWGAN_PROFILE", "demo"),
-                   choices=list(PROFILES), help="compute profile (env FEWGAN_PROFILE)")
+                   help="compute profile: smoke | demo | paper | celebahq128 | any params/profiles/<name>.yaml "
+                        "(env FEWGAN_PROFILE)")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                   help="run the experiment on these datasets (params/datasets.yaml) instead of the profile's")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="run the experiment with these models instead of the profile's")
     p.add_argument("--params-dir", default="params")
     p.add_argument("--out", default="params/active.yaml")
     p.add_argument("--check", action="store_true", help="only check that the active file is up to date")
 
-    add("curate", cmd_curate, "curate a dataset: decode, align/crop, deduplicate, manifest", dataset=True)
-    p = add("split", cmd_split, "few-shot subset and deterministic 9:1 train/test split", dataset=True)
-    p.add_argument("--curated", default=None)
-    for name, fn, help_ in (
-        ("train", cmd_train, "train one model on one dataset (resumable, snapshots)"),
-        ("score", cmd_score, "FID/KID of every snapshot"),
-        ("select", cmd_select, "pick the snapshot with the lowest FID"),
-        ("invert", cmd_invert, "invert held-out test images at every snapshot (FastGAN Table 5)"),
-        ("evaluate", cmd_evaluate, "FID, KID, SWD, MS-SSIM of the selected generator"),
-    ):
-        p = add(name, fn, help_, dataset=True, model=True, threads=name != "select")
-        p.add_argument("--curated", default=None)
-        p.add_argument("--split", default=None)
-        p.add_argument("--train-dir", default=None)
-        if name == "train":
-            p.add_argument("--work", default=None, help="resume scratch dir (default work/<dataset>/<model>)")
-        if name == "select":
-            p.add_argument("--scores", default=None)
-        if name == "evaluate":
-            p.add_argument("--select", default=None)
-    p = add("report", cmd_report, "build reports/benchmark from all runs")
-    p.set_defaults(out="reports/benchmark")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--data", default="data")
+    for stage in STAGES:
+        p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        p.set_defaults(fn=cmd_stage)
+        p.add_argument("--params", default="params/active.yaml", help="resolved params file")
+        if stage.scope in ("dataset", "cell"):
+            p.add_argument("--dataset", required=True, help="dataset name from params/datasets.yaml")
+        if stage.scope == "cell":
+            p.add_argument("--model", required=True, help="model name from params/models/")
+        for name, tmpl in {**stage.args, **stage.scratch}.items():
+            p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=f"default: {tmpl}")
+        if stage.threads:
+            p.add_argument("--threads", type=int, default=None, help="torch threads (default: params resources)")
+        p.add_argument("--out", default=None, help=f"output directory (default: {stage.out})")
+
+    p = sub.add_parser("dag", help="generate dvc.yaml from the stage table (or check it)")
+    p.set_defaults(fn=cmd_dag)
+    p.add_argument("--dvc-yaml", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="fail when dvc.yaml differs from what the table generates")
 
     p = sub.add_parser("bench", help="measure stage costs on this machine and estimate profile run times")
     p.set_defaults(fn=cmd_bench)
@@ -293,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from fewgan.io import UnsafePathError
+    from fewgan.names import InvalidNameError
     from fewgan.params import ParamsError
 
     try:
         args.fn(args)
-    except (ParamsError, UnsafePathError, FileNotFoundError) as exc:
+    except (ParamsError, UnsafePathError, InvalidNameError, FileNotFoundError) as exc:
         print(f"fewgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # stage errors that explain themselves (diverged, interrupted, bad data)
@@ -312,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
 _SELF_EXPLAINING = {"TrainingDivergedError", "TrainingInterrupted", "DatasetConfigError", "CurateError",
                     "ImageDecodeError", "LandmarkError", "DetectorUnavailable", "SplitIntegrityError",
                     "SourceError", "SplitError", "ReportInputError", "WeightsUnavailableError",
-                    "WeightsChecksumError"}
+                    "WeightsChecksumError", "DagMismatchError"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,9 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,6 +51,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_p, final)
     except BaseException:
         tmp_p.unlink(missing_ok=True)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `path`; on success swap it into place as `path` (the
+    previous content, if any, is removed), else delete it. An engine never sees a half-written folder.
+    Leftovers of killed runs (`.NAME.tmp-PID-*` whose process is gone) are removed first."""
+    final = Path(path)
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in list(parent.glob(f".{final.name}.tmp-*")) + list(parent.glob(f".{final.name}.old-*")):
+        pid = stale.name.rsplit(".", 1)[-1].split("-")[1]
+        if not pid.isdigit() or not _pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = parent / f".{final.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = parent / f".{final.name}.old-{tag}"
+        if final.exists():
+            os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -131,5 +170,3 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from fewgan.params import dataset_entry
+
 
 def params_for(name: str, entry: dict, seed: int = 0) -> dict:
-    return {"seed": seed, "datasets": {name: entry}}
+    """Params holding one dataset entry, completed from params/dataset_defaults.yaml as `fewgan params` does."""
+    return {"seed": seed, "datasets": {name: dataset_entry(entry)}}
 
 
 def noise_images(folder, n: int, size: int = 48, seed: int = 0, fmt: str = "PNG", prefix: str = "img") -> list:

@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 import pytest
+
+from fewgan.params import dataset_entry
 from PIL import Image
 
 from fewgan.data.align import align_face, compute_quad, face_points, map_to_output
@@ -157,7 +159,7 @@ def test_curated_synthetic_faces_match_ground_truth(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     entry = {"source": {"kind": "synthetic", "count": 10, "seed": 5}, "mode": "face", "resolution": 128,
              "min_images": 4, "min_face_fraction": 0.2, "dedup": {"phash_max_distance": None}}
-    summary = curate.run({"seed": 0, "datasets": {"syn": entry}}, "syn", tmp_path / "cur")
+    summary = curate.run({"seed": 0, "datasets": {"syn": dataset_entry(entry)}}, "syn", tmp_path / "cur")
     assert summary["synthetic"] is True and summary["counts"]["written"] == 10
     assert "jpeg_artifact_removal" in summary["skipped_steps"]
     truth = generate(tmp_path / "truth", 10, seed=5)["landmarks"]

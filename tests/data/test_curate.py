@@ -19,6 +19,8 @@ from fewgan.data.schema import DatasetConfigError, resolve_entry, shared_data_ro
 from fewgan.data.sources import SourceError
 from fewgan.io import read_yaml, sha256_file
 
+from fewgan.params import dataset_entry
+
 from .helpers import noise_images, params_for
 
 
@@ -211,7 +213,7 @@ def test_landmarks_naming_missing_images(cwd):
 
 def test_dlib_multi_face_photos(shared_data, cwd, monkeypatch):
     monkeypatch.setenv("FEWGAN_SHARED_DATA", str(shared_data))
-    params = {"seed": 0, "datasets": read_yaml(curate_repo_params())}
+    params = {"seed": 0, "datasets": {k: dataset_entry(v) for k, v in read_yaml(curate_repo_params()).items()}}
     s = curate.run(params, "faces_wild_dlib", cwd / "out")
     assert s["counts"]["faces"] == 43 and s["counts"]["written"] == 43
     assert s["counts"]["skipped_by_reason"] == {"no_landmarks": 2, "not_image": 3}  # 2 photos, SOURCE.md, 2 xml
@@ -253,12 +255,13 @@ def curate_repo_params():
 
 
 def test_registry_entries_validate():
-    reg = read_yaml(curate_repo_params())
+    raw = read_yaml(curate_repo_params())
+    reg = {k: dataset_entry(v) for k, v in raw.items()}
     assert {"demo_faces", "obama_100", "grumpy_cat_100", "panda_100", "animalface_cat", "animalface_dog",
             "fastgan_few_shot_images", "celebahq_stargan_v2", "faces_wild_deepface"} <= set(reg)
     for name in reg:
         e = resolve_entry({"seed": 3, "datasets": reg}, name)
-        assert e["split"]["seed"] == 3 or reg[name].get("split", {}).get("seed") is not None
+        assert e["split"]["seed"] == 3 or raw[name].get("split", {}).get("seed") is not None
     assert reg["demo_faces"]["source"]["kind"] == "synthetic"
     assert reg["faces_wild_deepface"]["detector"] == "dlib"
 
@@ -271,8 +274,10 @@ def test_registry_entries_validate():
     ({"source": {"kind": "folder"}}, "source.path"),
 ])
 def test_schema_errors_name_the_key(patch, key):
-    e = {"source": {"kind": "folder", "path": "x"}, "mode": "center", "resolution": 64}
+    e = dataset_entry({"source": {"kind": "folder", "path": "x"}, "mode": "center", "resolution": 64})
     e.update(patch)
+    if key == "source.path":
+        e["source"] = dataset_entry({"source": patch["source"]})["source"]
     with pytest.raises(DatasetConfigError, match=key.replace(".", r"\.")):
         validate_entry("d", e)
 

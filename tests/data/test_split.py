@@ -8,6 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
+
+from fewgan.params import dataset_entry
 import torch
 
 from fewgan.data import curate, split
@@ -76,7 +78,7 @@ def curated(tmp_path, monkeypatch):
     noise_images(tmp_path / "src", 30, size=32)
     entry = {"source": {"kind": "folder", "path": "src"}, "mode": "center", "resolution": 32,
              "min_images": 10, "split": {"ratio": 0.8}}
-    params = {"seed": 0, "datasets": {"d": entry}}
+    params = {"seed": 0, "datasets": {"d": dataset_entry(entry)}}
     curate.run(params, "d", tmp_path / "cur")
     split.run(params, "d", tmp_path / "cur", tmp_path / "spl")
     return tmp_path, params

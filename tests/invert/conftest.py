@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fewgan.models
-from fewgan.io import atomic_torch_save
+from fewgan.io import atomic_torch_save, read_yaml
 from fewgan.models import SNAPSHOT_FORMAT, registered_models
 from fewgan.models.base import GANModel, register_model
 
@@ -33,13 +33,13 @@ if TINY not in registered_models():
     class TinyInvertModel(GANModel):
         """z (8) -> linear -> tanh -> 3x16x16. Inversion starts from a seeded random z (to test seeding)."""
 
-        def __init__(self, cfg, resolution):
-            super().__init__(cfg, resolution)
+        def __init__(self, cfg, resolution, num_classes=0):
+            super().__init__(cfg, resolution, num_classes)
             self.z_dim = int(cfg.get("z_dim", Z_DIM))
             self.G = _TinyG()
             self.D = nn.Linear(1, 1)
 
-        def inversion_start(self, G, n, *, generator=None, device=None):
+        def inversion_start(self, G, n, *, generator=None, device=None, labels=None):
             return 0.1 * torch.randn(n, self.z_dim, generator=generator).to(device or "cpu")
 
 
@@ -100,9 +100,10 @@ def tiny_run(tmp_path, monkeypatch, no_builtins):
     monkeypatch.setattr(stage, "_load_images", fake_load)
     monkeypatch.setattr(stage, "_build_lpips",
                         lambda net, params, device: (standin_lpips, {"fallback": "test stand-in, not LPIPS"}))
-    params = {"profile": "smoke", "seed": 0, "device": "cpu",
-              "invert": {"recipe": "backtrack", "steps": 40, "lr": 0.1, "mse_weight": 0.2, "snapshots": "all",
-                         "batch_size": 100, "seed": 0, "log_every": 10}}
+    invert = read_yaml(Path(__file__).resolve().parents[2] / "params" / "invert.yaml")
+    invert.update({"recipe": "backtrack", "steps": 40, "lr": 0.1, "mse_weight": 0.2, "snapshots": "all",
+                   "batch_size": 100, "seed": 0, "log_every": 10})
+    params = {"profile": "smoke", "seed": 0, "device": "cpu", "invert": invert}
     return {"params": params, "train_dir": train_dir, "out_dir": tmp_path / "runs" / "toy" / TINY / "invert",
             "curated": tmp_path / "data" / "curated" / "toy", "split": tmp_path / "data" / "splits" / "toy",
             "gens": gens, "test": test, "calls": calls}

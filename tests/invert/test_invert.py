@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import json
 import math
 
@@ -12,7 +13,9 @@ import torch
 import yaml
 from PIL import Image
 
-from fewgan.invert import INVERT_SCHEMA, run
+from fewgan.invert import run
+from fewgan.schemas.invert import INVERT_SCHEMA
+from fewgan.io import read_yaml
 from fewgan.invert.core import backtrack_loss, invert, projector_schedule, reconstruction_metrics
 from fewgan.invert.stage import CSV_COLUMNS, select_snapshots
 
@@ -79,7 +82,9 @@ def test_inversion_recovers_generated_images(recipe, no_builtins):
     z = torch.randn(5, 8, generator=torch.Generator().manual_seed(11))
     with torch.no_grad():
         target = ((G(z) + 1) * 127.5).round() / 127.5 - 1
-    res = invert(model, G, target, standin_lpips, recipe=recipe, steps=120, lr=0.1, seed=0, latent_std=8 ** 0.5)
+    projector = read_yaml(Path(__file__).resolve().parents[2] / "params" / "invert.yaml")["projector"]
+    res = invert(model, G, target, standin_lpips, recipe=recipe, steps=120, lr=0.1, seed=0, latent_std=8 ** 0.5,
+                 projector=projector)
     before = reconstruction_metrics(standin_lpips, model.synthesize(G, model.inversion_start(
         G, 5, generator=torch.Generator().manual_seed(0))), target)
     after = reconstruction_metrics(standin_lpips, res.images, target)

@@ -19,7 +19,7 @@ def make_params(tmp_path: Path, *, fallback: bool = True, profile: str = "smoke"
     ev["weights"]["allow_untrained_fallback"] = fallback
     ev["weights"]["download"] = False
     ev["feature_cache_dir"] = str(tmp_path / "features")
-    return {"profile": profile, "seed": 0, "evaluation": ev}
+    return {"profile": profile, "seed": 0, "device": "cpu", "evaluation": ev}
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 import fewgan.weights as W
-from fewgan.metrics.lpips import build_lpips
+from fewgan.nets.lpips import build_lpips
 
 from .conftest import make_params
 

@@ -11,9 +11,9 @@ from torch import nn
 
 import fewgan.data.loading as loading
 from fewgan.io import atomic_torch_save, read_json, sha256_file
-from fewgan.metrics import METRICS
 from fewgan.metrics import evaluate as E
 from fewgan.metrics import score as SC
+from fewgan.select import select
 from fewgan.models import SNAPSHOT_FORMAT, load_snapshot
 from fewgan.models.base import GANModel, register_model, registered_models
 
@@ -22,8 +22,8 @@ RES = 32
 if "_metrics_test_tiny" not in registered_models():
     @register_model("_metrics_test_tiny")
     class _Tiny(GANModel):
-        def __init__(self, cfg, resolution):
-            super().__init__(cfg, resolution)
+        def __init__(self, cfg, resolution, num_classes=0):
+            super().__init__(cfg, resolution, num_classes)
             self.z_dim = 8
             self.G = nn.Sequential(nn.Linear(8, 3 * resolution * resolution), nn.Tanh(),
                                    nn.Unflatten(1, (3, resolution, resolution)))
@@ -71,7 +71,7 @@ def test_score_select_evaluate(run_dir, params):
     assert (run_dir / "score" / "fid_curve.png").stat().st_size > 1000
     assert res["real_features"]["cached"] is False
 
-    best = SC.select(params, run_dir / "score", run_dir / "train", run_dir / "select")
+    best = select(params, run_dir / "score", run_dir / "train", run_dir / "select")
     want = min(rows, key=lambda r: float(r["fid"]))
     assert best["iteration"] == int(want["iteration"]) and best["rule"] == "lowest FID, KID breaks ties"
     gen = run_dir / "select" / "generator.pt"
@@ -108,20 +108,12 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
         {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
         {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"},
     ], SC.SCORE_COLUMNS)
-    best = SC.select(params, sd, train, tmp_path / "sel")
+    best = select(params, sd, train, tmp_path / "sel")
     assert best["iteration"] == 3 and best["tied_on_fid"] == [2, 3]
     assert (tmp_path / "sel" / "generator.pt").read_bytes() == bytes([3]) * 10
     SC.write_csv(sd / "scores.csv", [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}],
                  SC.SCORE_COLUMNS)
     with pytest.raises(ValueError, match="escapes"):
-        SC.select(params, sd, train, tmp_path / "sel2")
+        select(params, sd, train, tmp_path / "sel2")
     with pytest.raises(FileNotFoundError, match="fewgan score"):
-        SC.select(params, tmp_path / "nowhere", train, tmp_path / "sel3")
-
-
-def test_registry_names():
-    assert set(METRICS) == {"fid", "kid", "swd", "msssim"}
-    g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g)
-    assert METRICS["fid"](a, a) == pytest.approx(0.0, abs=1e-6)
-    assert METRICS["kid"](a, b, subsets=5, max_subset_size=20)["kid_subset_size"] == 20
+        select(params, tmp_path / "nowhere", train, tmp_path / "sel3")

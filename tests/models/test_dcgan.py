@@ -11,18 +11,25 @@ import yaml
 from torch import nn
 
 from fewgan.models.base import registered_models
-from fewgan.models.dcgan import CONFIG_SCHEMA, DEFAULTS, DCGAN
+from fewgan.models.dcgan import DCGAN as _DCGAN
+from fewgan.schemas.models.dcgan import SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = lambda x: x  # noqa: E731
 SMALL = {"ngf": 8, "ndf": 8, "z_dim": 16}
+YAML = yaml.safe_load((REPO / "params/models/dcgan.yaml").read_text())
 
 
-def test_registered_and_yaml_matches_defaults():
-    assert registered_models()["dcgan"] is DCGAN
-    assert DCGAN.config_schema["additionalProperties"] is False
-    assert yaml.safe_load((REPO / "params/models/dcgan.yaml").read_text()) == DEFAULTS
-    assert set(CONFIG_SCHEMA["properties"]) == set(DEFAULTS)
+def DCGAN(cfg: dict, res: int) -> _DCGAN:  # noqa: N802 - the model with params/models/dcgan.yaml under `cfg`
+    return _DCGAN({**YAML, **cfg}, res)
+
+
+def test_registered_and_yaml_is_complete():
+    assert registered_models()["dcgan"] is _DCGAN
+    assert _DCGAN.config_schema is SCHEMA and SCHEMA["additionalProperties"] is False
+    assert sorted(YAML) == sorted(SCHEMA["properties"]) == sorted(SCHEMA["required"])  # the YAML holds every key
+    with pytest.raises(ValueError, match=r"params/models/dcgan.yaml.*'ngf' is a required property"):
+        _DCGAN({k: v for k, v in YAML.items() if k != "ngf"}, 64)
 
 
 @pytest.mark.parametrize("res", [32, 64, 128, 256])
@@ -56,7 +63,7 @@ def test_paper_architecture_and_parameter_counts():
     w = w.detach()
     assert abs(float(w.mean())) < 1e-3 and float(w.std()) == pytest.approx(0.02, rel=0.02)
     bn = torch.cat([x.weight for x in m.D.modules() if isinstance(x, nn.BatchNorm2d)])
-    assert float(bn.mean()) == pytest.approx(1.0, abs=0.01)
+    assert float(bn.detach().mean()) == pytest.approx(1.0, abs=0.01)
     for res in (128, 256):
         d = DCGAN({}, res).describe()
         print(f"dcgan {res}px: G {d['params_G']:,} D {d['params_D']:,}")

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
 
-from fewgan.models.fastgan import DEFAULTS, FastGAN, _quadrant, _resize, _SplitLPIPS
+from fewgan.io import read_yaml
+from fewgan.models.fastgan import FastGAN as _FastGAN
+from fewgan.models.fastgan import _quadrant, _resize, _SplitLPIPS
 from fewgan.models.fastgan_nets import Discriminator, Generator
 
 SMALL = {"ngf": 8, "ndf": 8, "dec_width": 8, "recon_loss": "l1"}
+YAML = read_yaml(Path(__file__).resolve().parents[2] / "params/models/fastgan.yaml")
+
+
+def FastGAN(cfg: dict, res: int) -> _FastGAN:  # noqa: N802 - the model with params/models/fastgan.yaml under `cfg`
+    return _FastGAN({**YAML, **cfg}, res)
 IDENT = lambda x: x  # noqa: E731
 
 
@@ -191,7 +199,7 @@ def test_optimizers_follow_config():
         group = opt[key].param_groups[0]
         assert group["lr"] == 1e-3 and group["betas"] == (0.0, 0.99)
         assert sum(p.numel() for p in group["params"]) == count(net)
-    assert DEFAULTS["lr"] == 2e-4 and DEFAULTS["betas"] == [0.5, 0.999] and DEFAULTS["ema_decay"] == 0.999
+    assert YAML["lr"] == 2e-4 and YAML["betas"] == [0.5, 0.999] and YAML["ema_decay"] == 0.999
 
 
 def test_state_dict_roundtrip_weights_only_and_eval_sampling():
@@ -222,7 +230,7 @@ def test_inversion_start_is_seeded_normal():
 def test_bad_config_and_resolution_raise_clear_errors():
     with pytest.raises(ValueError, match="models.fastgan.*ngff|ngff"):
         FastGAN({"ngff": 64}, 256)
-    with pytest.raises(ValueError, match="models.fastgan.ngf=12"):
+    with pytest.raises(ValueError, match=r"params/models/fastgan.yaml.*models.fastgan.ngf.*multiple of 8"):
         FastGAN({"ngf": 12}, 256)
     with pytest.raises(ValueError, match="models.fastgan.recon_loss"):
         FastGAN({"recon_loss": "vgg"}, 256)
@@ -261,9 +269,9 @@ def test_lpips_vgg_needs_params_and_records_fallback(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no VGG16 file anywhere
     monkeypatch.delenv("FEWGAN_VGG16_WEIGHTS", raising=False)
     m = FastGAN(dict(SMALL, recon_loss="lpips_vgg"), 64)
-    with pytest.raises(RuntimeError, match="set_lpips_params"):
+    with pytest.raises(RuntimeError, match=r"model.configure\(params\)"):
         m.fallbacks()
-    m.set_lpips_params({"evaluation": {"weights": {"download": False, "allow_untrained_fallback": True,
+    m.configure({"evaluation": {"weights": {"download": False, "allow_untrained_fallback": True,
                                                    "cache_dir": str(tmp_path / "cache")}}})
     fb = m.fallbacks()
     assert len(fb) == 1 and fb[0].startswith("FastGAN reconstruction loss:")

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from fewgan.report import REPORT_SCHEMA, ReportInputError, run
+from fewgan.report import ReportInputError, run
+from fewgan.schemas.report import REPORT_SCHEMA
 from fewgan.report.stage import PAPER_FID_256
 
 from .conftest import EVIL_DATASET, MODELS, UNTRAINED, build_tree, fid_of

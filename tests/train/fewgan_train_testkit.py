@@ -39,10 +39,9 @@ class TinyGAN(GANModel):
 
     ema_decay = 0.9
     hooks: dict[str, int] = {}
-    ddp_find_unused_parameters = False
 
-    def __init__(self, cfg, resolution):
-        super().__init__(cfg, resolution)
+    def __init__(self, cfg, resolution, num_classes=0):
+        super().__init__(cfg, resolution, num_classes)
         self.z_dim = int(cfg.get("z_dim", 8))
         ch = int(cfg.get("channels", 8))
         self.ema_buffers = bool(cfg.get("ema_buffers", True))
@@ -71,7 +70,7 @@ class TinyGAN(GANModel):
         mode = self.cfg.get("share_fakes", False)
         return mode is True or (mode == "alternate" and step % 2 == 0)
 
-    def discriminator_loss(self, G, D, real, z, step, augment):
+    def discriminator_loss(self, G, D, real, z, step, augment, real_labels=None):
         self._hook(step)
         self._cache = None
         if self._share(step):

@@ -1,5 +1,13 @@
-# Names shared by all rules: the experiment matrix and the output layout (docs/DESIGN.md).
+# Shared by all rules: the experiment matrix and helpers that read the stage table
+# (src/fewgan/stages.py), so that each rule file only names its stage. No logic about the pipeline
+# lives here: inputs, outputs, params keys, commands and code dependencies all come from the table,
+# the same table dvc.yaml is generated from.
 import glob
+import os
+
+from fewgan.dag import command
+from fewgan.names import NAME_PATTERN
+from fewgan.stages import BY_NAME, code_deps
 
 
 DATASETS = config["experiment"]["datasets"]
@@ -8,10 +16,73 @@ THREADS = config["resources"]["threads"]
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
-    model="[A-Za-z0-9_.-]+",
+    dataset=NAME_PATTERN.strip("^$"),
+    model=NAME_PATTERN.strip("^$"),
 
 
-def code(package):
-    """The fewgan sources a stage runs (a change re-runs the stage, as DVC's deps do)."""
-    return sorted(glob.glob(f"src/fewgan/{package}/**/*.py", recursive=True))
+def _files(path):
+    """A code dependency (a package folder or a module) as the files Snakemake compares."""
+    return sorted(glob.glob(f"{path}/**/*.py", recursive=True)) if not path.endswith(".py") else [path]
+
+
+def _matrix(templates):
+    """Scope 'all': every template expanded over the experiment matrix."""
+    return sorted({p for t in templates for p in expand(t, dataset=DATASETS, model=MODELS)})
+
+
+def stage_input(name):
+    s = BY_NAME[name]
+    code = [f for dep in code_deps(s) for f in _files(dep)]
+    data = _matrix(s.data_deps) if s.scope == "all" else list(s.data_deps)
+    return {"code": code, "data": data}
+
+
+def _key(path):
+    """An output's name in the rule: its file name with '.' and '-' as '_' (scores.csv -> scores_csv)."""
+    return os.path.basename(os.path.normpath(path)).replace(".", "_").replace("-", "_")
+
+
+def stage_output(name):
+    outs = {}
+    for o in BY_NAME[name].outs:
+        value = directory(o.path) if o.kind == "dir" else o.path
+        if o.caption:
+            labels = {"dataset": "{dataset}", "model": "{model}"} if BY_NAME[name].scope == "cell" else None
+            value = report(value, caption=f"../report/{o.caption}", category=o.category, labels=labels)
+        outs[_key(o.path)] = value
+    return outs
+
+
+def _lookup(key, wildcards):
+    node = config
+    for part in key.split("."):
+        node = node[part.format(**dict(wildcards.items()))]
+    return node
+
+
+def stage_params(name):
+    """Every params key of the stage, so that Snakemake re-runs a job whose params changed."""
+    return {k.replace(".", "__").replace("{", "").replace("}", ""): (lambda w, k=k: _lookup(k, w))
+            for k in BY_NAME[name].params}
+
+
+def stage_threads(name):
+    return THREADS[name] if BY_NAME[name].threads else 1
+
+
+def stage_resources(name):
+    gpu = BY_NAME[name].gpu and str(config["device"]).startswith("cuda")
+    return {"gpu": 1 if gpu else 0}
+
+
+def stage_log(name):
+    s = BY_NAME[name]
+    return {"dataset": "logs/%s/{dataset}.log", "cell": "logs/%s/{dataset}/{model}.log",
+            "all": "logs/%s.log"}[s.scope] % name
+
+
+def stage_shell(name):
+    s = BY_NAME[name]
+    wild = lambda t: t.replace("{dataset}", "{wildcards.dataset}").replace("{model}", "{wildcards.model}")
+    threads = " --threads {threads}" if s.threads else ""
+    return command(s, wild) + threads + " 2>&1 | tee {log}"

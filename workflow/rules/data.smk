@@ -1,34 +1,21 @@
-# Phase 1: dataset curation and the few-shot train/test split.
+# Phase 1: dataset curation and the few-shot train/test split (stage table: src/fewgan/stages.py).
 
 
 rule curate:
-    log:
-        "logs/curate/{dataset}.log",
-    conda:
-        "../envs/fewgan.yaml"
-    input:
-        code("data"),
-    output:
-        directory("data/curated/{dataset}"),
-    params:
-        dataset=lambda w: config["datasets"][w.dataset],
-        seed=config["seed"],
-    shell:
-        "fewgan curate --dataset {wildcards.dataset} --out {output} 2>&1 | tee {log}"
+    input: **stage_input("curate")
+    output: **stage_output("curate")
+    params: **stage_params("curate")
+    log: stage_log("curate")
+    threads: stage_threads("curate")
+    conda: "../envs/fewgan.yaml"
+    shell: stage_shell("curate")
 
 
 rule split:
-    log:
-        "logs/split/{dataset}.log",
-    conda:
-        "../envs/fewgan.yaml"
-    input:
-        code("data"),
-        curated="data/curated/{dataset}",
-    output:
-        directory("data/splits/{dataset}"),
-    params:
-        dataset=lambda w: config["datasets"][w.dataset],
-        seed=config["seed"],
-    shell:
-        "fewgan split --dataset {wildcards.dataset} --curated {input.curated} --out {output} 2>&1 | tee {log}"
+    input: **stage_input("split")
+    output: **stage_output("split")
+    params: **stage_params("split")
+    log: stage_log("split")
+    threads: stage_threads("split")
+    conda: "../envs/fewgan.yaml"
+    shell: stage_shell("split")

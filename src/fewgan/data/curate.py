@@ -30,7 +30,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_join, sha256_file
+from fewgan.io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_join, sha256_file
 from fewgan.data import align as A
 from fewgan.data.decode import ImageDecodeError, decode_image
 from fewgan.data.dedup import nearest, phash
@@ -398,21 +397,13 @@ def run(params: dict, dataset: str, out_dir: Path) -> dict:
     """Curate dataset `dataset` of `params` into `out_dir` (replaced atomically). Returns the summary."""
     entry = resolve_entry(params, dataset)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir()
-    try:
+    with atomic_dir(out_dir) as work:
         summary = _curate(params, entry, work)
         shutil.rmtree(work / "_extract", ignore_errors=True)
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(work, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     log.info("curated %s: %d images written to %s", dataset, summary["counts"]["written"], out_dir)
     return summary
+
+
+def stage(ctx) -> dict:
+    """`fewgan curate` (fewgan.stages)."""
+    return run(ctx.params, ctx.dataset, ctx.out)

@@ -111,7 +111,7 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
     ratio = float(entry["split"]["ratio"])
     seed = int(entry["split"]["seed"])
     by_key = {r["pixels_sha256"]: r for r in rows}
-    method = entry["split"].get("method", "threshold")
+    method = entry["split"]["method"]
     assignment, fallbacks = assign(list(by_key), shots=shots, ratio=ratio, seed=seed, method=method)
     for fb in fallbacks:
         log.warning("dataset %s: %s", dataset, fb)
@@ -157,3 +157,8 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
     }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def stage(ctx) -> dict:
+    """`fewgan split` (fewgan.stages)."""
+    return run(ctx.params, ctx.dataset, ctx.paths["curated"], ctx.out)

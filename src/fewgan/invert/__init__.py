@@ -1,6 +1,5 @@
 """fewgan.invert: GAN inversion of held-out images across training snapshots (FastGAN paper, Table 5)."""
 
-from fewgan.invert.schema import INVERT_SCHEMA
 from fewgan.invert.stage import run
 
-__all__ = ["INVERT_SCHEMA", "run"]
+__all__ = ["run"]

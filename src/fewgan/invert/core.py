@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fewgan.images import from_uint8, to_uint8
 from fewgan.models.base import GANModel
 
-#: (a, b) -> per-image distance (N,), inputs in [-1, 1] NCHW. fewgan.metrics.lpips.build_lpips's module.
+#: (a, b) -> per-image distance (N,), inputs in [-1, 1] NCHW. fewgan.nets.lpips.build_lpips's module.
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 BACKTRACK_BETAS = (0.5, 0.999)  # FastGAN back-tracking script: Adam betas
@@ -81,9 +82,22 @@ def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance,
            log_every: int = 50, projector: dict | None = None, latent_std: float | None = None) -> InversionResult:
     """Optimise one latent per target image (targets in [-1, 1], (N, 3, R, R)).
 
-    Deterministic for a given seed: the seed drives `inversion_start` and the projector's noise.
-    `latent_std` is the projector's noise reference scale (required for recipe 'projector').
+    Deterministic for a given seed: the seed drives `inversion_start`, the projector's noise and (under
+    `fork_rng`, so the caller's RNG is untouched) the global RNG that generators with noise inputs draw
+    from (FastGAN's and StyleGAN2's per-pixel noise). `latent_std` is the projector's noise reference
+    scale (required for recipe 'projector').
     """
+    dev = target.device
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        return _invert(model, G, target, lpips, recipe=recipe, steps=steps, lr=lr, mse_weight=mse_weight, seed=seed,
+                       log_every=log_every, projector=projector, latent_std=latent_std)
+
+
+def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance, *, recipe: str, steps: int,
+            lr: float, mse_weight: float, seed: int, log_every: int, projector: dict | None,
+            latent_std: float | None) -> InversionResult:
     if recipe not in ("backtrack", "projector"):
         raise ValueError(f"invert.recipe = {recipe!r}: choose 'backtrack' or 'projector' (params/invert.yaml)")
     device = target.device
@@ -93,7 +107,9 @@ def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance,
     betas = BACKTRACK_BETAS if recipe == "backtrack" else PROJECTOR_BETAS
     opt = torch.optim.Adam([latent], lr=lr, betas=betas)
     proj = dict(projector or {})
-    max_res = int(proj.get("max_lpips_resolution", 256))
+    if recipe == "projector" and not proj:
+        raise ValueError("recipe 'projector' needs its settings (params invert.projector, params/invert.yaml)")
+    max_res = int(proj["max_lpips_resolution"]) if recipe == "projector" else 0
     target_small = downsample_for_lpips(target, max_res) if recipe == "projector" else None
     if recipe == "projector" and latent_std is None:
         raise ValueError("recipe 'projector' needs latent_std (the noise reference scale)")
@@ -108,9 +124,9 @@ def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance,
     for step in range(steps):
         if recipe == "projector":
             cur_lr, noise_std = projector_schedule(
-                step, steps, lr=lr, lr_rampup=float(proj.get("lr_rampup", 0.05)),
-                lr_rampdown=float(proj.get("lr_rampdown", 0.25)), noise_ramp=float(proj.get("noise_ramp", 0.75)),
-                initial_noise_factor=float(proj.get("initial_noise_factor", 0.05)), latent_std=float(latent_std))
+                step, steps, lr=lr, lr_rampup=float(proj["lr_rampup"]), lr_rampdown=float(proj["lr_rampdown"]),
+                noise_ramp=float(proj["noise_ramp"]), initial_noise_factor=float(proj["initial_noise_factor"]),
+                latent_std=float(latent_std))
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             noise = torch.randn(latent.shape, generator=gen).to(device) * noise_std
@@ -134,15 +150,6 @@ def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance,
     result.images = final
     result.loss_curve = curve
     return result
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> uint8 by the ADA/DiffAugment rule ((x + 1) * 127.5, round, clamp)."""
-    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def from_uint8(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 127.5 - 1.0
 
 
 @torch.no_grad()

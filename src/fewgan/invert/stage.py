@@ -22,28 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewgan.invert.core import Distance, invert, reconstruction_metrics, to_uint8
+from fewgan.images import labelled_rows_png, to_uint8
+from fewgan.invert.core import Distance, invert, reconstruction_metrics
 from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, torch_load
 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps",
                "split", "psnr_mean", "psnr_std", "loss_initial", "loss_final", "seconds", "snapshot"]
-SNAPSHOT_RE = re.compile(r"^snapshot_(\d{7})\.pt$")
-
-#: defaults of every optional key (params/invert.yaml carries the same values)
-DEFAULTS: dict[str, Any] = {
-    "recipe": "backtrack", "steps": 1000, "lr": 0.1, "mse_weight": 0.2, "lpips_net": "vgg",
-    "snapshots": "all", "batch_size": 100, "seed": 0, "max_images": 0, "include_train": 0,
-    "grid_images": 8, "log_every": 50,
-    "projector": {"lr_rampup": 0.05, "lr_rampdown": 0.25, "noise_ramp": 0.75, "initial_noise_factor": 0.05,
-                  "latent_std": "auto", "max_lpips_resolution": 256},
-}
-
-
 # ---- indirections (tests replace these; the real ones live in other fewgan packages) -------------
 def _build_lpips(net: str, params: dict, device: torch.device) -> tuple[Distance, dict]:
-    from fewgan.metrics.lpips import build_lpips
+    from fewgan.nets.lpips import build_lpips
 
     return build_lpips(net, params, device)
 
@@ -61,29 +50,6 @@ def _provenance(params: dict, device: str) -> dict:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def settings_from(params: dict) -> dict:
-    """The `invert` section merged over DEFAULTS (projector block merged key by key)."""
-    section = params.get("invert")
-    if section is None:
-        raise KeyError("params has no 'invert' section: add params/invert.yaml and re-run "
-                       "`fewgan params --profile <profile>`")
-    cfg = {**DEFAULTS, **section}
-    cfg["projector"] = {**DEFAULTS["projector"], **(section.get("projector") or {})}
-    return cfg
-
-
-def list_snapshots(train_dir: Path) -> list[tuple[int, Path]]:
-    """(iteration, path) of every runs/D/M/train/snapshots/snapshot_XXXXXXX.pt, by iteration."""
-    snap_dir = Path(train_dir) / "snapshots"
-    if not snap_dir.is_dir():
-        raise FileNotFoundError(f"{snap_dir}: no snapshots folder; run `fewgan train` for this dataset/model first")
-    found = sorted((int(m.group(1)), p) for p in snap_dir.iterdir() if (m := SNAPSHOT_RE.match(p.name)))
-    if not found:
-        raise FileNotFoundError(f"{snap_dir}: no snapshot_XXXXXXX.pt files; training wrote none - "
-                                "check train.snapshot_every and re-run `fewgan train`")
-    return found
-
-
 def select_snapshots(found: list[tuple[int, Path]], spec: Any, train_dir: Path) -> list[tuple[int, Path]]:
     """Apply invert.snapshots: 'all', a list of iterations, 'last_k: N' or {'last_k': N}."""
     if spec == "all":
@@ -144,30 +110,6 @@ def _mean_std(values: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), float(v.std(unbiased=False)) if v.numel() > 1 else 0.0
 
 
-def _grid_png(targets: torch.Tensor, rows: list[tuple[str, torch.Tensor]], max_cols: int) -> bytes:
-    """PNG: a label strip on the left, targets on the first row, one row of reconstructions per label."""
-    from PIL import Image, ImageDraw
-
-    n = min(max_cols, targets.shape[0])
-    res = targets.shape[-1]
-    cell = max(res, 32)
-    label_w = 96
-    all_rows = [("target", targets[:n])] + [(lab, imgs[:n]) for lab, imgs in rows]
-    canvas = Image.new("RGB", (label_w + n * cell, len(all_rows) * cell), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for r, (label, imgs) in enumerate(all_rows):
-        draw.text((4, r * cell + cell // 2 - 5), label, fill=(0, 0, 0))
-        for c in range(n):
-            arr = imgs[c].permute(1, 2, 0).cpu().numpy()
-            tile = Image.fromarray(arr, "RGB")
-            if cell != res:
-                tile = tile.resize((cell, cell), Image.NEAREST)
-            canvas.paste(tile, (label_w + c * cell, r * cell))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -186,11 +128,13 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     Returns the inversion.json content."""
     from fewgan.models import load_snapshot
 
-    cfg = settings_from(params)
+    from fewgan.models import list_snapshots
+
+    cfg = params["invert"]
     train_dir, out_dir = Path(train_dir), Path(out_dir)
     torch.set_num_threads(max(1, int(threads)))
     fallbacks: list[str] = []
-    device = resolve_device(params.get("device", "auto"), fallbacks)
+    device = resolve_device(params["device"], fallbacks)
 
     snaps = select_snapshots(list_snapshots(train_dir), cfg["snapshots"], train_dir)
     # the generator's resolution decides the target size (profiles may train below the curated size)
@@ -319,6 +263,12 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "inversion.csv", _csv_text(rows))
     atomic_write_bytes(out_dir / "reconstructions.png",
-                       _grid_png(test_u8, grid_rows, int(cfg["grid_images"])))
+                       labelled_rows_png(test_u8, grid_rows, int(cfg["grid_images"])))
     atomic_write_json(out_dir / "inversion.json", result)
     return result
+
+
+def stage(ctx) -> dict:
+    """`fewgan invert` (fewgan.stages)."""
+    return run(ctx.params, ctx.dataset, ctx.model, ctx.paths["train_dir"], ctx.paths["curated"],
+               ctx.paths["split"], ctx.out, ctx.threads)

@@ -11,34 +11,21 @@ pick the snapshot (no selection bias on the reported numbers).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fewgan.io import atomic_path, atomic_write_json
+from fewgan.images import save_grid
+from fewgan.io import atomic_write_json
 from fewgan.metrics import fid as F
 from fewgan.metrics import msssim as M
 from fewgan.metrics import swd as S
-from fewgan.metrics.score import fid_settings, load_split_images, pick_device, set_threads
+from fewgan.metrics.common import fid_settings, load_split_images, pick_device
 
 log = logging.getLogger(__name__)
 GRID = 64  # images in samples.png
-
-
-def save_grid(path: Path, images: torch.Tensor, cols: int = 8) -> None:
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    rows = math.ceil(n / cols)
-    canvas = torch.zeros(3, rows * h, cols * w, dtype=torch.uint8)
-    for k in range(n):
-        r, c = divmod(k, cols)
-        canvas[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = images[k]
-    with atomic_path(path) as tmp:
-        Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
 
 
 def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: Path, split_dir: Path,
@@ -46,7 +33,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     from fewgan.models import load_snapshot
     from fewgan.provenance import collect
 
-    set_threads(threads)
+    torch.set_num_threads(int(threads))
     t_start = time.perf_counter()
     ev = params["evaluation"]
     fallbacks: list[str] = []
@@ -65,17 +52,17 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     extractor = F.build_extractor(params, device)
     if extractor.info.fallback:
         fallbacks.append(extractor.info.fallback)
-    cache = Path(ev.get("feature_cache_dir") or "cache/features")
+    cache = Path(ev["feature_cache_dir"])
     train_feats, _ = F.real_features(train, extractor, cache)
     test_feats, _ = F.real_features(test, extractor, cache)
 
     n_fid = int(ev["fid"]["n_fake"])
-    swd_cfg = dict(ev.get("swd", {}))
-    n_swd = int(swd_cfg.get("max_images") or 0) or n_fid
-    pairs = int(ev.get("msssim", {}).get("pairs", 10000))
+    swd_cfg = dict(ev["swd"])
+    n_swd = int(swd_cfg["max_images"]) or n_fid
+    pairs = int(ev["msssim"]["pairs"])
     total = max(n_fid, n_swd, 2 * pairs)
-    seed = int(params.get("seed", 0)) + 1
-    bs = int(ev["fid"].get("batch_size", 50))
+    seed = int(params["seed"]) + 1
+    bs = int(ev["fid"]["batch_size"])
 
     swd_stream = S.SWDStream(train, n_swd, swd_cfg, seed=seed)
     pair_stream = M.PairStream(pairs)
@@ -95,7 +82,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     fake_feats = torch.cat(feats)
     stream_seconds = time.perf_counter() - t_gen
 
-    kseed = int(params.get("seed", 0))
+    kseed = int(params["seed"])
     m_train = F.fid_kid(fake_feats, train_feats, params, seed=kseed)
     if test.shape[0] >= 2:
         m_test = F.fid_kid(fake_feats, test_feats, params, seed=kseed)
@@ -107,11 +94,11 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     swd_res = swd_stream.result()
     floor = S.swd_real_floor(train, n_desc=swd_res["n_desc"], cfg=swd_cfg, seed=seed)
     ms_fake = pair_stream.result()
-    ms_real = M.msssim_set(train, pairs, seed=seed, batch_size=int(ev.get("msssim", {}).get("batch_size", 100)))
+    ms_real = M.msssim_set(train, pairs, seed=seed, batch_size=int(ev["msssim"]["batch_size"]))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_grid(out_dir / "samples.png", torch.cat(grid)[:GRID])
+    save_grid(out_dir / "samples.png", torch.cat(grid)[:GRID], cols=8)
     result: dict[str, Any] = {
         "dataset": dataset, "model": model, "iteration": meta.get("iteration"),
         "fid_train": m_train["fid"], "fid_test": m_test["fid"],
@@ -133,3 +120,9 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     }
     atomic_write_json(out_dir / "metrics.json", result)
     return result
+
+
+def stage(ctx) -> dict:
+    """`fewgan evaluate` (fewgan.stages)."""
+    return run(ctx.params, ctx.dataset, ctx.model, ctx.paths["select"], ctx.paths["curated"], ctx.paths["split"],
+               ctx.out, ctx.threads)

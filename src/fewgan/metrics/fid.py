@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from fewgan.io import atomic_torch_save, torch_load
+from fewgan.images import to_uint8
 from fewgan.weights import WeightsInfo, resolve
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ FEATURE_LAYER = "2048"  # torch-fidelity default layer for FID/KID (pool3, 2048-
 #: torch-fidelity computes sigma with np.cov (ddof=1); NVIDIA's stylegan2-ada metric uses ddof=0.
 COVARIANCE = "N-1 (numpy.cov, torch-fidelity); NVIDIA's stylegan2-ada code uses N"
 CACHE_FORMAT = "fewgan.features/1"
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images -> uint8 by rounding, as ADA/DiffAugment do (DESIGN.md conventions)."""
-    return ((x.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def check_images(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -86,8 +82,8 @@ class InceptionExtractor:
 def build_extractor(params: dict, device: Any = "cpu") -> InceptionExtractor:
     ev = params["evaluation"]
     info = resolve("inception-v3-compat", params)
-    return InceptionExtractor(info, device, channels_last=bool(ev.get("channels_last", True)),
-                              batch_size=int(ev.get("fid", {}).get("batch_size", 50)))
+    return InceptionExtractor(info, device, channels_last=bool(ev["channels_last"]),
+                              batch_size=int(ev["fid"]["batch_size"]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,30 +188,29 @@ def kid_from_features(fake: torch.Tensor, real: torch.Tensor, *, subsets: int = 
             "kid_subsets": int(subsets)}
 
 
-def fid(fake_features: torch.Tensor, real_features: torch.Tensor, method: str = "fast") -> float:
-    return fid_from_features(fake_features, real_features, method)
-
-
-def kid(fake_features: torch.Tensor, real_features: torch.Tensor, **kw: Any) -> dict[str, float]:
-    return kid_from_features(fake_features, real_features, **kw)
-
-
 # ------------------------------------------------------------------------------------------------
 # streaming fakes
 # ------------------------------------------------------------------------------------------------
 def fake_batches(model, G, n: int, *, batch_size: int, seed: int, device: Any = "cpu") -> Iterator[torch.Tensor]:
-    """uint8 fakes in batches: latents from a seeded CPU generator, images rounded to uint8."""
+    """uint8 fakes in batches: latents from a seeded CPU generator, images rounded to uint8.
+
+    Generators that draw noise from the global RNG (StyleGAN2's per-pixel noise) run under `fork_rng`
+    with the global RNG seeded from `seed`, so the same snapshot always gives the same fakes (and the same
+    FID), whatever ran before in the process; the caller's RNG state is left untouched."""
     g = torch.Generator().manual_seed(int(seed))
+    dev = torch.device(device)
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     done = 0
-    with torch.inference_mode():
-        while done < n:
-            b = min(batch_size, n - done)
+    while done < n:
+        b = min(batch_size, n - done)
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed((int(seed) * 1_000_003 + done) % 2**63)  # one noise stream per batch position
             z = model.sample_latents(b, generator=g)
             x = model.generate(G, z.to(device))
-            if x.dim() != 4 or x.shape[0] != b or x.shape[1] != 3:
-                raise ValueError(f"model.generate returned {tuple(x.shape)}, expected ({b}, 3, R, R)")
-            yield to_uint8(x).cpu()
-            done += b
+        if x.dim() != 4 or x.shape[0] != b or x.shape[1] != 3:
+            raise ValueError(f"model.generate returned {tuple(x.shape)}, expected ({b}, 3, R, R)")
+        yield to_uint8(x).cpu()
+        done += b
 
 
 def features_of_stream(batches: Iterable[torch.Tensor], extractor: InceptionExtractor,
@@ -230,9 +225,9 @@ def features_of_stream(batches: Iterable[torch.Tensor], extractor: InceptionExtr
 
 def fid_kid(fake_feats: torch.Tensor, real_feats: torch.Tensor, params: dict, *, with_kid: bool = True,
             seed: int = 0) -> dict[str, Any]:
-    kcfg = params["evaluation"].get("kid", {})
-    out: dict[str, Any] = {"fid": fid_from_features(fake_feats, real_feats, params["evaluation"]["fid"].get("method", "fast"))}
+    kcfg = params["evaluation"]["kid"]
+    out: dict[str, Any] = {"fid": fid_from_features(fake_feats, real_feats, params["evaluation"]["fid"]["method"])}
     if with_kid:
-        out.update(kid_from_features(fake_feats, real_feats, subsets=int(kcfg.get("subsets", 100)),
-                                     max_subset_size=int(kcfg.get("max_subset_size", 1000)), seed=seed))
+        out.update(kid_from_features(fake_feats, real_feats, subsets=int(kcfg["subsets"]),
+                                     max_subset_size=int(kcfg["max_subset_size"]), seed=seed))
     return out

@@ -41,15 +41,6 @@ def gaussian_1d(size: int, sigma: float) -> torch.Tensor:
     return g / g.sum()
 
 
-def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filtering, per channel, of (N, C, H, W)."""
-    c = x.shape[1]
-    k = g.to(x.dtype).to(x.device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, k.numel()).contiguous(), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, k.numel(), 1).contiguous(), groups=c)
-
-
 def _filter_hwk(m: torch.Tensor, gh: torch.Tensor, gv: torch.Tensor) -> torch.Tensor:
     """Separable 'valid' filtering of K planes stored (H, W, K) contiguous -> (H', W', K) contiguous.
     One (1, K, H, W) channels-last depthwise convolution: several times faster on CPU than a batch of

@@ -7,8 +7,16 @@ inversion and evaluation only ever call `sample_latents`, `generate`, `inversion
 `synthesize` on a model rebuilt from a snapshot (`fewgan.models.load_snapshot`).
 
 Model state that must survive a resume lives in parameters or buffers (state_dict); step-dependent
-behaviour is derived from the `step` argument. Losses receive the (possibly DDP-wrapped) networks as arguments instead of using `self.G`/`self.D`,
-so that the loop can wrap them for multi-GPU training without the model knowing.
+behaviour is derived from the `step` argument. Losses receive the (possibly DDP-wrapped) networks as
+arguments instead of using `self.G`/`self.D`, so that the loop can wrap them for multi-GPU training
+without the model knowing.
+
+Class-conditional models (`num_classes > 1`, e.g. BigGAN on AFHQ's cat/dog/wild) carry the class
+*inside the latent*: `sample_latents` returns (n, z_dim + 1) with the class index as the last column,
+so every stage that only passes latents from `sample_latents`/`inversion_start` to `generate`/
+`synthesize` works unchanged. The loop gives the real images' classes to `discriminator_loss` as
+`real_labels`; the inversion stage gives the target's class to `inversion_start(labels=...)`.
+Unconditional models ignore `labels` and `real_labels`.
 """
 
 from __future__ import annotations
@@ -59,18 +67,37 @@ class GANModel(nn.Module):
     #: False reproduces FastGAN's official behaviour (parameters only); True is fewgan's default fix.
     ema_buffers: bool = True
 
-    def __init__(self, cfg: Mapping[str, Any], resolution: int):
+    #: D steps per G step in one training iteration (BigGAN: 2); each D step gets its own batch of reals.
+    d_steps: int = 1
+
+    def __init__(self, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0):
         super().__init__()
         self.cfg = dict(cfg)
         self.resolution = int(resolution)
+        self.num_classes = int(num_classes)
         self.z_dim: int = 0
+        self.channels_last = False
         self.G: nn.Module
         self.D: nn.Module
 
+    @property
+    def conditional(self) -> bool:
+        """True when the model uses class labels (a model may stay unconditional on a classed dataset)."""
+        return False
+
+    def set_memory_format(self, channels_last: bool) -> None:
+        """The loop's train.channels_last: G and D (and the model's own tensors) in NHWC or NCHW."""
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+
     # ---- sampling -------------------------------------------------------------------------------
     def sample_latents(self, n: int, *, generator: torch.Generator | None = None,
-                       device: torch.device | str | None = None) -> torch.Tensor:
-        """Latent inputs for `generate` (default: standard normal, shape (n, z_dim))."""
+                       device: torch.device | str | None = None,
+                       labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent inputs for `generate` (default: standard normal, shape (n, z_dim)). Conditional models
+        append the class column (drawn uniformly with `generator` when `labels` is None)."""
         return torch.randn(n, self.z_dim, generator=generator, device=device)
 
     def generate(self, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -84,9 +111,10 @@ class GANModel(nn.Module):
         raise NotImplementedError
 
     def discriminator_loss(self, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
-                           step: int, augment: Augment) -> tuple[torch.Tensor, LossLogs]:
-        """Scalar loss for one D update on a batch of reals (already in [-1, 1], not augmented) and
-        latents z. The model generates fakes itself (under no_grad / detached), applies `augment` to
+                           step: int, augment: Augment,
+                           real_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, LossLogs]:
+        """Scalar loss for one D update on a batch of reals (already in [-1, 1], not augmented, with
+        their class indices `real_labels` when the dataset has classes) and latents z. The model generates fakes itself (under no_grad / detached), applies `augment` to
         reals and fakes as its paper does, and adds its regularisers (e.g. lazy R1 when
         `step % interval == 0`). Returns (loss, logs) where logs are python floats for the log file."""
         raise NotImplementedError
@@ -102,9 +130,11 @@ class GANModel(nn.Module):
 
     # ---- inversion (FastGAN paper, Table 5) ------------------------------------------------------
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None) -> torch.Tensor:
+                        device: torch.device | str | None = None,
+                        labels: torch.Tensor | None = None) -> torch.Tensor:
         """Initial latent for optimising n images towards targets (default: zeros in z space).
-        StyleGAN2 returns the mean w (W space) or W+ copies, per cfg."""
+        StyleGAN2 returns the mean w (W space) or W+ copies, per cfg. Conditional models fix the class
+        column to `labels` (the targets' classes); `synthesize` must not let the optimiser change it."""
         return torch.zeros(n, self.z_dim, device=device)
 
     def synthesize(self, G: nn.Module, latent: torch.Tensor) -> torch.Tensor:
@@ -112,9 +142,6 @@ class GANModel(nn.Module):
         return self.generate(G, latent)
 
     # ---- bookkeeping ------------------------------------------------------------------------------
-    #: Whether DDP must look for parameters that a step leaves unused (the loop reads this).
-    ddp_find_unused_parameters: bool = False
-
     def configure(self, params: Mapping[str, Any]) -> None:
         """Called once by the training loop with the whole resolved params, before `fallbacks()`, for
         models that need more than their own block (FastGAN: where the LPIPS-VGG weights are).
@@ -127,5 +154,5 @@ class GANModel(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Parameter counts and anything a report should show."""
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-        return {"model": self.name, "resolution": self.resolution,
-                "params_G": count(self.G), "params_D": count(self.D)}
+        return {"model": self.name, "resolution": self.resolution, "num_classes": self.num_classes,
+                "conditional": self.conditional, "params_G": count(self.G), "params_D": count(self.D)}

@@ -19,41 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.models.stylegan2 import resolve_cfg
-
-#: Defaults = params/models/dcgan.yaml (a test keeps the two equal).
-DEFAULTS: dict[str, Any] = {
-    "z_dim": 100,               # DCGAN paper: 100-d uniform/normal z
-    "ngf": 64,                  # pytorch/examples dcgan ngf=64 (paper fig. 1: 1024 at 4x4 for 64 px)
-    "ndf": 64,                  # pytorch/examples dcgan ndf=64
-    "channel_max": 512,         # cap so 128/256 px do not explode (64 px: 512 at 4x4, as examples/dcgan)
-    "loss": "nonsaturating",    # paper objective; 'hinge' selectable
-    "lr": 0.0002,               # paper Sec. 4: learning rate 0.0002
-    "betas": [0.5, 0.999],      # paper Sec. 4: beta1 = 0.5; beta2 Adam default
-    "init_std": 0.02,           # paper Sec. 4: weights ~ N(0, 0.02)
-    "ema_decay": 0.999,         # fewgan shared-loop EMA (the paper had none; snapshots hold G_ema)
-    "augment_policy": "",       # paper: no augmentation
-}
-
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "title": "fewgan DCGAN model block (params/models/dcgan.yaml)",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "z_dim": {"type": "integer", "minimum": 1},
-        "ngf": {"type": "integer", "minimum": 1},
-        "ndf": {"type": "integer", "minimum": 1},
-        "channel_max": {"type": "integer", "minimum": 1},
-        "loss": {"enum": ["nonsaturating", "hinge"]},
-        "lr": {"type": "number", "exclusiveMinimum": 0},
-        "betas": {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                  "minItems": 2, "maxItems": 2},
-        "init_std": {"type": "number", "exclusiveMinimum": 0},
-        "ema_decay": {"type": "number", "minimum": 0, "maximum": 1},
-        "augment_policy": {"type": "string", "pattern": "^((color|translation|cutout)(,(color|translation|cutout))*)?$"},
-    },
-}
+from fewgan.schemas.models import validate_block
+from fewgan.schemas.models.dcgan import SCHEMA
 
 SUPPORTED_RESOLUTIONS = (32, 64, 128, 256)
 
@@ -111,13 +78,12 @@ def _init_weights(module: nn.Module, std: float) -> None:
 
 @register_model("dcgan")
 class DCGAN(GANModel):
-    config_schema: dict[str, Any] = CONFIG_SCHEMA
-    defaults: dict[str, Any] = DEFAULTS
+    config_schema: dict[str, Any] = SCHEMA
     ema_buffers = True  # average BatchNorm running stats too, so G_ema can sample in eval mode
 
-    def __init__(self, cfg: Mapping[str, Any], resolution: int):
-        cfg = resolve_cfg(cfg, DEFAULTS, CONFIG_SCHEMA, "dcgan")
-        super().__init__(cfg, resolution)
+    def __init__(self, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0):
+        cfg = validate_block("dcgan", cfg)  # every key required: params/models/dcgan.yaml
+        super().__init__(cfg, resolution, num_classes)
         if self.resolution not in SUPPORTED_RESOLUTIONS:
             raise ValueError(f"DCGAN supports resolutions {SUPPORTED_RESOLUTIONS}, got {resolution}; "
                              "pick one of them for this model in params")
@@ -136,7 +102,7 @@ class DCGAN(GANModel):
                 "D": torch.optim.Adam(self.D.parameters(), lr=float(c["lr"]), betas=betas)}
 
     def discriminator_loss(self, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
-                           step: int, augment: Augment) -> tuple[torch.Tensor, LossLogs]:
+                           step: int, augment: Augment, real_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, LossLogs]:
         with torch.no_grad():
             fake = G(z)
         # separate real and fake minibatches through D (BatchNorm statistics per batch, as in the paper)

@@ -24,8 +24,8 @@ Maths (REFERENCE.md section 1, checked against the official train.py as it survi
 | EMA of G | parameters only (`ema_buffers = False`: sampling needs train-mode BN) | parameters and float buffers, so eval-mode sampling uses averaged BN statistics |
 
 Reconstruction loss (`recon_loss`): `lpips_vgg` (default; paper) uses
-`fewgan.metrics.lpips.build_lpips("vgg", params, device)`, which needs the resolved params to find the
-VGG16 weights: the loop calls `model.set_lpips_params(params)` once before training (without it the
+`fewgan.nets.lpips.build_lpips("vgg", params, device)`, which needs the resolved params to find the
+VGG16 weights: the loop calls `model.configure(params)` once before training (without it the
 first D step raises an error saying so). `lpips_untrained` builds the same LPIPS with a seeded random
 VGG backbone (no params needed; for smoke tests), `l1` uses the per-image mean absolute error. The
 LPIPS network is built lazily on first use (or by `fallbacks()`), is frozen, and is kept outside the
@@ -42,33 +42,18 @@ import copy
 import logging
 from typing import Any, Mapping
 
-import jsonschema
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
 from fewgan.models.fastgan_nets import SUPPORTED_RESOLUTIONS, Discriminator, Generator
+from fewgan.schemas.models import validate_block
+from fewgan.schemas.models.fastgan import SCHEMA
 
 log = logging.getLogger(__name__)
 
-#: Defaults (official train.py: ngf=ndf=64, nz=256, lr 2e-4, beta1 0.5; EMA 0.999 in its loop).
-DEFAULTS: dict[str, Any] = {
-    "ngf": 64,
-    "ndf": 64,
-    "nz": 256,
-    "lr": 2.0e-4,
-    "betas": [0.5, 0.999],
-    "ema_decay": 0.999,
-    "parity": False,
-    "recon_loss": "lpips_vgg",
-    "dec_width": 32,  # official SimpleDecoder base width (fixed, independent of ndf)
-    "share_fakes": True,
-    "channels_last": False,  # measured slower on CPU (NHWC conv/BN backward); set true on CUDA
-    "augment_policy": "color,translation",  # official train.py: policy = 'color,translation'
-}
-
-RECON_LOSSES = ("lpips_vgg", "lpips_untrained", "l1")
+from fewgan.schemas.models.fastgan import RECON_LOSSES  # noqa: E402,F401 (re-exported)
 HINGE_LOW = 0.8  # official train_d: relu(rand * 0.2 + 0.8 -/+ pred): margin ~ U(0.8, 1.0)
 HINGE_WIDTH = 0.2
 
@@ -156,43 +141,13 @@ def _frozen(module: nn.Module):
 class FastGAN(GANModel):
     """FastGAN generator + self-supervised discriminator; see the module docstring for the maths."""
 
-    config_schema: dict[str, Any] = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "ngf": {"type": "integer", "minimum": 2, "description": "generator width (paper: 64)"},
-            "ndf": {"type": "integer", "minimum": 4, "description": "discriminator width (paper: 64)"},
-            "nz": {"type": "integer", "minimum": 1, "description": "latent size (official script: 256)"},
-            "lr": {"type": "number", "exclusiveMinimum": 0, "description": "Adam lr for G and D (2e-4)"},
-            "betas": {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                      "minItems": 2, "maxItems": 2, "description": "Adam betas (0.5, 0.999)"},
-            "ema_decay": {"type": "number", "minimum": 0, "maximum": 1, "description": "EMA of G (0.999)"},
-            "parity": {"type": "boolean", "description": "true = official maths incl. its known flaws"},
-            "recon_loss": {"enum": list(RECON_LOSSES), "description": "D self-supervision loss"},
-            "dec_width": {"type": "integer", "minimum": 2, "description": "decoder width (official 32)"},
-            "share_fakes": {"type": "boolean",
-                            "description": "reuse the D step's fakes in the G step (official: one G forward)"},
-            "channels_last": {"type": "boolean", "description": "NHWC memory format (speed only)"},
-            "augment_policy": {"type": "string",
-                               "description": "DiffAugment policy the training loop applies (official: color,translation)"},
-        },
-    }
+    config_schema: dict[str, Any] = SCHEMA
 
-    def __init__(self, cfg: Mapping[str, Any], resolution: int):
-        merged = dict(DEFAULTS)
-        merged.update(dict(cfg or {}))
-        try:
-            jsonschema.validate(merged, self.config_schema)
-        except jsonschema.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.absolute_path) or "(block)"
-            raise ValueError(f"models.fastgan.{where}: {exc.message} (see params/models/fastgan.yaml)") from None
+    def __init__(self, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0):
+        merged = validate_block("fastgan", cfg)  # every key required: params/models/fastgan.yaml
         if int(resolution) not in SUPPORTED_RESOLUTIONS:
             raise ValueError(f"FastGAN resolution {resolution}: unsupported; use one of {SUPPORTED_RESOLUTIONS}")
-        for key in ("ngf", "ndf"):  # the finest feature maps have width/8 channels (x0.125 multiplier)
-            if merged[key] % 8:
-                raise ValueError(f"models.fastgan.{key}={merged[key]}: must be a multiple of 8 "
-                                 f"(FastGAN's finest layers have {key}/8 channels)")
-        super().__init__(merged, resolution)
+        super().__init__(merged, resolution, num_classes)
         c = self.cfg
         self.parity = bool(c["parity"])
         self.z_dim = int(c["nz"])
@@ -202,9 +157,6 @@ class FastGAN(GANModel):
         tanh = (self.resolution == 1024) if self.parity else True
         self.G = Generator(self.resolution, ngf=c["ngf"], nz=c["nz"], tanh=tanh)
         self.D = Discriminator(self.resolution, ndf=c["ndf"], dec_width=c["dec_width"])
-        if c["channels_last"]:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
         self._lpips_params: dict | None = None
         # kept outside nn.Module registration: never in state_dict()/parameters()
         object.__setattr__(self, "_recon", None)
@@ -214,11 +166,8 @@ class FastGAN(GANModel):
 
     # ---- reconstruction loss ------------------------------------------------------------------
     def configure(self, params: Mapping[str, Any]) -> None:
-        """GANModel hook: the loop passes the resolved params (LPIPS-VGG weights location)."""
-        self.set_lpips_params(params)
-
-    def set_lpips_params(self, params: Mapping[str, Any]) -> None:
-        """Give the resolved params (needs params['evaluation']['weights']) for build_lpips."""
+        """GANModel hook: the loop passes the resolved params (needs params['evaluation']['weights'] to
+        find the LPIPS-VGG backbone)."""
         self._lpips_params = dict(params)
 
     def _build_recon(self) -> None:
@@ -227,12 +176,12 @@ class FastGAN(GANModel):
             object.__setattr__(self, "_recon", _Pairwise(_l1))
             object.__setattr__(self, "_recon_info", {"kind": "l1", "fallback": None})
             return
-        from fewgan.metrics import lpips as flp
+        from fewgan.nets import lpips as flp
 
         if kind == "lpips_vgg":
             if self._lpips_params is None:
                 raise RuntimeError("FastGAN recon_loss 'lpips_vgg' needs the resolved params to find the VGG16 "
-                                   "weights: call model.set_lpips_params(params) before training, or set "
+                                   "weights: call model.configure(params) before training, or set "
                                    "models.fastgan.recon_loss to 'lpips_untrained' or 'l1' in params")
             module, info = flp.build_lpips("vgg", self._lpips_params, "cpu")
             fallback = info.get("fallback")
@@ -289,7 +238,7 @@ class FastGAN(GANModel):
         return G(z)
 
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None) -> torch.Tensor:
+                        device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Official back-tracking script: z starts from a standard normal draw (seeded by `generator`)."""
         z = torch.randn(n, self.z_dim, generator=generator)
         return z.to(device) if device is not None else z
@@ -308,7 +257,7 @@ class FastGAN(GANModel):
         return {"G": adam(self.G.parameters()), "D": adam(self.D.parameters())}
 
     def _to_format(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.cfg["channels_last"] else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _fakes(self, G: nn.Module, z: torch.Tensor, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
         self.g_forwards += 1
@@ -316,7 +265,7 @@ class FastGAN(GANModel):
         return self._to_format(augment(big)), self._to_format(augment(small))
 
     def discriminator_loss(self, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
-                           step: int, augment: Augment) -> tuple[torch.Tensor, LossLogs]:
+                           step: int, augment: Augment, real_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, LossLogs]:
         if real.dim() != 4 or real.shape[1] != 3 or real.shape[-1] != self.resolution or real.shape[-2] != self.resolution:
             raise ValueError(f"FastGAN at {self.resolution} px expects reals (N, 3, {self.resolution}, "
                              f"{self.resolution}), got {tuple(real.shape)}")

@@ -14,7 +14,6 @@ the un-augmented reals through the (differentiable) augmentation, as in DiffAugm
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from typing import Any, Mapping
@@ -25,103 +24,10 @@ from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
 from fewgan.models.stylegan2_nets import Discriminator, Generator
+from fewgan.schemas.models import validate_block
+from fewgan.schemas.models.stylegan2 import SCHEMA
 
 log = logging.getLogger(__name__)
-
-#: Defaults = params/models/stylegan2.yaml (a test keeps the two equal). Values: DiffAugment-stylegan2
-#: few-shot setup (mit-han-lab/data-efficient-gans DiffAugment-stylegan2/run_few_shot.py, training_loop.py,
-#: loss.py ns_DiffAugment_r1) on the StyleGAN2 config-f network (channel_base 32768 = TF fmap_base 16384).
-DEFAULTS: dict[str, Any] = {
-    "z_dim": 512,                   # networks.py / train.py: z_dim=512
-    "w_dim": 512,                   # train.py: w_dim=512
-    "mapping_layers": 8,            # train.py cfg_specs map=8 (cifar: 2)
-    "mapping_lr_multiplier": 0.01,  # networks.py MappingNetwork lr_multiplier=0.01
-    "w_avg_beta": 0.995,            # networks.py MappingNetwork w_avg_beta=0.995
-    "channel_base": 32768,          # train.py: int(fmaps * 32768), config-f fmaps=1
-    "channel_max": 512,             # train.py: channel_max=512
-    "mbstd_group_size": 4,          # DiffAugment D_stylegan2 mbstd_group_size=4; ada 'stylegan2' mbstd=4
-    "mbstd_num_channels": 1,        # networks.py DiscriminatorEpilogue mbstd_num_channels=1
-    "lr": 0.002,                    # DiffAugment training_schedule G_lrate_base=D_lrate_base=0.002
-    "betas": [0.0, 0.99],           # run_few_shot.py G_opt/D_opt beta1=0.0, beta2=0.99
-    "eps": 1.0e-8,                  # run_few_shot.py epsilon=1e-8
-    "lazy_lr_adjust": True,         # training_loop.py (ada): lr*c, beta**c, c = I/(I+1) when lazy (I > 1)
-    "r1_gamma": 10.0,               # loss.py ns_DiffAugment_r1 gamma=10
-    "r1_interval": 1,               # DiffAugment training_loop lazy_regularization=False -> every step
-    "pl_weight": 0.0,               # ns_DiffAugment_r1 has no path-length term (ada: 2)
-    "pl_interval": 4,               # ada training_loop G_reg_interval=4
-    "pl_decay": 0.01,               # ada loss.py pl_decay=0.01
-    "pl_batch_shrink": 2,           # ada loss.py pl_batch_shrink=2
-    "style_mixing_prob": 0.9,       # ada loss.py / TF G_main style_mixing_prob=0.9
-    "ema_kimg": 10.0,               # DiffAugment training_loop G_ema_kimg=10
-    "ema_rampup": None,             # ada train.py: ramp None except cifar (0.05)
-    "ema_start_kimg": 10.0,         # DiffAugment training_loop: ema_start_kimg defaults to G_ema_kimg
-    "augment_policy": "color,translation,cutout",  # run_few_shot.py --DiffAugment default
-    "inversion_space": "w",         # ada projector.py optimises one w broadcast to all layers
-    "inversion_w_avg_samples": 10000,  # ada projector.py w_avg_samples=10000
-    "inversion_seed": 123,          # ada projector.py np.random.RandomState(123)
-    "sample_noise_mode": "random",  # ada metrics use G's default noise_mode='random'
-}
-
-_NUM = {"type": "number"}
-_POS_INT = {"type": "integer", "minimum": 1}
-
-CONFIG_SCHEMA: dict[str, Any] = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "title": "fewgan StyleGAN2 model block (params/models/stylegan2.yaml)",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "z_dim": _POS_INT, "w_dim": _POS_INT,
-        "mapping_layers": _POS_INT,
-        "mapping_lr_multiplier": {"type": "number", "exclusiveMinimum": 0},
-        "w_avg_beta": {"type": "number", "minimum": 0, "maximum": 1},
-        "channel_base": _POS_INT, "channel_max": _POS_INT,
-        "mbstd_group_size": _POS_INT,
-        "mbstd_num_channels": {"type": "integer", "minimum": 0},
-        "lr": {"type": "number", "exclusiveMinimum": 0},
-        "betas": {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-                  "minItems": 2, "maxItems": 2},
-        "eps": {"type": "number", "exclusiveMinimum": 0},
-        "lazy_lr_adjust": {"type": "boolean"},
-        "r1_gamma": {"type": "number", "minimum": 0},
-        "r1_interval": _POS_INT,
-        "pl_weight": {"type": "number", "minimum": 0},
-        "pl_interval": _POS_INT,
-        "pl_decay": {"type": "number", "minimum": 0, "maximum": 1},
-        "pl_batch_shrink": _POS_INT,
-        "style_mixing_prob": {"type": "number", "minimum": 0, "maximum": 1},
-        "ema_kimg": {"type": "number", "minimum": 0},
-        "ema_rampup": {"type": ["number", "null"], "exclusiveMinimum": 0},
-        "ema_start_kimg": {"type": ["number", "null"], "minimum": 0},
-        "augment_policy": {"type": "string", "pattern": "^((color|translation|cutout)(,(color|translation|cutout))*)?$"},
-        "inversion_space": {"enum": ["w", "w_plus"]},
-        "inversion_w_avg_samples": _POS_INT,
-        "inversion_seed": {"type": "integer"},
-        "sample_noise_mode": {"enum": ["random", "const"]},
-    },
-}
-del _NUM
-
-
-def resolve_cfg(cfg: Mapping[str, Any], defaults: Mapping[str, Any], schema: Mapping[str, Any],
-                model: str) -> dict[str, Any]:
-    """Defaults overlaid with `cfg`, validated against `schema` (clear error naming the key)."""
-    import jsonschema
-
-    unknown = sorted(set(cfg) - set(defaults))
-    if unknown:
-        raise ValueError(f"params models.{model}: unknown key(s) {unknown}; allowed keys: {sorted(defaults)} "
-                         f"(see params/models/{model}.yaml)")
-    merged = copy.deepcopy(dict(defaults))
-    merged.update(copy.deepcopy(dict(cfg)))
-    try:
-        jsonschema.validate(merged, schema)
-    except jsonschema.ValidationError as err:
-        where = ".".join(str(p) for p in err.absolute_path) or "(block)"
-        raise ValueError(f"params models.{model}.{where}: {err.message} "
-                         f"(fix it in params/models/{model}.yaml or the active profile)") from None
-    return merged
-
 
 def _unwrap(module: nn.Module) -> nn.Module:
     """The model inside a DDP / DataParallel wrapper (for attribute access only, never for forward)."""
@@ -132,13 +38,12 @@ def _unwrap(module: nn.Module) -> nn.Module:
 class StyleGAN2(GANModel):
     """StyleGAN2 config-f (skip G / resnet D) with non-saturating loss, R1, path length, style mixing."""
 
-    config_schema: dict[str, Any] = CONFIG_SCHEMA
-    defaults: dict[str, Any] = DEFAULTS
+    config_schema: dict[str, Any] = SCHEMA
     ema_buffers = True  # w_avg follows G; noise_const/pl_mean are identical or irrelevant in G_ema
 
-    def __init__(self, cfg: Mapping[str, Any], resolution: int):
-        cfg = resolve_cfg(cfg, DEFAULTS, CONFIG_SCHEMA, "stylegan2")
-        super().__init__(cfg, resolution)
+    def __init__(self, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0):
+        cfg = validate_block("stylegan2", cfg)  # every key required: params/models/stylegan2.yaml
+        super().__init__(cfg, resolution, num_classes)
         r = self.resolution
         if r < 4 or r & (r - 1):
             raise ValueError(f"StyleGAN2: resolution must be a power of two >= 4, got {resolution}")
@@ -189,7 +94,7 @@ class StyleGAN2(GANModel):
         return out
 
     def discriminator_loss(self, G: nn.Module, D: nn.Module, real: torch.Tensor, z: torch.Tensor,
-                           step: int, augment: Augment) -> tuple[torch.Tensor, LossLogs]:
+                           step: int, augment: Augment, real_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, LossLogs]:
         c = self.cfg
         with torch.no_grad():
             fake = G(z, style_mixing_prob=float(c["style_mixing_prob"]))
@@ -278,7 +183,7 @@ class StyleGAN2(GANModel):
         return (acc / total).to(torch.float32)
 
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None) -> torch.Tensor:
+                        device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean w repeated n times: (n, w_dim) in W, or (n, num_ws, w_dim) in W+ (cfg `inversion_space`)."""
         w = self.mean_w(G, generator=generator, device=device)
         if self.cfg["inversion_space"] == "w_plus":

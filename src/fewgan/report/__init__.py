@@ -1,7 +1,6 @@
 """fewgan.report: the benchmark report (reports/benchmark/) built from every stage's outputs."""
 
 from fewgan.report.collect import ReportInputError
-from fewgan.report.schema import REPORT_SCHEMA
 from fewgan.report.stage import run
 
-__all__ = ["REPORT_SCHEMA", "ReportInputError", "run"]
+__all__ = ["ReportInputError", "run"]

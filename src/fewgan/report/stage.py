@@ -19,9 +19,6 @@ from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, Da
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"title": "fewgan few-shot GAN benchmark", "include_paper_table": True, "image_grid_max": 16,
-            "decimals": 2}
-
 #: FastGAN paper (Liu et al., ICLR 2021), few-shot FID at 256 px, as listed in REFERENCE.md section 1.
 PAPER_FID_256 = [
     ("Obama (100)", 41.05, 46.87, 80.20),
@@ -39,14 +36,6 @@ SUMMARY_COLUMNS = [
     "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
     "n_real_test", "device",
 ]
-
-
-def settings_from(params: dict) -> dict:
-    section = params.get("report")
-    if section is None:
-        raise KeyError("params has no 'report' section: add params/report.yaml and re-run "
-                       "`fewgan params --profile <profile>`")
-    return {**DEFAULTS, **section}
 
 
 def slug(*parts: str) -> str:
@@ -181,8 +170,8 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     Raises ReportInputError (a FileNotFoundError) naming the file when a required
     runs/<dataset>/<model>/evaluate/metrics.json is missing. Returns the report.json content."""
-    cfg = settings_from(params)
-    exp = params.get("experiment") or {}
+    cfg = params["report"]
+    exp = params["experiment"]
     ds_names, models = list(exp.get("datasets") or []), list(exp.get("models") or [])
     if not ds_names or not models:
         raise KeyError("params experiment.datasets and experiment.models must be non-empty lists (params/base.yaml)")
@@ -354,3 +343,8 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
               "synthetic_datasets": synthetic, "provenance": prov}
     atomic_write_json(out_dir / "report.json", result)
     return result
+
+
+def stage(ctx) -> dict:
+    """`fewgan report` (fewgan.stages)."""
+    return run(ctx.params, ctx.paths["runs"], ctx.paths["data"], ctx.out)

@@ -16,11 +16,12 @@ import time
 
 import torch
 
-from fewgan.io import read_yaml
 from fewgan.models import build_model
+from fewgan.params import model_cfg
+from fewgan.train.data import Batches
 from fewgan.train.diffaugment import augment
 from fewgan.train.ema import EMA
-from fewgan.train.loop import Batches
+from fewgan.train.step import Nets, train_step
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -47,16 +48,15 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(a.threads)
     import yaml
 
-    cfg = read_yaml(f"params/models/{a.model}.yaml") or {}
+    overrides = {}
     for kv in a.set:
         k, v = kv.split("=", 1)
-        cfg[k] = yaml.safe_load(v)
+        overrides[k] = yaml.safe_load(v)
     torch.manual_seed(0)
-    gan = build_model(a.model, cfg, a.resolution)
-    if hasattr(gan, "set_lpips_params"):
-        from fewgan.params import resolve
+    gan = build_model(a.model, model_cfg(a.model, overrides), a.resolution)
+    from fewgan.params import resolve
 
-        gan.set_lpips_params(resolve("demo")[0])
+    gan.configure(resolve("demo")[0])
     ema = EMA(gan.G, gan.ema_buffers)
     x = torch.rand(a.batch, 3, a.resolution, a.resolution) * 2 - 1
     g = torch.Generator().manual_seed(0)
@@ -73,18 +73,12 @@ def main(argv: list[str] | None = None) -> dict:
         opts = gan.make_optimizers()
         s = {"i": 0}
 
+        nets = Nets(gan.G, gan.D, gan.D)
+
         def step():
-            z = gan.sample_latents(a.batch)
-            real = batches(s["i"])
-            opts["D"].zero_grad(set_to_none=True)
-            loss, _ = gan.discriminator_loss(gan.G, gan.D, real, z, s["i"], lambda t: augment(t, a.policy, g))
-            loss.backward()
-            opts["D"].step()
-            opts["G"].zero_grad(set_to_none=True)
-            loss, _ = gan.generator_loss(gan.G, gan.D, z, s["i"], lambda t: augment(t, a.policy, g))
-            loss.backward()
-            opts["G"].step()
-            ema.update(gan.G, gan.ema_beta(s["i"], a.batch))
+            train_step(gan, nets, opts, ema, step=s["i"], reals=lambda j: batches(s["i"] * gan.d_steps + j),
+                       latents=lambda: gan.sample_latents(a.batch), augment=lambda t: augment(t, a.policy, g),
+                       batch_size=a.batch)
             s["i"] += 1
 
         out["iteration_ms"] = _median_ms(step, a.repeats)

@@ -68,19 +68,13 @@ def all_gather_object(d: Dist, obj):
     return out
 
 
-def broadcast_object(d: Dist, obj):
+def any_over_ranks(d: Dist, flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any rank (keeps ranks in step when one must stop)."""
     if not d.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def min_over_ranks(d: Dist, t: torch.Tensor) -> torch.Tensor:
-    if d.enabled:
-        t = t.clone()
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return t
+        return bool(flag)
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 @torch.no_grad()

@@ -1,19 +1,15 @@
 """The model-agnostic training loop: `fewgan train --dataset D --model M` ends up in `run()`.
 
-Read `train()` top to bottom: configuration -> data -> model, optimisers, EMA -> resume -> (DDP wrap)
--> the loop (D step, G step, EMA, then log / NaN check / samples / snapshot at iteration boundaries)
--> interpolation strip -> publish. The model (fewgan.models.base.GANModel) supplies only the networks,
-the optimisers and the losses.
-
-Where things go:
-- `work_dir` (work/D/M/, scratch, never declared to Snakemake/DVC): `resume.pt` (full state: model,
-  EMA, optimisers, every RNG, iteration), `snapshots/`, `samples/`, `log.jsonl` written as training goes.
-- `out_dir` (runs/D/M/train/): published once, at the end, by building a temp dir beside it and renaming
-  it into place, so an engine never sees a half-written output and deleting out_dir loses nothing.
+Read `_train()` top to bottom: configuration -> data -> model, optimisers, EMA -> random streams ->
+resume -> (DDP wrap) -> the loop (`train_step`, then log / samples / snapshot at iteration boundaries)
+-> interpolation strip -> publish. The model (fewgan.models.base.GANModel) supplies the networks, the
+optimisers and the losses; `fewgan.train.step.train_step` runs one iteration; `fewgan.train.checkpoint`
+owns the files (snapshots, resume state, publishing runs/D/M/train/).
 
 Conventions: "iteration i" means i completed training steps; a snapshot/sample/log row for iteration i
 is taken after step i-1 (0-based `step`, the value the model's losses receive) finished. Snapshots are
-written every `snapshot_every` iterations and at the end, always together with the resume state.
+written every `snapshot_every` iterations and at the end, always together with the resume state. A loss
+that is not finite stops training at once (TrainingDivergedError), with nothing written after it.
 
 Determinism: all randomness is drawn from generators whose state is saved (global torch CPU/CUDA, Python
 `random`, numpy, and two dedicated CPU generators: DiffAugment and latents); the data order is a pure
@@ -25,18 +21,14 @@ resumed produces bit-identical weights to an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
-import io
 import json
 import logging
+import math
 import os
 import random
-import shutil
 import signal
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,21 +37,22 @@ import torch
 from torch import nn
 
 from fewgan.device import resolve_device
-from fewgan.io import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, torch_load
-from fewgan.models import SNAPSHOT_FORMAT, GANModel, build_model
+from fewgan.images import save_grid
+from fewgan.models import GANModel, build_model
 from fewgan.train import ddp
+from fewgan.train import checkpoint as ckpt
+from fewgan.train.data import Batches, images_sha256, load_train_images
 from fewgan.train.diffaugment import augment, parse_policy
 from fewgan.train.ema import EMA
-from fewgan.train.schema import TRAIN_SCHEMA
-from fewgan.train.state import (RESUME_FORMAT, capture_rng, derive_seed, generator, params_hash,
-                                restore_rng)
+from fewgan.train.state import capture_rng, derive_seed, generator, params_hash, restore_rng
+from fewgan.train.step import Nets, train_step
 
 log = logging.getLogger("fewgan.train")
 
 #: train keys that do not change the weights' trajectory: changing them keeps a run resumable
 #: (e.g. raising `iterations` continues a finished run).
 NON_TRAJECTORY_KEYS = ("iterations", "snapshot_every", "sample_every", "log_every", "grid_size",
-                       "interpolation_steps", "nan_check_every")
+                       "interpolation_steps")
 #: images per forward pass when drawing sample grids (bounds memory at high resolution)
 SAMPLE_CHUNK = 16
 
@@ -79,136 +72,18 @@ class TrainResult:
     ema: EMA  # EMA generator at the end
 
 
-def snapshot_name(iteration: int) -> str:
-    return f"snapshot_{iteration:07d}.pt"
-
-
-def sample_name(iteration: int) -> str:
-    return f"iter_{iteration:07d}.png"
-
-
-# --------------------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------------------
-def load_train_images(curated_dir: Path, split_dir: Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
-    """The training rows of the split (uint8, N x 3 x R x R); fewgan.data.loading refuses test rows."""
-    from fewgan.data.loading import load_images
-
-    return load_images(curated_dir, split_dir, which="train", resolution=resolution)
-
-
-class Batches:
-    """Batch for step s = a pure function of (seed, s, rank): epoch e = s // steps_per_epoch uses the
-    permutation seeded by (seed, e); rank r takes every world-th entry of it (DistributedSampler style);
-    incomplete batches are dropped. With fewer images per rank than the per-rank batch, each batch is
-    drawn with replacement (a recorded fallback)."""
-
-    def __init__(self, images: torch.Tensor, batch: int, seed: int, rank: int, world: int,
-                 xflip: bool, device: torch.device, channels_last: bool):
-        self.images = images.to(device)
-        self.n = int(images.shape[0])
-        self.batch, self.seed, self.rank, self.world = batch, seed, rank, world
-        self.xflip, self.device, self.channels_last = xflip, device, channels_last
-        self.per_rank = self.n // world
-        self.steps_per_epoch = self.per_rank // batch
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-    @property
-    def with_replacement(self) -> bool:
-        return self.steps_per_epoch == 0
-
-    def position(self, step: int) -> dict:
-        if self.with_replacement:
-            return {"with_replacement": True, "step": step, "n_images": self.n}
-        epoch, k = divmod(step, self.steps_per_epoch)
-        return {"with_replacement": False, "epoch": epoch, "batch_in_epoch": k,
-                "steps_per_epoch": self.steps_per_epoch, "n_images": self.n}
-
-    def indices(self, step: int) -> torch.Tensor:
-        if self.with_replacement:
-            return torch.randint(self.n, (self.batch,), generator=generator(self.seed, "replacement", step, self.rank))
-        epoch, k = divmod(step, self.steps_per_epoch)
-        if self._perm is None or self._perm[0] != epoch:
-            perm = torch.randperm(self.n, generator=generator(self.seed, "epoch", epoch))
-            self._perm = (epoch, perm[: self.per_rank * self.world][self.rank::self.world])
-        return self._perm[1][k * self.batch:(k + 1) * self.batch]
-
-    def __call__(self, step: int) -> torch.Tensor:
-        idx = self.indices(step).to(self.images.device)
-        x = self.images[idx].to(torch.float32) / 127.5 - 1.0  # uint8 -> [-1, 1] (inverse of DESIGN.md's rule)
-        if self.xflip:
-            flip = torch.rand(self.batch, generator=generator(self.seed, "xflip", step, self.rank)) < 0.5
-            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-
-# --------------------------------------------------------------------------------------------------
-# configuration
-# --------------------------------------------------------------------------------------------------
-def _train_config(params: dict, dataset: str, model: str) -> dict:
-    import jsonschema
-
-    if "train" not in params:
-        raise KeyError("params has no 'train' section: add params/train.yaml and run `fewgan params`")
-    try:
-        jsonschema.validate(params["train"], TRAIN_SCHEMA)
-    except jsonschema.ValidationError as e:
-        where = ".".join(str(p) for p in e.absolute_path) or "(section)"
-        raise ValueError(f"params/train.yaml: key 'train.{where}': {e.message}") from None
-    for section, name in (("datasets", dataset), ("models", model)):
-        if name not in params.get(section, {}):
-            raise KeyError(f"params['{section}'] has no entry {name!r} (known: {sorted(params.get(section, {}))})")
-    if "resolution" not in params["datasets"][dataset]:
-        raise KeyError(f"params['datasets']['{dataset}'] has no 'resolution' (params/datasets.yaml)")
-    if "seed" not in params:
-        raise KeyError("params has no top-level 'seed' (params/base.yaml)")
-    return dict(params["train"])
-
-
-def _augment_policy(params: dict, model: str, cfg: dict) -> tuple[str, str]:
+def augment_policy(params: dict, model: str) -> tuple[str, str]:
+    """(DiffAugment policy, where it came from): the model's block overrides train.augment_policy."""
     mcfg = params["models"][model]
     if "augment_policy" in mcfg:
         policy, source = mcfg["augment_policy"], f"models.{model}.augment_policy"
     else:
-        policy, source = cfg["augment_policy"], "train.augment_policy"
+        policy, source = params["train"]["augment_policy"], "train.augment_policy"
     try:
         parse_policy(policy)
     except ValueError as e:
         raise ValueError(f"params {source}: {e}") from None
     return policy or "", source
-
-
-def _device(pref: str, d: ddp.Dist, fallbacks: list[str]) -> torch.device:
-    return resolve_device(pref, "training", fallbacks, d.local_rank if d.enabled else None)
-
-
-# --------------------------------------------------------------------------------------------------
-# files
-# --------------------------------------------------------------------------------------------------
-def _cpu_state(sd: dict) -> dict:
-    return {k: (v.detach().cpu().contiguous() if torch.is_tensor(v) else v) for k, v in sd.items()}
-
-
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 by the ADA/DiffAugment rule (docs/DESIGN.md)."""
-    return ((x.detach().float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-
-
-def save_grid(path: Path, images: torch.Tensor, nrow: int) -> None:
-    """Write images ([-1, 1], N x 3 x H x W) as one PNG, nrow images per row, row-major."""
-    from PIL import Image
-
-    u8 = _to_uint8(images)
-    n, c, h, w = u8.shape
-    rows = -(-n // nrow)
-    canvas = torch.zeros(c, rows * h, nrow * w, dtype=torch.uint8)
-    for i in range(n):
-        r, k = divmod(i, nrow)
-        canvas[:, r * h:(r + 1) * h, k * w:(k + 1) * w] = u8[i]
-    with atomic_path(path) as tmp:
-        Image.fromarray(canvas.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
 
 
 @torch.no_grad()
@@ -219,116 +94,6 @@ def _generate(gan: GANModel, G: nn.Module, z: torch.Tensor, seed: int, device: t
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         return torch.cat([gan.generate(G, z[i:i + SAMPLE_CHUNK]).float() for i in range(0, z.shape[0], SAMPLE_CHUNK)])
-
-
-def _read_log(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            if row.get("iteration", 0) <= upto:
-                rows.append(row)
-    return rows
-
-
-def _csv_text(rows: list[dict]) -> str:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard link (files in work/ are only ever replaced, never modified, so this is safe), else copy."""
-    if not src.exists():
-        raise FileNotFoundError(f"{src}: listed in the resume state but missing; delete {src.parent.parent} "
-                                "(the work dir) to retrain from scratch")
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _describe_change(old: dict, new: dict) -> str:
-    changed = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            sub = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            changed.append(f"{key}.{{{', '.join(map(str, sub))}}}")
-        else:
-            changed.append(key)
-    return ", ".join(changed) or "(unknown)"
-
-
-def _load_resume(path: Path, phash: str, hash_inputs: dict, iterations: int) -> tuple[dict | None, str]:
-    """(state, why): state is None when training must start fresh; why says why (for the log)."""
-    if not path.exists():
-        return None, f"no resume state at {path}"
-    try:
-        state = torch_load(path, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unreadable file means: start fresh, and say why
-        return None, f"{path} is unreadable ({type(e).__name__}: {e})"
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        return None, f"{path} is not a {RESUME_FORMAT} file"
-    if state.get("params_hash") != phash:
-        return None, (f"{path} was written with different settings (changed: "
-                      f"{_describe_change(state.get('hash_inputs', {}), hash_inputs)})")
-    if int(state["iteration"]) > iterations:
-        return None, f"{path} is at iteration {state['iteration']}, beyond train.iterations={iterations}"
-    return state, "ok"
-
-
-def _set_aside(work_dir: Path) -> None:
-    """Fresh start: move the previous run's scratch files to work_dir/stale/ (one generation kept)."""
-    items = [work_dir / n for n in ("resume.pt", "snapshots", "samples", "log.jsonl", "interpolation.png")]
-    items = [p for p in items if p.exists()]
-    if not items:
-        return
-    stale = work_dir / "stale"
-    shutil.rmtree(stale, ignore_errors=True)
-    stale.mkdir(parents=True)
-    for p in items:
-        os.replace(p, stale / p.name)
-    log.warning("previous training state moved to %s (delete it to free space)", stale)
-
-
-def publish(work_dir: Path, out_dir: Path, run_json: dict, log_rows: list[dict]) -> None:
-    """Build out_dir's content in a temp dir beside it, then swap it into place."""
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    for stale in list(parent.glob(f".{out_dir.name}.tmp-*")) + list(parent.glob(f".{out_dir.name}.old-*")):
-        shutil.rmtree(stale, ignore_errors=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = parent / f".{out_dir.name}.tmp-{tag}"
-    tmp.mkdir()
-    try:
-        (tmp / "snapshots").mkdir()
-        for s in run_json["snapshots"]:
-            _link_or_copy(work_dir / s["path"], tmp / s["path"])
-        (tmp / "samples").mkdir()
-        for name in run_json["samples"]:
-            _link_or_copy(work_dir / "samples" / name, tmp / "samples" / name)
-        _link_or_copy(work_dir / "interpolation.png", tmp / "interpolation.png")
-        atomic_write_text(tmp / "log.jsonl", "".join(json.dumps(r) + "\n" for r in log_rows))
-        atomic_write_text(tmp / "log.csv", _csv_text(log_rows))
-        atomic_write_json(tmp / "run.json", run_json)
-        old = parent / f".{out_dir.name}.old-{tag}"
-        if out_dir.exists():
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -354,9 +119,6 @@ def _stop_on_signals(enabled: bool):
             signal.signal(s, h)
 
 
-# --------------------------------------------------------------------------------------------------
-# the loop
-# --------------------------------------------------------------------------------------------------
 def run(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
         work_dir: Path, threads: int) -> dict:
     """Train `model` on the training split of `dataset`; return run.json's content."""
@@ -367,12 +129,10 @@ def train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: 
           work_dir: Path, threads: int) -> TrainResult:
     """`run`, returning the live model and EMA as well (tests, notebooks)."""
     torch.set_num_threads(int(threads))
-    pref = str(params.get("device", "auto"))
-    use_cuda = pref.startswith("cuda") or (pref == "auto" and torch.cuda.is_available())
-    d = ddp.init_from_env(use_cuda)
+    pref = str(params["device"])
+    d = ddp.init_from_env(pref.startswith("cuda") or (pref == "auto" and torch.cuda.is_available()))
     try:
-        return _train(params, dataset, model, Path(curated_dir), Path(split_dir), Path(out_dir),
-                      Path(work_dir), d)
+        return _train(params, dataset, model, Path(curated_dir), Path(split_dir), Path(out_dir), Path(work_dir), d)
     finally:
         ddp.cleanup(d)
 
@@ -380,14 +140,14 @@ def train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: 
 def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
            work_dir: Path, d: ddp.Dist) -> TrainResult:
     # ---- configuration ---------------------------------------------------------------------------
-    cfg = _train_config(params, dataset, model)
+    cfg = dict(params["train"])
     model_cfg = dict(params["models"][model])
     R = int(params["datasets"][dataset]["resolution"])
     seed = int(params["seed"])
     iterations, batch = cfg["iterations"], cfg["batch_size"]
-    policy, policy_source = _augment_policy(params, model, cfg)
+    policy, policy_source = augment_policy(params, model)
     fallbacks: list[str] = []
-    device = _device(params.get("device", "auto"), d, fallbacks)
+    device = resolve_device(params["device"], "training", fallbacks, d.local_rank if d.enabled else None)
     cuda = device.type == "cuda"
     amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and cuda)
     if amp and cuda and not torch.cuda.is_bf16_supported():
@@ -402,14 +162,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
 
     # ---- data: the training split only -----------------------------------------------------------
     images, names = load_train_images(curated_dir, split_dir, R)
-    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, R, R):
-        raise ValueError(f"{split_dir}: training images must be uint8 N x 3 x {R} x {R}, "
-                         f"got {images.dtype} {tuple(images.shape)}; re-run curate/split")
-    if images.shape[0] == 0:
-        raise ValueError(f"{split_dir}: the split has no training images; re-run `fewgan split --dataset {dataset}`")
-    h = hashlib.sha256("\n".join(names).encode())
-    h.update(images.contiguous().numpy().tobytes())
-    data_sha256 = h.hexdigest()
+    data_sha256 = images_sha256(images, names)
     batches = Batches(images, local_batch, seed, d.rank, d.world_size, cfg["xflip"], device, channels_last)
     if batches.with_replacement:
         fallbacks.append(f"only {images.shape[0]} training images for a per-process batch of {local_batch}: "
@@ -418,14 +171,11 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     # ---- model, optimisers, EMA (identical initial weights on every rank) --------------------------
     torch.manual_seed(seed)
     gan = build_model(model, model_cfg, R).to(device)
-    if channels_last:
-        gan.G.to(memory_format=torch.channels_last)
-        gan.D.to(memory_format=torch.channels_last)
+    gan.set_memory_format(channels_last)
     opts = gan.make_optimizers()
     if not isinstance(opts, dict) or set(opts) != {"G", "D"}:
         raise TypeError(f"{type(gan).__name__}.make_optimizers() must return {{'G': optimizer, 'D': optimizer}}, "
                         f"got {type(opts).__name__} with keys {sorted(opts) if isinstance(opts, dict) else '?'}")
-    opt_G, opt_D = opts["G"], opts["D"]
     ema = EMA(gan.G, gan.ema_buffers)
     # models that need the resolved params beyond their own block (FastGAN: where the LPIPS-VGG weights
     # are); called before fallbacks(), which may build that network
@@ -445,31 +195,29 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     np.random.seed(derive_seed(seed, "numpy", d.rank) % 2**32)
 
     # ---- resume ----------------------------------------------------------------------------------
-    hash_inputs = {"format": RESUME_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": R,
+    hash_inputs = {"format": ckpt.RESUME_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": R,
                    "seed": seed, "augment_policy": policy, "world_size": d.world_size,
                    "train": {k: v for k, v in cfg.items() if k not in NON_TRAJECTORY_KEYS},
                    "data_sha256": data_sha256}
     phash = params_hash(hash_inputs)
     resume_path = work_dir / "resume.pt"
-    state, why = _load_resume(resume_path, phash, hash_inputs, iterations)
+    state, why = ckpt.load_resume(resume_path, phash, hash_inputs, iterations)
     snapshots: list[dict] = []
     samples: list[str] = []
-    sessions: list[int] = []
     wall_before, step_seconds = 0.0, 0.0
     if state is not None:
         start = int(state["iteration"])
         gan.load_state_dict(state["model"])
         ema.load_state_dict(state["G_ema"])
-        opt_G.load_state_dict(state["optim"]["G"])
-        opt_D.load_state_dict(state["optim"]["D"])
+        opts["G"].load_state_dict(state["optim"]["G"])
+        opts["D"].load_state_dict(state["optim"]["D"])
         restore_rng(state["rng"][d.rank], gens)
         snapshots, samples = list(state["snapshots"]), list(state["samples"])
         sessions = list(state["sessions"]) + [start]
         wall_before, step_seconds = float(state["wall_seconds"]), float(state["step_seconds"])
         log.info("resuming %s/%s from iteration %d (%s)", dataset, model, start, resume_path)
     else:
-        start = 0
-        sessions = [0]
+        start, sessions = 0, [0]
         if resume_path.exists():
             log.warning("not resuming %s/%s: %s; starting from iteration 0", dataset, model, why)
         else:
@@ -480,15 +228,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         raise RuntimeError(f"ranks disagree on the resume iteration ({starts}): is {work_dir} on a disk that "
                            "every process sees? Delete it to start fresh")
     if d.is_main:
-        if start == 0:
-            _set_aside(work_dir)
-        else:  # drop what a crash between the last resume state and now left behind
-            for p in (work_dir / "snapshots").glob("snapshot_*.pt"):
-                if {"iteration": int(p.stem.split("_")[1]), "path": f"snapshots/{p.name}"} not in snapshots:
-                    p.unlink()
-        atomic_write_text(work_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in _read_log(work_dir / "log.jsonl", start)))
-        (work_dir / "snapshots").mkdir(exist_ok=True)
-        (work_dir / "samples").mkdir(exist_ok=True)
+        ckpt.prepare_work_dir(work_dir, start, snapshots)
     ddp.barrier(d)
 
     # ---- multi-process wrapping --------------------------------------------------------------------
@@ -496,45 +236,25 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     # and one with a graph (FastGAN reuses the D step's fakes for the G step) is reduced when the G
     # step back-propagates through it. DDP(D) is updated in the D phase; the G phase gets the unwrapped
     # D, so D's G-phase gradients (local, cleared by the next zero_grad) are never all-reduced.
-    G_train, D_train = gan.G, gan.D
+    nets = Nets(gan.G, gan.D, gan.D)
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        unused = cfg["ddp_find_unused_parameters"]
-        if unused == "auto":
-            unused = bool(getattr(gan, "ddp_find_unused_parameters", False))
-        kw = {"device_ids": [device.index] if cuda else None, "find_unused_parameters": unused}
-        G_train, D_train = DDP(gan.G, **kw), DDP(gan.D, **kw)
-    if cfg["compile"]:
-        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
-    D_gphase = (torch.compile(gan.D) if cfg["compile"] else gan.D) if d.enabled else D_train
+        kw = {"device_ids": [device.index] if cuda else None}
+        nets = Nets(DDP(gan.G, **kw), DDP(gan.D, **kw), gan.D)
     gan.G.train()
     gan.D.train()
-
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return augment(x, policy, gens["augment"])
-
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
     fixed_z = gan.sample_latents(cfg["grid_size"] ** 2, generator=generator(seed, "fixed_z"), device="cpu").to(device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # iteration of the first non-finite loss
-    never = torch.iinfo(torch.long).max
-    logf = open(work_dir / "log.jsonl", "a", encoding="utf-8") if d.is_main else None  # noqa: SIM115
-
-    from tqdm import tqdm
-
-    pbar = tqdm(total=iterations, initial=start, disable=not d.is_main, desc=f"train {dataset}/{model}",
-                dynamic_ncols=True, mininterval=1.0 if os.isatty(2) else 30.0)
-    t_session = time.perf_counter()
-    t_log, it_log = t_session, start
 
     def write_resume(it: int) -> None:
         rngs = ddp.all_gather_object(d, capture_rng(gens))
         if d.is_main:
-            atomic_torch_save(resume_path, {
-                "format": RESUME_FORMAT, "params_hash": phash, "hash_inputs": hash_inputs,
-                "iteration": it, "model": _cpu_state(gan.state_dict()), "G_ema": _cpu_state(ema.state_dict()),
-                "optim": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "rng": rngs,
-                "data": batches.position(it), "snapshots": snapshots, "samples": samples,
+            ckpt.save_resume(resume_path, {
+                "params_hash": phash, "hash_inputs": hash_inputs, "iteration": it,
+                "model": ckpt.cpu_state(gan.state_dict()), "G_ema": ckpt.cpu_state(ema.state_dict()),
+                "optim": {"G": opts["G"].state_dict(), "D": opts["D"].state_dict()}, "rng": rngs,
+                "data": batches.position(it * gan.d_steps), "snapshots": snapshots, "samples": samples,
                 "sessions": sessions, "wall_seconds": wall_before + time.perf_counter() - t_session,
                 "step_seconds": step_seconds,
             })
@@ -543,64 +263,53 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         return (f"last good snapshot: {work_dir / snapshots[-1]['path']}" if snapshots else
                 "no snapshot had been written yet") + f"; resume state {resume_path} left untouched"
 
+    from tqdm import tqdm
+
+    pbar = tqdm(total=iterations, initial=start, disable=not d.is_main, desc=f"train {dataset}/{model}",
+                dynamic_ncols=True, mininterval=1.0 if os.isatty(2) else 30.0)
+    logf = open(work_dir / "log.jsonl", "a", encoding="utf-8") if d.is_main else None  # noqa: SIM115
+    t_session = time.perf_counter()
+    t_log, it_log = t_session, start
     try:
         with _stop_on_signals(not d.enabled) as stop:
             for step in range(start, iterations):
                 t0 = time.perf_counter()
-                real = batches(step)
-                z = gan.sample_latents(local_batch, generator=gens["latent"], device="cpu").to(device)
-
-                # discriminator step
-                opt_D.zero_grad(set_to_none=True)
-                with autocast:
-                    loss_D, logs_D = gan.discriminator_loss(G_train, D_train, real, z, step, aug)
-                loss_D.backward()
-                opt_D.step()
-
-                # generator step (same latents, as FastGAN's and DCGAN's official loops)
-                opt_G.zero_grad(set_to_none=True)
-                with autocast:
-                    loss_G, logs_G = gan.generator_loss(G_train, D_gphase, z, step, aug)
-                loss_G.backward()
-                opt_G.step()
-
-                ema.update(gan.G, gan.ema_beta(step, batch))
+                res = train_step(
+                    gan, nets, opts, ema, step=step, batch_size=batch, autocast=autocast,
+                    reals=lambda j, s=step: batches(s * gan.d_steps + j),
+                    latents=lambda: gan.sample_latents(local_batch, generator=gens["latent"], device="cpu").to(device),
+                    augment=lambda x: augment(x, policy, gens["augment"]))
                 it = step + 1
-                first_bad.masked_fill_((~torch.isfinite(loss_D.detach()) | ~torch.isfinite(loss_G.detach()))
-                                       & (first_bad < 0), it)
                 step_seconds += time.perf_counter() - t0
                 pbar.update(1)
+                if ddp.any_over_ranks(d, not (math.isfinite(res.loss_D) and math.isfinite(res.loss_G)), device):
+                    raise TrainingDivergedError(
+                        f"{dataset}/{model}: non-finite loss at iteration {it} (step {step}; loss_D={res.loss_D}, "
+                        f"loss_G={res.loss_G} on rank {d.rank}); training stopped and nothing was written after "
+                        f"it ({last_good()}). Lower the learning rates or change the model settings, then re-run "
+                        "(changed settings start a fresh run).")
 
-                # ---- iteration boundary: log, NaN check, samples, snapshot, signals --------------
+                # ---- iteration boundary: log, samples, snapshot, signals ---------------------------
                 do_log = it % cfg["log_every"] == 0 or it == iterations
                 do_sample = it % cfg["sample_every"] == 0 or it == iterations
                 do_snap = it % cfg["snapshot_every"] == 0 or it == iterations
-                stopping = stop["signal"] is not None
-                if do_log or do_sample or do_snap or stopping or it % cfg["nan_check_every"] == 0:
-                    bad = int(ddp.min_over_ranks(d, torch.where(first_bad < 0, never, first_bad)).item())
-                    if bad != never:
-                        raise TrainingDivergedError(
-                            f"{dataset}/{model}: non-finite loss at iteration {bad} (step {bad - 1}; at "
-                            f"iteration {it}: loss_D={float(loss_D.detach())}, loss_G={float(loss_G.detach())}); training stopped "
-                            f"and nothing was written after it ({last_good()}). Lower the learning rates or "
-                            "change the model settings, then re-run (changed settings start a fresh run).")
                 if do_log and d.is_main:
                     now = time.perf_counter()
                     row = {"iteration": it, "wall_s": round(wall_before + now - t_session, 3),
                            "it_per_s": round((it - it_log) / max(now - t_log, 1e-9), 4),
-                           "loss_D": float(loss_D.detach()), "loss_G": float(loss_G.detach()),
-                           **{f"D/{k}": float(v) for k, v in logs_D.items()},
-                           **{f"G/{k}": float(v) for k, v in logs_G.items()}}
+                           "loss_D": res.loss_D, "loss_G": res.loss_G,
+                           **{f"D/{k}": v for k, v in res.logs_D.items()},
+                           **{f"G/{k}": v for k, v in res.logs_G.items()}}
                     logf.write(json.dumps(row) + "\n")
                     logf.flush()
-                    pbar.set_postfix(loss_D=f"{row['loss_D']:.3f}", loss_G=f"{row['loss_G']:.3f}", refresh=False)
+                    pbar.set_postfix(loss_D=f"{res.loss_D:.3f}", loss_G=f"{res.loss_G:.3f}", refresh=False)
                     t_log, it_log = now, it
                 if do_sample and d.is_main:
-                    save_grid(work_dir / "samples" / sample_name(it),
+                    save_grid(work_dir / "samples" / ckpt.sample_name(it),
                               _generate(gan, ema.module, fixed_z, derive_seed(seed, "sample-noise"), device),
                               cfg["grid_size"])
-                    if sample_name(it) not in samples:
-                        samples.append(sample_name(it))
+                    if ckpt.sample_name(it) not in samples:
+                        samples.append(ckpt.sample_name(it))
                 if do_snap:
                     ddp.broadcast_buffers(d, gan, ema.module)  # BatchNorm statistics: rank 0's everywhere
                     for name, module in (("G", gan.G), ("D", gan.D), ("G_ema", ema.module)):
@@ -609,17 +318,15 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                             raise TrainingDivergedError(f"{dataset}/{model}: {name} holds NaN/inf weights at iteration "
                                                         f"{it}; snapshot not written ({last_good()})")
                     if d.is_main:
-                        atomic_torch_save(work_dir / "snapshots" / snapshot_name(it), {
-                            "format": SNAPSHOT_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": R,
-                            "iteration": it, "dataset": dataset, "G_ema": _cpu_state(ema.state_dict()),
-                            "fallbacks": list(fallbacks),
-                        })
-                        entry = {"iteration": it, "path": f"snapshots/{snapshot_name(it)}"}
+                        entry = {"iteration": it, "path": f"snapshots/{ckpt.snapshot_name(it)}"}
+                        ckpt.write_snapshot(work_dir / entry["path"], model=model, model_cfg=model_cfg, resolution=R,
+                                            num_classes=gan.num_classes, iteration=it, dataset=dataset,
+                                            G_ema=ema.state_dict(), fallbacks=fallbacks)
                         if entry not in snapshots:
                             snapshots.append(entry)
                     write_resume(it)
                     ddp.barrier(d)
-                if stopping:
+                if stop["signal"] is not None:
                     if not do_snap:
                         write_resume(it)
                     raise TrainingInterrupted(
@@ -630,7 +337,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         if logf is not None:
             logf.close()
     wall = wall_before + time.perf_counter() - t_session
-    log_rows = _read_log(work_dir / "log.jsonl", iterations) if d.is_main else []
+    log_rows = ckpt.read_log(work_dir / "log.jsonl", iterations) if d.is_main else []
 
     # ---- interpolation strip, run.json, publish ------------------------------------------------------
     info = gan.describe()
@@ -640,7 +347,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         "wall_seconds": round(wall, 3),
         "seconds_per_iteration": round(step_seconds / iterations, 6) if iterations else None,
         "device": str(device), "world_size": d.world_size, "threads": torch.get_num_threads(),
-        "amp": "bf16" if amp else "off", "channels_last": channels_last, "compile": cfg["compile"],
+        "amp": "bf16" if amp else "off", "channels_last": channels_last,
         "augment_policy": policy, "augment_policy_source": policy_source, "xflip": cfg["xflip"],
         "ema": {"buffers_averaged": bool(gan.ema_buffers), "beta_at_end": gan.ema_beta(iterations - 1, batch)},
         "n_train_images": int(images.shape[0]), "train_images_sha256": data_sha256,
@@ -661,8 +368,14 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         save_grid(work_dir / "interpolation.png",
                   _generate(gan, ema.module, z, derive_seed(seed, "sample-noise"), device), steps)
         run_json["provenance"] = collect(params, str(device))
-        publish(work_dir, out_dir, run_json, log_rows)
+        ckpt.publish(work_dir, out_dir, run_json, log_rows)
         log.info("%s/%s: %d iterations in %.1f s (%.3f s/iteration); published %s", dataset, model,
                  iterations, wall, run_json["seconds_per_iteration"] or 0.0, out_dir)
     ddp.barrier(d)
     return TrainResult(run=run_json, model=gan, ema=ema)
+
+
+def stage(ctx) -> dict:
+    """`fewgan train` (fewgan.stages)."""
+    return run(ctx.params, ctx.dataset, ctx.model, ctx.paths["curated"], ctx.paths["split"], ctx.out,
+               ctx.paths["work"], ctx.threads)

@@ -1,0 +1,48 @@
+"""params/evaluation.yaml: metrics, snapshot scoring and selection, pretrained weights (fewgan.metrics)."""
+
+from fewgan.schemas import strict
+
+_POS_INT = {"type": "integer", "minimum": 1}
+_SHA256 = {"oneOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]}
+_WEIGHT_FILE = strict({
+    "path": {"type": ["string", "null"]},
+    "url": {"type": ["string", "null"]},
+    # null = accept any file at `path` (reported as non-standard)
+    "sha256": _SHA256,
+})
+
+EVALUATION_SCHEMA = strict({
+    "fid": strict({
+        "n_fake": {"type": "integer", "minimum": 2},   # DiffAugment fid5k-train: 5,000
+        "batch_size": _POS_INT,
+        "reference": {"enum": ["train"]},
+        "method": {"enum": ["fast", "torch-fidelity"]},
+    }),
+    "kid": strict({"subsets": _POS_INT, "max_subset_size": {"type": "integer", "minimum": 2}}),
+    "swd": strict({
+        "patches_per_image": _POS_INT,          # ProGAN: 128
+        "patch_size": {"type": "integer", "minimum": 1},  # ProGAN: 7 (must be odd)
+        "min_resolution": {"type": "integer", "minimum": 8},  # ProGAN: 16
+        "directions": _POS_INT,                 # ProGAN: 128
+        "repeats": _POS_INT,                    # ProGAN: 4
+        "max_images": {"type": "integer", "minimum": 0},
+        "batch_size": _POS_INT,
+    }),
+    "msssim": strict({"pairs": _POS_INT, "batch_size": _POS_INT}),
+    "score": strict({
+        "n_fake": {"type": "integer", "minimum": 2},
+        "kid": {"type": "boolean"},
+        "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
+        "curve_test": {"type": "boolean"},
+    }),
+    "feature_cache_dir": {"type": "string"},
+    "channels_last": {"type": "boolean"},
+    "weights": strict({
+        "cache_dir": {"type": "string"},
+        "download": {"type": "boolean"},
+        "allow_untrained_fallback": {"type": "boolean"},
+        "inception": _WEIGHT_FILE,
+        "vgg16": _WEIGHT_FILE,
+        "alexnet": _WEIGHT_FILE,
+    }),
+})

@@ -1,0 +1,24 @@
+"""params/train.yaml: the shared training loop (fewgan.train.loop)."""
+
+from fewgan.schemas import strict
+from fewgan.schemas.models import POLICY_PATTERN
+
+TRAIN_SCHEMA = strict({
+    "iterations": {"type": "integer", "minimum": 1,
+                   "description": "training iterations (D step(s) + one G step each); paper 50,000"},
+    "batch_size": {"type": "integer", "minimum": 1,
+                   "description": "global batch, split evenly over DDP ranks; FastGAN 8"},
+    "snapshot_every": {"type": "integer", "minimum": 1,
+                       "description": "write a snapshot and the resume state every N iterations (and at the end)"},
+    "sample_every": {"type": "integer", "minimum": 1,
+                     "description": "write a sample grid of the EMA generator every N iterations (and at the end)"},
+    "log_every": {"type": "integer", "minimum": 1, "description": "log.jsonl row every N iterations"},
+    "augment_policy": {"type": "string", "pattern": POLICY_PATTERN,
+                       "description": "DiffAugment policy used when the model's block has no augment_policy"},
+    "amp": {"enum": ["auto", "off", "bf16"], "description": "auto: bf16 autocast on CUDA, off on CPU"},
+    "channels_last": {"enum": ["auto", True, False], "description": "NHWC memory format; auto: on for CUDA"},
+    "xflip": {"type": "boolean", "description": "random horizontal flip of the real images"},
+    "grid_size": {"type": "integer", "minimum": 1, "maximum": 32,
+                  "description": "sample grids show grid_size x grid_size images"},
+    "interpolation_steps": {"type": "integer", "minimum": 2, "maximum": 64},
+})
