@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
+    from fewgan.data.register import register_cli  # `fewgan dataset add` (hook; to be re-wired)
+    register_cli(sub)
     return ap
 
 
