@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
-    from fewgan.data.register import register_cli  # `fewgan dataset add` (hook; to be re-wired)
-    register_cli(sub)
+    from fewgan.data.register import register_cli as dataset_cli
+
+    dataset_cli(sub)  # `fewgan dataset add NAME PATH ...`
     return ap
 
 
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 _SELF_EXPLAINING = {"TrainingDivergedError", "TrainingInterrupted", "DatasetConfigError", "CurateError",
                     "ImageDecodeError", "LandmarkError", "DetectorUnavailable", "SplitIntegrityError",
                     "SourceError", "SplitError", "ReportInputError", "WeightsUnavailableError",
-                    "WeightsChecksumError", "DagMismatchError"}
+                    "WeightsChecksumError", "DagMismatchError", "DatasetAddError"}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,7 @@ from PIL import Image
 from fewgan.data import curate
 from fewgan.data.register import LISTING_REASONS, DatasetAddError, add_dataset, default_resolution, format_report
 from fewgan.data.schema import resolve_entry, validate_entry
+from fewgan.params import dataset_entry
 from fewgan.io import read_yaml
 
 from .helpers import noise_images
@@ -109,7 +110,7 @@ def test_report_matches_what_curate_does(repo):
     Image.open(src / "img001.png").save(src / "img001_as.bmp")           # same pixels, other bytes
     r = add(repo, "strict", src, mode="none", resolution=32)
     assert r.written
-    params = {"seed": 0, "datasets": read_yaml(repo / "params" / "datasets.yaml")}
+    params = {"seed": 0, "datasets": {k: dataset_entry(v, repo / "params") for k, v in read_yaml(repo / "params" / "datasets.yaml").items()}}
     curate.run(params, "strict", repo / "data" / "curated" / "strict")
     with open(repo / "data" / "curated" / "strict" / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -131,11 +132,11 @@ def test_entry_appended_byte_for_byte_and_params_accept_it(repo):
     assert r.written and after.startswith(before) and after[len(before):] == r.text.encode()
     data = read_yaml(repo / "params" / "datasets.yaml")
     entry = data["my_cats"]
-    validate_entry("my_cats", entry)
+    validate_entry("my_cats", dataset_entry(entry))
     assert entry == {"description": "cats of the lab", "domain": "cats",
                      "source": {"kind": "folder", "root": "repo", "path": "data/sources/cats"},
                      "mode": "center", "resolution": 64, "shots": 11, "min_images": 10}
-    assert resolve_entry({"seed": 0, "datasets": data}, "my_cats")["shots"] == 11
+    assert resolve_entry({"seed": 0, "datasets": {"my_cats": dataset_entry(data["my_cats"])}}, "my_cats")["shots"] == 11
     # every key is commented; the header says when, from where, and the counts
     body = r.text.splitlines()
     assert body[0] == "" and body[1].startswith("# ---- my_cats: added by `fewgan dataset add` on ")
@@ -225,9 +226,9 @@ def test_face_mode_landmark_coverage(repo):
     assert len(r.accepted) == 11 and "img010.png#0" in r.accepted
     assert [f.file for f in r.other] == ["landmarks.json"]
     assert r.entry["landmarks"] == {"format": "json", "path": "landmarks.json", "missing_images": "warn"}
-    validate_entry("faces", read_yaml(repo / "params" / "datasets.yaml")["faces"])
+    validate_entry("faces", dataset_entry(read_yaml(repo / "params" / "datasets.yaml")["faces"]))
     # curate, given the entry written, skips and writes the same photos/faces
-    params = {"seed": 0, "datasets": read_yaml(repo / "params" / "datasets.yaml")}
+    params = {"seed": 0, "datasets": {k: dataset_entry(v, repo / "params") for k, v in read_yaml(repo / "params" / "datasets.yaml").items()}}
     s = curate.run(params, "faces", repo / "data" / "curated" / "faces")
     assert s["counts"]["written"] == len(r.accepted) and s["counts"]["skipped_by_reason"] == r.refused_by_reason
     # a landmark file outside the image folder cannot be named by landmarks.path: refused
@@ -309,7 +310,7 @@ def test_real_folder_afhq(repo, shared_data, monkeypatch):
     assert r.resolution == 512 and r.shots == 41
     assert any("'afhq_stargan_v2'" in w and "already reads this folder" in w for w in r.warnings)
     assert datasets_bytes(repo).startswith(before)
-    validate_entry("afhq_local", read_yaml(repo / "params" / "datasets.yaml")["afhq_local"])
+    validate_entry("afhq_local", dataset_entry(read_yaml(repo / "params" / "datasets.yaml")["afhq_local"]))
 
 
 def test_failed_check_after_writing_restores_the_file(repo, monkeypatch):

@@ -45,8 +45,9 @@ from typing import Any, Sequence
 
 import yaml
 
-from fewgan.data.schema import (DEFAULTS, RESOLUTIONS, SHARED_DATA_ENV, DatasetConfigError, resolve_entry,
+from fewgan.data.schema import (RESOLUTIONS, SHARED_DATA_ENV, DatasetConfigError, resolve_entry,
                                 shared_data_root, validate_entry)
+from fewgan.params import dataset_entry
 from fewgan.io import atomic_path, read_yaml
 from fewgan.names import InvalidNameError, check_name
 
@@ -675,13 +676,13 @@ def add_dataset(name: str, path: str | os.PathLike, *, mode: str = "center", res
     if detector:
         probe["detector"] = detector
     try:
-        resolved = resolve_entry({"seed": 0, "datasets": {name: probe}}, name)
+        resolved = resolve_entry({"seed": 0, "datasets": {name: dataset_entry(probe, params_dir)}}, name)
     except DatasetConfigError as e:
         raise DatasetAddError(str(e)) from e
     _scan(report, resolved, folder, lm, detector, resolution)
 
     accepted = len(report.accepted)
-    min_images = int(DEFAULTS["min_images"])
+    min_images = int(dataset_entry({}, params_dir)["min_images"])  # params/dataset_defaults.yaml
     if report.resolution is None:
         report.problems.append(f"{folder}: no usable image found (see the refused files); nothing to register")
     elif accepted < min_images:
@@ -720,8 +721,9 @@ def add_dataset(name: str, path: str | os.PathLike, *, mode: str = "center", res
         entry["detector"] = detector
     entry.update(resolution=report.resolution, shots=report.shots, min_images=min_images)
     try:
-        validate_entry(name, entry)
-        resolve_entry({"seed": 0, "datasets": {name: entry}}, name)
+        complete = dataset_entry(entry, params_dir)
+        validate_entry(name, complete)
+        resolve_entry({"seed": 0, "datasets": {name: complete}}, name)
     except DatasetConfigError as e:
         raise DatasetAddError(f"the entry built for {name!r} is invalid ({e}); this is a bug in "
                               "fewgan.data.register: report it", report) from e
@@ -730,12 +732,13 @@ def add_dataset(name: str, path: str | os.PathLike, *, mode: str = "center", res
     report.text = _entry_text(report, entry, when)
     if dry_run:
         return report
-    _append(dfile, original, report.text, existing, name, entry)
+    _append(dfile, original, report.text, existing, name, entry, params_dir)
     report.written = True
     return report
 
 
-def _append(dfile: Path, original: bytes, text: str, before: dict, name: str, entry: dict) -> None:
+def _append(dfile: Path, original: bytes, text: str, before: dict, name: str, entry: dict,
+            params_dir: Path) -> None:
     """Append `text` atomically; re-read and check the whole file; put the original back on failure."""
     target = dfile.resolve()  # a symlinked params file is edited in place, not replaced by a file
     sep = b"" if original == b"" or original.endswith(b"\n") else b"\n"
@@ -756,8 +759,9 @@ def _append(dfile: Path, original: bytes, text: str, before: dict, name: str, en
         after = read_yaml(target)
         if not isinstance(after, dict) or name not in after:
             raise DatasetAddError(f"{dfile}: the new entry {name!r} is not in the file after writing")
-        validate_entry(name, after[name])
-        resolve_entry({"seed": 0, "datasets": after}, name)
+        complete = dataset_entry(after[name], params_dir)
+        validate_entry(name, complete)
+        resolve_entry({"seed": 0, "datasets": {name: complete}}, name)
         if after[name] != entry or {k: v for k, v in after.items() if k != name} != before:
             raise DatasetAddError(f"{dfile}: after appending, the file does not read back as before plus "
                                   f"the entry {name!r}")
