@@ -1,28 +1,65 @@
-"""`fewgan select`: pick one snapshot of a run from its scores (runs/D/M/score/scores.csv).
+"""`fewgan select`: pick one snapshot of a run from its scores (runs/D/M/score/scores.csv), and the rule
+that ranks models in the report.
 
-The snapshot with the lowest FID (KID breaks ties, then the later snapshot) is copied to `generator.pt`,
-so later stages load it with `fewgan.models.load_snapshot`; `best.json` records the choice and the rule.
+`evaluation.select.metric` (params/evaluation.yaml) names the metric: `auto` is FID when the Inception
+extractor has the standard weights and SWD when it is a fallback. FID and KID from an untrained Inception
+measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as its best in
+reports/celebahq128, while SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, computed
+from pixels) ranked degraded copies of real sets correctly (tests/metrics/test_verdicts.py). The chosen
+snapshot is copied to `generator.pt`; `best.json` records the metric, why it was used, and the rule.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from fewgan.io import atomic_path, atomic_write_json, read_json, safe_join, sha256_file
 
-RULE = "lowest FID, KID breaks ties"
+log = logging.getLogger(__name__)
+
+#: the per-snapshot metrics `fewgan score` writes (scores.csv columns), lower is better for each.
+#: `pretrained`: the metric needs the Inception network's standard weights to mean anything.
+#: `then`: tie-breaks after the metric itself (the later snapshot wins a full tie).
+SNAPSHOT_METRICS: dict[str, dict[str, Any]] = {
+    "fid": {"label": "FID", "pretrained": True, "then": ("kid",)},
+    "kid": {"label": "KID×10³", "pretrained": True, "then": ("fid",)},
+    "swd": {"label": "SWD×10³ (mean over pyramid levels)", "pretrained": False, "then": ()},
+}
 
 
-def rank_key(r: dict) -> tuple[float, float, int]:
-    """Sort key of a scores row under RULE (smaller = better; equal FID and KID: the later snapshot)."""
-    f = r.get("fid")
-    k = r.get("kid")
-    f = f if isinstance(f, (int, float)) and math.isfinite(f) else math.inf
-    k = k if isinstance(k, (int, float)) and math.isfinite(k) else math.inf
-    return (f, k, -int(r["iteration"]))
+def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
+    """(metric, why) for `evaluation.select.metric` given whether the Inception extractor is the standard one."""
+    if setting == "auto":
+        if extractor_standard:
+            return "fid", "auto: the Inception extractor has the standard weights, so FID (the papers' metric) decides"
+        return "swd", ("auto: the Inception extractor is a fallback (not the standard weights), so FID and KID "
+                       "can rank snapshots wrongly; SWD uses no pretrained network")
+    if setting not in SNAPSHOT_METRICS:
+        raise ValueError(f"evaluation.select.metric = {setting!r}: use auto, {', '.join(SNAPSHOT_METRICS)} "
+                         "(params/evaluation.yaml)")
+    if SNAPSHOT_METRICS[setting]["pretrained"] and not extractor_standard:
+        return setting, (f"evaluation.select.metric = {setting} although the Inception extractor is a fallback: "
+                         "the values come from untrained features and the choice can be wrong")
+    return setting, f"evaluation.select.metric = {setting}"
+
+
+def rule(metric: str) -> str:
+    then = SNAPSHOT_METRICS[metric]["then"]
+    return (f"lowest {SNAPSHOT_METRICS[metric]['label']}" + "".join(f", then lowest {t.upper()}" for t in then)
+            + ", then the later snapshot")
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.inf
+
+
+def rank_key(r: dict, metric: str = "fid") -> tuple:
+    """Sort key of a scores row under `rule(metric)` (smaller = better)."""
+    return (_num(r.get(metric)), *(_num(r.get(t)) for t in SNAPSHOT_METRICS[metric]["then"]), -int(r["iteration"]))
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -35,10 +72,13 @@ def read_scores(path: Path) -> list[dict]:
         if missing:
             raise ValueError(f"{path}: columns {sorted(missing)} missing; re-run `fewgan score`")
         for r in reader:
-            row: dict[str, Any] = {"iteration": int(r["iteration"]), "snapshot": r["snapshot"]}
-            for k in ("fid", "kid", "kid_std", "fid_test"):
-                v = r.get(k)
-                row[k] = float(v) if v not in (None, "") else None
+            try:
+                row: dict[str, Any] = {"iteration": int(r["iteration"]), "snapshot": r["snapshot"]}
+                for k in ("fid", "kid", "kid_std", "swd", "fid_test"):
+                    v = r.get(k)
+                    row[k] = float(v) if v not in (None, "") else None
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}: row {reader.line_num} is damaged ({exc}); re-run `fewgan score`") from None
             rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no rows; re-run `fewgan score`")
@@ -46,15 +86,27 @@ def read_scores(path: Path) -> list[dict]:
 
 
 def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> dict:
-    """Pick the snapshot with the lowest FID (KID breaks ties) -> best.json, generator.pt (a copy)."""
+    """Pick a snapshot by `evaluation.select.metric` -> best.json, generator.pt (a copy)."""
     from fewgan.provenance import collect
 
     scores_dir, train_dir, out_dir = Path(scores_dir), Path(train_dir), Path(out_dir)
     rows = read_scores(scores_dir / "scores.csv")
-    valid = [r for r in rows if r["fid"] is not None and math.isfinite(r["fid"])]
+    sj = scores_dir / "scores.json"
+    if not sj.is_file():
+        raise FileNotFoundError(f"{sj}: missing (it says which Inception weights scored the snapshots); "
+                                "run `fewgan score` first")
+    meta = read_json(sj)
+    extractor = meta.get("feature_extractor") or {}
+    fallbacks = list(meta.get("fallbacks", []))
+    metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))
+    if SNAPSHOT_METRICS[metric]["pretrained"] and not extractor.get("standard", False):
+        fallbacks.append(f"snapshot selected by {metric.upper()} from an untrained Inception (evaluation.select.metric)")
+    valid = [r for r in rows if r.get(metric) is not None and math.isfinite(r[metric])]
     if not valid:
-        raise ValueError(f"{scores_dir / 'scores.csv'}: no snapshot has a finite FID; inspect the training run")
-    best = min(valid, key=rank_key)
+        hint = " (evaluation.score.swd is false?)" if metric == "swd" else ""
+        raise ValueError(f"{scores_dir / 'scores.csv'}: no snapshot has a finite {metric.upper()}{hint}; "
+                         "re-run `fewgan score` or inspect the training run")
+    best = min(valid, key=lambda r: rank_key(r, metric))
     src = safe_join(train_dir, best["snapshot"])
     if not src.is_file():
         raise FileNotFoundError(f"{src}: the selected snapshot (iteration {best['iteration']}) is missing; "
@@ -68,18 +120,13 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     digest = sha256_file(dest)
     if digest != sha256_file(src):
         raise OSError(f"copy of {src} to {dest} differs; disk problem?")
-    extractor = None
-    fallbacks: list[str] = []
-    sj = scores_dir / "scores.json"
-    if sj.is_file():
-        meta = read_json(sj)
-        extractor = meta.get("feature_extractor")
-        fallbacks = list(meta.get("fallbacks", []))
-    ties = [r["iteration"] for r in valid if r["fid"] == best["fid"]]
-    result = {"iteration": best["iteration"], "fid": best["fid"], "kid": best["kid"],
-              "snapshot": best["snapshot"], "rule": RULE, "tied_on_fid": ties if len(ties) > 1 else [],
+    ties = [r["iteration"] for r in valid if r[metric] == best[metric]]
+    log.info("selected iteration %d by %s = %.4f (%s)", best["iteration"], metric.upper(), best[metric], why)
+    result = {"iteration": best["iteration"], "metric": metric, "metric_value": best[metric], "why": why,
+              "rule": rule(metric), "fid": best["fid"], "kid": best["kid"], "swd": best.get("swd"),
+              "snapshot": best["snapshot"], f"tied_on_{metric}": ties if len(ties) > 1 else [],
               "generator": "generator.pt", "sha256": digest, "candidates": len(rows),
-              "feature_extractor": extractor, "fallbacks": fallbacks, "provenance": collect(params)}
+              "feature_extractor": extractor or None, "fallbacks": fallbacks, "provenance": collect(params)}
     atomic_write_json(out_dir / "best.json", result)
     return result
 

@@ -57,6 +57,18 @@ def test_reconstruction_metrics_scale_and_psnr():
     assert m["mse"][0].item() == pytest.approx(q0 ** 2, rel=1e-4)
     assert m["mse"][1].item() == pytest.approx(0.2 ** 2, rel=1e-4)
     assert m["psnr"][1].item() == pytest.approx(10 * math.log10(4 / 0.04), rel=1e-4)  # 20 dB on [0, 1] too
+    assert torch.isnan(m["msssim"]).all()  # 4 px: too small for 5 MS-SSIM scales, no value rather than a wrong one
+    # MS-SSIM of reconstruction vs target: 1 for the same (quantised) image, below 1 otherwise, symmetric
+    from fewgan.metrics.msssim import msssim_pairs
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    recon = target.clone()
+    recon[1] = (recon[1] + 0.3 * torch.randn(3, 32, 32, generator=g)).clamp(-1, 1)
+    m = reconstruction_metrics(standin_lpips, recon, target)
+    assert m["msssim"][0].item() == pytest.approx(1.0, abs=1e-6) and m["msssim"][1].item() < 0.95
+    u8 = lambda x: ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
+    assert m["msssim"][1].item() == pytest.approx(float(msssim_pairs(u8(target[1:]), u8(recon[1:]))[0]), rel=1e-6)
 
 
 def test_projector_schedule_matches_stylegan2_ada():
@@ -97,6 +109,10 @@ def test_inversion_recovers_generated_images(recipe, no_builtins):
 # ---- the stage ----------------------------------------------------------------------------------------------
 def test_run_writes_csv_json_png(tiny_run):
     out = _run(tiny_run, include_train=3, grid_images=4)
+    # the LPIPS stand-in reports a fallback: the headline is MS-SSIM, LPIPS stays in the CSV
+    assert out["headline"]["metric"] == "msssim" and out["headline"]["column"] == "msssim_mean"
+    assert "not the pretrained one" in out["headline"]["why"]
+    assert all(0 < r["msssim_mean"] <= 1 for r in out["rows"])
     d = tiny_run["out_dir"]
     with open(d / "inversion.csv", newline="") as f:
         reader = csv.DictReader(f)

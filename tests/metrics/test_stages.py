@@ -71,9 +71,30 @@ def test_score_select_evaluate(run_dir, params):
     assert (run_dir / "score" / "fid_curve.png").stat().st_size > 1000
     assert res["real_features"]["cached"] is False
 
+    # SWD per snapshot = an independent SWD of the same fakes (fake_batches is seeded) against the train split
+    from fewgan.metrics import fid as F
+    from fewgan.metrics import swd as S
+    from fewgan.models import load_snapshot as _load
+
+    for r in rows:
+        gan, G, _ = _load(run_dir / "train" / r["snapshot"])
+        fakes = torch.cat(list(F.fake_batches(gan, G, 4, batch_size=4, seed=0)))
+        reals = loading.load_images(None, None, "train")[0]
+        assert float(r["swd"]) == pytest.approx(S.swd(reals, fakes, cfg=ev["swd"], seed=0)["mean"], rel=1e-9)
+    assert res["selection"]["metric"] == "swd" and "fallback" in res["selection"]["why"]
+
+    # auto: the Inception here is untrained, so SWD picks the snapshot
     best = select(params, run_dir / "score", run_dir / "train", run_dir / "select")
-    want = min(rows, key=lambda r: float(r["fid"]))
-    assert best["iteration"] == int(want["iteration"]) and best["rule"] == "lowest FID, KID breaks ties"
+    want = min(rows, key=lambda r: float(r["swd"]))
+    assert best["iteration"] == int(want["iteration"]) and best["metric"] == "swd"
+    assert best["rule"] == "lowest SWD×10³ (mean over pyramid levels), then the later snapshot"
+    assert "fallback" in best["why"] and best["swd"] == pytest.approx(float(want["swd"]))
+    # asked for FID explicitly: FID picks, and best.json says the values come from untrained features
+    ev["select"]["metric"] = "fid"
+    by_fid = select(params, run_dir / "score", run_dir / "train", run_dir / "select_fid")
+    assert by_fid["iteration"] == int(min(rows, key=lambda r: float(r["fid"]))["iteration"])
+    assert "untrained features" in by_fid["why"] and any("untrained Inception" in f for f in by_fid["fallbacks"])
+    ev["select"]["metric"] = "auto"
     gen = run_dir / "select" / "generator.pt"
     assert sha256_file(gen) == sha256_file(run_dir / "train" / want["snapshot"]) == best["sha256"]
     _, _, meta = load_snapshot(gen)
@@ -108,7 +129,9 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
         {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
         {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"},
     ], SC.SCORE_COLUMNS)
-    best = select(params, sd, train, tmp_path / "sel")
+    (sd / "scores.json").write_text(json.dumps({"feature_extractor": {"standard": True, "label": "standard"}}))
+    best = select(params, sd, train, tmp_path / "sel")  # auto with the standard Inception: FID
+    assert best["metric"] == "fid" and "standard weights" in best["why"]
     assert best["iteration"] == 3 and best["tied_on_fid"] == [2, 3]
     assert (tmp_path / "sel" / "generator.pt").read_bytes() == bytes([3]) * 10
     SC.write_csv(sd / "scores.csv", [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}],

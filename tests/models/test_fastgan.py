@@ -277,3 +277,17 @@ def test_lpips_vgg_needs_params_and_records_fallback(tmp_path, monkeypatch):
     assert len(fb) == 1 and fb[0].startswith("FastGAN reconstruction loss:")
     assert m.describe()["recon"]["fallback"] == fb[0]
     assert FastGAN(SMALL, 64).fallbacks() == []  # l1: nothing to fall back from
+
+
+def test_offline_reconstruction_loss_is_l1_when_asked_and_labelled(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no VGG16 file anywhere
+    monkeypatch.delenv("FEWGAN_VGG16_WEIGHTS", raising=False)
+    m = FastGAN(dict(SMALL, recon_loss="lpips_vgg", recon_offline="l1"), 64)
+    m.configure({"evaluation": {"weights": {"download": False, "allow_untrained_fallback": True,
+                                            "cache_dir": str(tmp_path / "cache"), "vgg16": {"path": None,
+                                            "url": None, "sha256": None}}}})
+    fb = m.fallbacks()
+    assert len(fb) == 1 and "L1 instead of LPIPS-VGG" in fb[0] and "recon_offline" in fb[0]
+    a, b = real_batch(3, 32, 1), real_batch(3, 32, 2)
+    assert torch.allclose(m.recon_distance(a, b), (a - b).abs().flatten(1).mean(1))
+    assert m.describe()["recon"]["kind"] == "l1" and m.describe()["recon"]["requested"] == "lpips_vgg"

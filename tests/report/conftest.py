@@ -58,19 +58,23 @@ def build_tree(root: Path) -> dict:
                 "fallbacks": [f"LPIPS-VGG backbone untrained ({m})"],
                 "snapshots": [{"iteration": i, "path": f"snapshots/snapshot_{i:07d}.pt"} for i in (100, 200, 300)]})
             _csv(base / "score" / "scores.csv",
-                 ["iteration", "fid", "kid", "kid_std", "n_fake", "n_real", "seconds", "snapshot"],
-                 [[i, fid + (300 - i) / 10, 5.0, 0.5, 50, 18, 1.0, f"snapshot_{i:07d}.pt"] for i in (100, 200, 300)])
+                 ["iteration", "fid", "kid", "kid_std", "swd", "n_fake", "n_real", "seconds", "snapshot"],
+                 [[i, fid + (300 - i) / 10, 5.0, 0.5, 30.0 - i / 100 + mi, 50, 18, 1.0, f"snapshot_{i:07d}.pt"]
+                  for i in (100, 200, 300)])
             _json(base / "score" / "scores.json", {"rows": [], "fallbacks": ["Inception untrained"],
                                                     "feature_extractor": {"standard": False, "label": UNTRAINED}})
-            _json(base / "select" / "best.json", {"iteration": 300, "fid": fid, "kid": 5.0,
-                                                  "snapshot": "snapshot_0000300.pt", "rule": "lowest FID"})
+            _json(base / "select" / "best.json", {"iteration": 300, "fid": fid, "kid": 5.0, "swd": 27.0 + mi,
+                                                  "metric": "swd", "why": "auto: the Inception extractor is a fallback",
+                                                  "snapshot": "snapshot_0000300.pt", "rule": "lowest SWD"})
             _csv(base / "invert" / "inversion.csv",
                  ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps", "split",
-                  "psnr_mean", "psnr_std"],
-                 [[i, 0.3 + 0.0001 * i * (mi + 1), 0.01, 0.05, 0.01, 2, 20, "test", 20.0, 1.0] for i in (100, 200, 300)]
-                 + [[i, 0.2, 0.01, 0.04, 0.01, 2, 20, "train", 21.0, 1.0] for i in (100, 200, 300)])
+                  "psnr_mean", "psnr_std", "msssim_mean", "msssim_std"],
+                 [[i, 0.3 + 0.0001 * i * (mi + 1), 0.01, 0.05, 0.01, 2, 20, "test", 20.0, 1.0, 0.5 + i / 1000, 0.02]
+                  for i in (100, 200, 300)]
+                 + [[i, 0.2, 0.01, 0.04, 0.01, 2, 20, "train", 21.0, 1.0, 0.9, 0.01] for i in (100, 200, 300)])
             _json(base / "invert" / "inversion.json", {
                 "rows": [], "fallbacks": ["LPIPS-vgg: untrained VGG backbone"],
+                "headline": {"metric": "msssim", "column": "msssim_mean"},
                 "settings": {"lpips": {"fallback": "untrained VGG backbone"}}})
             _png(base / "invert" / "reconstructions.png", 10 * di + mi)
             _json(base / "evaluate" / "metrics.json", {

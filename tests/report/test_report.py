@@ -65,7 +65,7 @@ def test_readme_and_html_show_the_numbers(built):
         assert "40.12" in doc and "51.62" in doc          # FID train (faces/fastgan, evil/dcgan)
         assert "47.12" in doc                             # FID test
         assert "12.35 ± 1.25" in doc                      # KID x1e3 with its std
-        assert "0.3100 (it 100) → 0.3300 (it 300)" in doc  # inversion LPIPS first -> last
+        assert "MS-SSIM 0.6000 (it 100) → 0.8000 (it 300); PSNR 20.00 → 20.00 dB" in doc  # inversion headline
         assert "1,234,568 / 765,432" in doc               # parameter counts
 
 
@@ -76,7 +76,7 @@ def test_untrained_label_next_to_fid_everywhere(built):
     md_rows = [ln for ln in built["md"].splitlines() if "40.12" in ln or "41.62" in ln]
     assert md_rows and all(UNTRAINED in ln for ln in md_rows)
     assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in built["md"]
-    assert "SWD and MS-SSIM use no pretrained network" in built["md"]  # what to compare instead
+    assert "fewgan selected snapshots and ranks models by SWD instead (no pretrained network)" in built["md"]
     # HTML: banner and the label in the same <tr> as the FID value
     assert '<div class="banner">' in built["html"] and UNTRAINED in built["html"].split('<div class="banner">')[1][:300]
     trs = [tr for tr in re.findall(r"<tr>.*?</tr>", built["html"]) if "40.12" in tr]
@@ -110,7 +110,7 @@ def test_figures_are_created(built):
     assert set(figs) == set(built["datasets"])
     for d, rels in figs.items():
         kinds = sorted(Path(r).name.split("_")[0] for r in rels)
-        assert kinds == ["fid", "inversion", "overview"]
+        assert kinds == ["fid", "inversion", "overview", "swd"]
         for rel in rels:
             with Image.open(out / rel) as im:
                 assert im.format == "PNG" and im.size[0] > 200
@@ -185,3 +185,20 @@ def test_params_file_matches_schema():
     with pytest.raises(jsonschema.ValidationError, match="colour"):
         jsonschema.validate(dict(section, colour="red"), REPORT_SCHEMA)
     assert PAPER_FID_256[0] == ("Obama (100)", 41.05, 46.87, 80.20)
+
+
+def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(built):
+    s = built["summary"]
+    for d, grp in s.groupby("dataset"):
+        ranked = grp.sort_values("rank")
+        assert list(ranked["rank"]) == list(range(1, len(grp) + 1))
+        assert list(ranked["swd_mean_x1e3"]) == sorted(grp["swd_mean_x1e3"])  # lowest SWD first
+        assert set(grp["ranked_by"]) == {"SWD×10³ (mean over levels, vs train)"}
+    assert set(s["selected_by"]) == {"swd"} and s["selection_why"].str.contains("fallback").all()
+    for doc in (built["md"], built["html"]):
+        assert "Models are ranked by SWD×10³ (mean over levels, vs train)" in doc
+        assert "selected by SWD" in doc and "(SWD)" in doc  # the best-iteration column names the metric
+    assert built["result"]["ranking"]["column"] == "swd_mean_x1e3"
+    # the inversion headline is MS-SSIM (LPIPS had no pretrained backbone); LPIPS stays in the CSV only
+    assert set(s["inversion_headline"]) == {"msssim"}
+    assert s["inversion_lpips_first"].notna().all()

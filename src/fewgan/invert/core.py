@@ -154,13 +154,22 @@ def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance
 
 @torch.no_grad()
 def reconstruction_metrics(lpips: Distance, recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image LPIPS (full resolution, unpooled), MSE on the [-1, 1] scale and PSNR (dB).
+    """Per-image LPIPS (full resolution, unpooled), MSE on the [-1, 1] scale, PSNR (dB) and MS-SSIM.
 
     Reconstructions are quantised to uint8 first (as every generated image fewgan saves), so the numbers
     describe the images one would look at. PSNR uses the [-1, 1] peak-to-peak range 2:
-    10*log10(4 / MSE), which equals PSNR on the [0, 1] scale."""
-    recon_q = from_uint8(to_uint8(recon))
+    10*log10(4 / MSE), which equals PSNR on the [0, 1] scale. MS-SSIM (ProGAN's, fewgan.metrics.msssim)
+    compares each reconstruction with its target on the 0..255 grid (higher = closer); with PSNR it is
+    the pretrained-free measure of inversion quality."""
+    from fewgan.metrics.msssim import msssim_pairs
+
+    recon_u8 = to_uint8(recon)
+    recon_q = from_uint8(recon_u8)
     lp = lpips(recon_q, target).reshape(-1).float()
     mse = per_image_mse(recon_q, target).float()
     psnr = 10.0 * torch.log10(4.0 / mse.clamp_min(1e-12))
-    return {"lpips": lp, "mse": mse, "psnr": psnr}
+    if min(recon.shape[-2:]) >= 16:  # 5 scales of 2x2 down-sampling need 16 px
+        ms = msssim_pairs(recon_u8.cpu(), to_uint8(target).cpu()).float().to(lp.device)
+    else:
+        ms = torch.full_like(lp, float("nan"))
+    return {"lpips": lp, "mse": mse, "psnr": psnr, "msssim": ms}

@@ -29,7 +29,11 @@ from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps",
-               "split", "psnr_mean", "psnr_std", "loss_initial", "loss_final", "seconds", "snapshot"]
+               "split", "psnr_mean", "psnr_std", "msssim_mean", "msssim_std", "loss_initial", "loss_final",
+               "seconds", "snapshot"]
+#: the inversion figure's y-axis: LPIPS with the pretrained backbone; without it, MS-SSIM (no pretrained network)
+HEADLINES = {"lpips": ("lpips_mean", "LPIPS (lower = closer)"),
+             "msssim": ("msssim_mean", "MS-SSIM of reconstruction vs target (higher = closer)")}
 # ---- indirections (tests replace these; the real ones live in other fewgan packages) -------------
 def _build_lpips(net: str, params: dict, device: torch.device) -> tuple[Distance, dict]:
     from fewgan.nets.lpips import build_lpips
@@ -212,14 +216,16 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                 for step, value in res.loss_curve:
                     curve_sum[step] = curve_sum.get(step, 0.0) + value * nb
             n = u8.shape[0]
-            metrics = {k: torch.cat([m[k].cpu() for m in metric_parts]) for k in ("lpips", "mse", "psnr")}
+            metrics = {k: torch.cat([m[k].cpu() for m in metric_parts]) for k in ("lpips", "mse", "psnr", "msssim")}
             lp_m, lp_s = _mean_std(metrics["lpips"])
             mse_m, mse_s = _mean_std(metrics["mse"])
             ps_m, ps_s = _mean_std(metrics["psnr"])
+            ms_m, ms_s = _mean_std(metrics["msssim"])
             seconds = time.perf_counter() - t0
             rows.append({"iteration": iteration, "lpips_mean": lp_m, "lpips_std": lp_s, "mse_mean": mse_m,
                          "mse_std": mse_s, "n_images": n, "steps": int(cfg["steps"]), "split": split,
-                         "psnr_mean": ps_m, "psnr_std": ps_s, "loss_initial": sum(init_losses) / n,
+                         "psnr_mean": ps_m, "psnr_std": ps_s, "msssim_mean": ms_m, "msssim_std": ms_s,
+                         "loss_initial": sum(init_losses) / n,
                          "loss_final": sum(final_losses) / n, "seconds": round(seconds, 3),
                          "snapshot": path.name})
             per_image.append({"iteration": iteration, "split": split, "names": split_names,
@@ -228,8 +234,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                            "loss": [[s, v / n] for s, v in sorted(curve_sum.items())]})
             if split == "test":
                 grid_rows.append((f"it {iteration}", torch.cat(recon_parts)))
-            log.info("invert %s/%s it %d %s: LPIPS %.4f MSE %.5f PSNR %.2f dB (%.1f s)", dataset, model,
-                     iteration, split, lp_m, mse_m, ps_m, seconds)
+            log.info("invert %s/%s it %d %s: LPIPS %.4f MSE %.5f PSNR %.2f dB MS-SSIM %.4f (%.1f s)", dataset,
+                     model, iteration, split, lp_m, mse_m, ps_m, ms_m, seconds)
         del net, G
 
     settings = {
@@ -250,12 +256,21 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
             "lpips": "full resolution, unpooled, same LPIPS module as the loss; reconstructions quantised to uint8",
             "mse": "per image, on the [-1, 1] scale (divide by 4 for the [0, 1] scale)",
             "psnr": "10*log10(4 / mse) dB with mse on [-1, 1] (identical to PSNR on [0, 1])",
+            "msssim": "ProGAN MS-SSIM of each reconstruction against its target, both on the uint8 grid (higher = closer)",
             "std": "population std (ddof 0) over images",
         },
         "device": str(device), "threads": int(threads), "resolution": resolution,
     }
+    lpips_standard = not lpips_info.get("fallback")
+    headline = "lpips" if lpips_standard else "msssim"
     result = {
         "stage": "invert", "dataset": dataset, "model": model,
+        "headline": {"metric": headline, "column": HEADLINES[headline][0], "label": HEADLINES[headline][1],
+                     "why": ("LPIPS with the pretrained backbone" if lpips_standard else
+                             "the LPIPS backbone is not the pretrained one (" + str(lpips_info.get("fallback")) +
+                             "), so LPIPS values measure nothing perceptual: the headline is MS-SSIM (with PSNR "
+                             "beside it), which needs no pretrained network; LPIPS stays in inversion.csv, labelled"),
+                     "lpips_label": "LPIPS" if lpips_standard else "LPIPS (untrained backbone: not perceptual)"},
         "rows": rows, "per_image": per_image, "loss_curves": curves, "snapshots": snapshot_meta,
         "settings": settings, "fallbacks": fallbacks,
         "provenance": _provenance(params, str(device)),

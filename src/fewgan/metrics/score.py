@@ -1,8 +1,10 @@
-"""`fewgan score`: FID and KID of every training snapshot (`fewgan select` then picks one: fewgan.select).
+"""`fewgan score`: FID, KID and SWD of every training snapshot (`fewgan select` then picks one: fewgan.select).
 
-The real training images' Inception features are computed once (and cached by content hash and weights
-hash); each snapshot then costs only its `evaluation.score.n_fake` fakes, generated from the same seeded
-latents for every snapshot so that the curve compares generators, not latent draws.
+The real training images' Inception features and SWD descriptors are computed once (the features are cached
+by content hash and weights hash); each snapshot then costs only its `evaluation.score.n_fake` fakes,
+generated from the same seeded latents for every snapshot so that the curve compares generators, not latent
+draws. The same fakes feed FID/KID (Inception features) and SWD (pixels; no pretrained network), against all
+training images.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import torch
 from fewgan.io import atomic_path, atomic_write_json, atomic_write_text
 from fewgan.metrics import fid as F
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
-from fewgan.select import rank_key
+from fewgan.metrics import swd as S
+from fewgan.select import SNAPSHOT_METRICS, choose_metric, rank_key
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["iteration", "fid", "kid", "kid_std", "n_fake", "n_real", "seconds", "snapshot"]
+SCORE_COLUMNS = ["iteration", "fid", "kid", "kid_std", "swd", "n_fake", "n_real", "seconds", "snapshot"]
 
 
 def _fmt(v: Any) -> str:
@@ -40,28 +43,32 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict) -> None:
+def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric: str) -> None:
+    """FID (and SWD when scored) of every snapshot; the snapshot `metric` selects is marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     its = [r["iteration"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    ax.plot(its, [r["fid"] for r in rows], "o-", label="FID (train)")
-    if any(r.get("fid_test") is not None for r in rows):
-        ax.plot(its, [r.get("fid_test") for r in rows], "s--", label="FID (test)")
-    best = min(rows, key=rank_key)
-    ax.axvline(best["iteration"], color="grey", lw=0.8, ls=":", label=f"selected ({best['iteration']})")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("FID")
-    ax.set_title(title, fontsize=9)
-    if not extractor.get("standard", False):
-        ax.text(0.01, 0.01, extractor.get("label", ""), transform=ax.transAxes, fontsize=7, color="red")
-    ax.legend(fontsize=7)
+    panels = [("fid", "FID (train)")] + ([("swd", "SWD×10³ (train)")] if any(r.get("swd") is not None for r in rows) else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), dpi=100, squeeze=False)
+    best = min(rows, key=lambda r: rank_key(r, metric))
+    for ax, (key, label) in zip(axes[0], panels):
+        ax.plot(its, [r.get(key) for r in rows], "o-", label=label)
+        if key == "fid" and any(r.get("fid_test") is not None for r in rows):
+            ax.plot(its, [r.get("fid_test") for r in rows], "s--", label="FID (test)")
+        ax.axvline(best["iteration"], color="grey", lw=0.8, ls=":",
+                   label=f"selected by {metric.upper()} ({best['iteration']})")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+        if key in ("fid", "kid") and not extractor.get("standard", False):
+            ax.set_title("untrained Inception: not comparable to published FID", fontsize=8, color="red")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", bbox_inches="tight")
     plt.close(fig)
 
 
@@ -101,6 +108,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     bs = int(ev["fid"]["batch_size"])
     seed = int(params["seed"])
     with_kid = bool(sc["kid"])
+    swd_base = S.SWDStream(reals, n_fake, ev["swd"], seed=seed) if sc["swd"] else None  # real descriptors once
     rows = []
     for iteration, path in snapshots:
         t0 = time.perf_counter()
@@ -111,24 +119,32 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         for fb in meta.get("fallbacks", []) or []:
             if fb not in fallbacks:
                 fallbacks.append(fb)
+        swd_stream = swd_base.fresh() if swd_base is not None else None
         feats = F.features_of_stream(F.fake_batches(gan, G, n_fake, batch_size=bs, seed=seed, device=device),
-                                     extractor)
+                                     extractor, on_batch=swd_stream.add if swd_stream is not None else None)
         m = F.fid_kid(feats, real_feats, params, with_kid=with_kid, seed=seed)
+        swd_res = swd_stream.result() if swd_stream is not None else None
         row = {"iteration": iteration, "fid": m["fid"], "kid": m.get("kid"), "kid_std": m.get("kid_std"),
-               "n_fake": n_fake, "n_real": int(reals.shape[0]), "seconds": time.perf_counter() - t0,
-               "snapshot": path.relative_to(train_dir).as_posix()}
+               "swd": swd_res["mean"] if swd_res else None, "n_fake": n_fake, "n_real": int(reals.shape[0]),
+               "seconds": time.perf_counter() - t0, "snapshot": path.relative_to(train_dir).as_posix()}
+        if swd_res:
+            row["swd_levels"] = swd_res["levels"]
         if test_feats is not None:
             row["fid_test"] = F.fid_from_features(feats, test_feats)
         rows.append(row)
-        log.info("snapshot %d: FID %.3f (%.1fs)", iteration, row["fid"], row["seconds"])
+        log.info("snapshot %d: FID %.3f, SWD %s (%.1fs)", iteration, row["fid"],
+                 "-" if row["swd"] is None else f"{row['swd']:.2f}", row["seconds"])
         del gan, G
 
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = SCORE_COLUMNS + (["fid_test"] if test_feats is not None else [])
     write_csv(out_dir / "scores.csv", rows, columns)
     block = extractor.info.extractor_block()
+    metric, why = choose_metric(ev["select"]["metric"], bool(block.get("standard", False)))
     result = {
         "dataset": dataset, "model": model, "rows": rows, "feature_extractor": block,
+        "selection": {"metric": metric, "why": why, "label": SNAPSHOT_METRICS[metric]["label"]},
+        "swd_protocol": S.PROTOCOL if swd_base is not None else None,
         "extractor_variant": extractor.variant, "settings": fid_settings(params),
         "kid_subset_size": F.kid_subset_size(int(reals.shape[0]), n_fake,
                                              int(ev["kid"]["max_subset_size"])),
@@ -138,7 +154,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         "provenance": collect(params, str(device)),
     }
     atomic_write_json(out_dir / "scores.json", result)
-    plot_curve(out_dir / "fid_curve.png", rows, f"{dataset} / {model}: FID of every snapshot", block)
+    plot_curve(out_dir / "fid_curve.png", rows, f"{dataset} / {model}: every snapshot", block, metric)
     return result
 
 

@@ -343,6 +343,13 @@ class SWDStream:
         self.real_desc = ds_real.finalize()
         self.fake = DescriptorSet(self.n_fake, self.n_desc, len(self.res), c["patch_size"], self.seed * 1000 + 12)
 
+    def fresh(self) -> "SWDStream":
+        """A stream against the same real descriptors with no fakes yet (score: one per snapshot)."""
+        other = object.__new__(SWDStream)
+        other.__dict__.update(self.__dict__)
+        other.fake = DescriptorSet(self.n_fake, self.n_desc, len(self.res), self.cfg["patch_size"], self.seed * 1000 + 12)
+        return other
+
     def add(self, batch: torch.Tensor) -> None:
         if batch.shape[-1] != self.size:
             raise ValueError(f"fakes are {batch.shape[-1]}px but reals {self.size}px")

@@ -185,6 +185,14 @@ class FastGAN(GANModel):
                                    "models.fastgan.recon_loss to 'lpips_untrained' or 'l1' in params")
             module, info = flp.build_lpips("vgg", self._lpips_params, "cpu")
             fallback = info.get("fallback")
+            if fallback and self.cfg["recon_offline"] == "l1":
+                fallback = (f"FastGAN reconstruction loss: L1 instead of LPIPS-VGG (models.fastgan.recon_offline: l1), "
+                            f"because {fallback}")
+                log.warning(fallback)
+                object.__setattr__(self, "_recon", _Pairwise(_l1))
+                object.__setattr__(self, "_recon_info", {"kind": "l1", "requested": "lpips_vgg",
+                                                         "backbone": info.get("backbone"), "fallback": fallback})
+                return
             if fallback:
                 fallback = f"FastGAN reconstruction loss: {fallback}"
                 log.warning(fallback)

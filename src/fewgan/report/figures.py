@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -32,56 +33,94 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def fid_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:
-    """FID vs training iteration, one line per model; the selected (lowest-FID) snapshot marked."""
-    have = [c for c in cells if c.scores is not None and len(c.scores)]
+def _footnote(fig, text: str, width_chars: int = 110) -> None:
+    """A red footnote under the axes, wrapped to the figure width; the bottom margin grows with its lines
+    so no text is cut off."""
+    if not text:
+        return
+    lines = textwrap.wrap(_t(text), width_chars) or [""]
+    height_in = fig.get_size_inches()[1]
+    line_frac = 7.5 / 72 * 1.25 / height_in  # 7-pt text, 1.25 line spacing, as a fraction of the figure
+    fig.subplots_adjust(bottom=0.13 + line_frac * (len(lines) + 0.5))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, color="darkred", ha="left", va="bottom")
+
+
+#: the per-snapshot metric columns of scores.csv that a selection curve can show
+_CURVE_LABELS = {"fid": "FID", "kid": "KID×10³", "swd": "SWD×10³ (mean over pyramid levels)"}
+
+
+def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path,
+                 metric: str = "fid") -> str | None:
+    """`metric` (scores.csv column: fid | kid | swd) vs training iteration, one line per model; each run's
+    selected snapshot starred. The footnote names the Inception weights when FID/KID are shown."""
+    have = [c for c in cells if c.scores is not None and len(c.scores) and metric in c.scores.columns
+            and c.scores[metric].notna().any()]
     if not have:
-        return f"{dataset}: FID curve not available (no score/scores.csv for any model)"
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        return f"{dataset}: {metric.upper()} curve not available (no score/scores.csv with a {metric} column)"
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
     for c in have:
-        (line,) = ax.plot(c.scores["iteration"], c.scores["fid"], marker="o", ms=3, label=_t(c.model))
-        if c.best and c.best.get("iteration") is not None and c.best.get("fid") is not None:
-            ax.plot([c.best["iteration"]], [c.best["fid"]], marker="*", ms=12, color=line.get_color())
+        (line,) = ax.plot(c.scores["iteration"], c.scores[metric], marker="o", ms=3, label=_t(c.model))
+        best = c.best or {}
+        if best.get("iteration") is not None and best.get(metric) is not None:
+            ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("training iteration")
-    ax.set_ylabel("FID (lower is better)")
-    ax.set_title(_t(f"{dataset}: FID of every snapshot (star = selected)"), fontsize=10)
+    ax.set_ylabel(f"{_CURVE_LABELS[metric]} (lower is better)")
+    chosen = sorted({str((c.best or {}).get("metric", "fid")).upper() for c in have})
+    ax.set_title(_t(f"{dataset}: {metric.upper()} of every snapshot (star = selected by {'/'.join(chosen)})"),
+                 fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, _t("; ".join(sorted(set(labels)))), fontsize=7, color="darkred", ha="left", va="bottom")
+    _footnote(fig, "; ".join(sorted(set(labels))) if metric in ("fid", "kid") else
+              "SWD: ProGAN sliced Wasserstein distance on Laplacian-pyramid patches, fakes vs the train split; "
+              "no pretrained network")
     _save(fig, path)
     return None
 
 
+def fid_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:
+    return score_curves(dataset, cells, labels, path, "fid")
+
+
+def swd_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:
+    return score_curves(dataset, cells, labels, path, "swd")
+
+
 def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | None:
-    """Reconstruction LPIPS of held-out test images vs iteration (FastGAN Table 5 analogue); train images dashed."""
+    """Reconstruction quality of held-out test images vs iteration (FastGAN Table 5 analogue); train images
+    dashed. The y-axis is each run's headline metric (inversion.json): LPIPS with the pretrained backbone,
+    MS-SSIM when the LPIPS backbone is a fallback; one metric for all models (MS-SSIM if any run falls back)."""
     have = [c for c in cells if c.inversion is not None and len(c.inversion)]
     if not have:
         return f"{dataset}: inversion curve not available (no invert/inversion.csv for any model)"
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    heads = {((c.inversion_meta or {}).get("headline") or {}).get("metric", "lpips") for c in have}
+    col = "msssim_mean" if "msssim" in heads and all("msssim_mean" in c.inversion.columns for c in have) else "lpips_mean"
+    std = col.replace("_mean", "_std")
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
     notes = set()
     for c in have:
         df = c.inversion
         test = df[df["split"] == "test"]
-        (line,) = ax.plot(test["iteration"], test["lpips_mean"], marker="o", ms=3, label=_t(f"{c.model} (test)"))
-        if "lpips_std" in test.columns:
-            ax.fill_between(test["iteration"], test["lpips_mean"] - test["lpips_std"],
-                            test["lpips_mean"] + test["lpips_std"], alpha=0.15, color=line.get_color())
+        (line,) = ax.plot(test["iteration"], test[col], marker="o", ms=3, label=_t(f"{c.model} (test)"))
+        if std in test.columns:
+            ax.fill_between(test["iteration"], test[col] - test[std], test[col] + test[std], alpha=0.15,
+                            color=line.get_color())
         train = df[df["split"] == "train"]
         if len(train):
-            ax.plot(train["iteration"], train["lpips_mean"], ls="--", marker="x", ms=3, color=line.get_color(),
+            ax.plot(train["iteration"], train[col], ls="--", marker="x", ms=3, color=line.get_color(),
                     label=_t(f"{c.model} (train)"))
         lp = ((c.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
         if lp.get("fallback"):
-            notes.add(f"LPIPS: {lp['fallback']}")
+            notes.add("LPIPS backbone untrained (LPIPS kept in inversion.csv, labelled; not shown)"
+                      if col == "msssim_mean" else f"LPIPS: {lp['fallback']}")
     ax.set_xlabel("training iteration of the inverted snapshot")
-    ax.set_ylabel("reconstruction LPIPS (lower is better)")
+    ax.set_ylabel("reconstruction MS-SSIM (higher is better)" if col == "msssim_mean"
+                  else "reconstruction LPIPS (lower is better)")
     ax.set_title(_t(f"{dataset}: inversion of held-out images (FastGAN Table 5)"), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    if notes:
-        fig.text(0.01, 0.01, _t("; ".join(sorted(notes))), fontsize=7, color="darkred", ha="left", va="bottom")
+    _footnote(fig, "; ".join(sorted(notes)))
     _save(fig, path)
     return None
 

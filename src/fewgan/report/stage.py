@@ -29,9 +29,12 @@ PAPER_FID_256 = [
 PAPER_COLUMNS = ["dataset (images)", "FastGAN (paper)", "StyleGAN2 + DiffAugment (paper)", "StyleGAN2 (paper)"]
 
 SUMMARY_COLUMNS = [
-    "dataset", "model", "synthetic", "best_iteration", "fid_train", "fid_test", "feature_extractor",
+    "dataset", "model", "synthetic", "rank", "ranked_by", "best_iteration", "selected_by", "selection_why",
+    "fid_train", "fid_test", "feature_extractor",
     "feature_extractor_standard", "kid_train_x1e3", "kid_train_std_x1e3", "kid_test_x1e3", "kid_test_std_x1e3",
     "swd_mean_x1e3", "swd_real_floor_x1e3", "msssim_fake", "msssim_real", "inversion_first_iteration",
+    "inversion_headline", "inversion_headline_first", "inversion_headline_last",
+    "inversion_msssim_first", "inversion_msssim_last", "inversion_psnr_first", "inversion_psnr_last",
     "inversion_lpips_first", "inversion_last_iteration", "inversion_lpips_last", "inversion_lpips_note",
     "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
     "n_real_test", "device",
@@ -65,8 +68,10 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
     fe = feature_extractor(cell)
     run = cell.run or {}
     row: dict[str, Any] = {
-        "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic,
+        "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic, "rank": None, "ranked_by": None,
         "best_iteration": (cell.best or {}).get("iteration"),
+        "selected_by": (cell.best or {}).get("metric", "fid" if cell.best else None),
+        "selection_why": (cell.best or {}).get("why"),
         "fid_train": _num(m.get("fid_train")), "fid_test": _num(m.get("fid_test")),
         "feature_extractor": fe["label"], "feature_extractor_standard": fe["standard"],
         "kid_train_x1e3": _num(m.get("kid_train")), "kid_train_std_x1e3": _num(m.get("kid_train_std")),
@@ -75,6 +80,9 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
         "msssim_fake": _num(m.get("msssim_fake")), "msssim_real": _num(m.get("msssim_real")),
         "inversion_first_iteration": None, "inversion_lpips_first": None,
         "inversion_last_iteration": None, "inversion_lpips_last": None, "inversion_lpips_note": None,
+        "inversion_headline": None, "inversion_headline_first": None, "inversion_headline_last": None,
+        "inversion_msssim_first": None, "inversion_msssim_last": None,
+        "inversion_psnr_first": None, "inversion_psnr_last": None,
         "train_s_per_iter": _num(run.get("seconds_per_iteration")), "train_iterations": run.get("iterations"),
         "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
         "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
@@ -87,9 +95,32 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
             row["inversion_lpips_first"] = float(test["lpips_mean"].iloc[0])
             row["inversion_last_iteration"] = int(test["iteration"].iloc[-1])
             row["inversion_lpips_last"] = float(test["lpips_mean"].iloc[-1])
+            for key in ("msssim", "psnr"):
+                if f"{key}_mean" in test.columns:
+                    row[f"inversion_{key}_first"] = float(test[f"{key}_mean"].iloc[0])
+                    row[f"inversion_{key}_last"] = float(test[f"{key}_mean"].iloc[-1])
+            head = ((cell.inversion_meta or {}).get("headline") or {}).get("metric", "lpips")
+            row["inversion_headline"] = head
+            row["inversion_headline_first"] = row[f"inversion_{head}_first"]
+            row["inversion_headline_last"] = row[f"inversion_{head}_last"]
         lp = ((cell.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
         row["inversion_lpips_note"] = lp.get("fallback")
     return row
+
+
+def rank_models(rows: list[dict]) -> dict:
+    """Rank the models within each dataset: by FID when every extractor is the standard one, else by SWD
+    (evaluate's mean over pyramid levels; no pretrained network), lower first. Fills rows' rank/ranked_by."""
+    standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
+    key, metric = ("fid_train", "FID (train)") if standard else ("swd_mean_x1e3", "SWD×10³ (mean over levels, vs train)")
+    why = ("every FID here uses the standard Inception weights" if standard else
+           "FID/KID here come from a fallback (untrained) Inception and can rank models wrongly; SWD uses no "
+           "pretrained network")
+    for d in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == d and _num(r[key]) is not None]
+        for i, r in enumerate(sorted(mine, key=lambda r: _num(r[key])), start=1):
+            r["rank"], r["ranked_by"] = i, metric
+    return {"metric": metric, "column": key, "why": why}
 
 
 def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
@@ -119,20 +150,25 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
     out = []
     for r in rows:
         inv = "n/a"
-        if r["inversion_lpips_first"] is not None and not pd.isna(r["inversion_lpips_first"]):
-            inv = (f"{R.fmt(r['inversion_lpips_first'], 4)} (it {r['inversion_first_iteration']}) → "
-                   f"{R.fmt(r['inversion_lpips_last'], 4)} (it {r['inversion_last_iteration']})")
+        if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
+            name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
+            inv = (f"{name} {R.fmt(r['inversion_headline_first'], 4)} (it {r['inversion_first_iteration']}) → "
+                   f"{R.fmt(r['inversion_headline_last'], 4)} (it {r['inversion_last_iteration']})")
+            if r["inversion_headline"] != "psnr" and r["inversion_psnr_first"] is not None:
+                inv += (f"; PSNR {R.fmt(r['inversion_psnr_first'], 2)} → {R.fmt(r['inversion_psnr_last'], 2)} dB")
         out.append({
+            "rank": R.fmt(r["rank"]) if r["rank"] is not None else "n/a",
             "dataset": r["dataset"] + (" (synthetic)" if r["synthetic"] else ""),
             "model": r["model"],
-            "best it.": R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a",
+            "best it. (selected by)": ((R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a")
+                                       + (f" ({str(r['selected_by']).upper()})" if r["selected_by"] else "")),
             "FID train": f(r["fid_train"]), "FID test": f(r["fid_test"]),
             "feature extractor": r["feature_extractor"],
             "KID×10³ train": pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"]),
             "KID×10³ test": pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"]),
             "SWD×10³ mean": f(r["swd_mean_x1e3"]),
             "MS-SSIM fake (real)": f"{R.fmt(r['msssim_fake'], 4)} ({R.fmt(r['msssim_real'], 4)})",
-            "inversion LPIPS first → last": inv,
+            "inversion (held-out) first → last": inv,
             "train s/iter": f(r["train_s_per_iter"]),
             "params G / D": f"{R.fmt(r['params_G'])} / {R.fmt(r['params_D'])}",
         })
@@ -185,6 +221,7 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     by_ds = {d: [c for c in cells if c.dataset == d] for d in ds_names}
 
     rows = [summary_row(c, ds) for ds in datasets for c in by_ds[ds.name]]
+    ranking = rank_models(rows)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     costs = stage_costs(datasets, cells)
@@ -206,8 +243,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         labels = [feature_extractor(c)["label"] for c in by_ds[d]]
         for name, fn, args, caption in (
             ("fid", figs.fid_curves, (d, by_ds[d], labels), f"{d}: FID vs iteration (all models)"),
+            ("swd", figs.swd_curves, (d, by_ds[d], labels),
+             f"{d}: SWD vs iteration (all models; no pretrained network)"),
             ("inversion", figs.inversion_curves, (d, by_ds[d]),
-             f"{d}: held-out reconstruction LPIPS vs iteration (FastGAN Table 5 analogue)"),
+             f"{d}: held-out reconstruction quality vs iteration (FastGAN Table 5 analogue)"),
             ("samples", figs.samples_overview, (d, by_ds[d]), f"{d}: samples of the selected snapshot per model"),
         ):
             rel = f"figures/{name}_{slug(d)}.png" if name != "samples" else f"figures/overview_{slug(d)}.png"
@@ -265,11 +304,15 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     ds_table = _dataset_table(datasets)
     costs_disp = _costs_display(costs)
     paper = pd.DataFrame([(n, R.fmt(a), R.fmt(b), R.fmt(c)) for n, a, b, c in PAPER_FID_256], columns=PAPER_COLUMNS)
+    selected_by = sorted({str(r["selected_by"]).upper() for r in rows if r["selected_by"]})
+    verdict = (f"Models are ranked by {ranking['metric']} ({ranking['why']}). Each run's snapshot was selected "
+               f"by {', '.join(selected_by) or 'n/a'} (evaluation.select.metric; the reason is in summary.csv, "
+               "column selection_why).")
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
-              "measure perceptual quality, so these FID/KID values (and the lowest-FID snapshot selection) can "
-              "rank models wrongly; SWD and MS-SSIM use no pretrained network: compare those, and the "
-              "samples.") if non_standard else None
+              "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected "
+              "snapshots and ranks models by SWD instead (no pretrained network), unless "
+              "evaluation.select.metric says otherwise; compare SWD, MS-SSIM and the samples.") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
@@ -285,8 +328,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if synth_note:
         md += [f"> **{R._md_cell(synth_note)}**", ""]
     md += ["## Results (selected snapshot per dataset × model)", "",
+           R._md_cell(verdict), "",
            "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
-           "real set in parentheses). KID and SWD are ×10³.", "", R.md_table(display), "",
+           "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
+           "are ×10³.", "", R.md_table(display), "",
            "Full precision: [summary.csv](summary.csv).", "", "## Datasets", "", R.md_table(ds_table), ""]
     if cfg["include_paper_table"]:
         md += ["## Published numbers (for reference only)", "", paper_caption, "", R.md_table(paper), ""]
@@ -312,8 +357,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if synth_note:
         sec.append(f'<div class="synthetic">{R.esc(synth_note)}</div>')
     sec += ["<h2>Results (selected snapshot per dataset × model)</h2>",
+            f'<p class="verdict">{R.esc(verdict)}</p>',
             "<p>Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
-            "real set in parentheses). KID and SWD are ×10³. Full precision: "
+            "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
+            "are ×10³. Full precision: "
             '<a href="summary.csv">summary.csv</a>.</p>', R.html_table(display, "results"),
             "<h2>Datasets</h2>", R.html_table(ds_table)]
     if cfg["include_paper_table"]:
@@ -337,6 +384,7 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     atomic_write_text(out_dir / "index.html", R.html_document(title, sec))
 
     result = {"stage": "report", "title": title, "experiment": {"datasets": ds_names, "models": models},
+              "ranking": ranking, "selected_by": selected_by,
               "summary": rows, "stage_costs": costs.to_dict("records"),
               "figures": {d: [r for r, _ in v] for d, v in figures.items()}, "grids": [r for r, _ in grids],
               "not_available": notes, "fallbacks": fallbacks, "feature_extractor_labels": non_standard,

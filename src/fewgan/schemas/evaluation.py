@@ -32,9 +32,13 @@ EVALUATION_SCHEMA = strict({
     "score": strict({
         "n_fake": {"type": "integer", "minimum": 2},
         "kid": {"type": "boolean"},
+        "swd": {"type": "boolean"},
         "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
         "curve_test": {"type": "boolean"},
     }),
+    # which metric picks a run's snapshot and ranks the models (fewgan.select): auto = FID with the standard
+    # Inception weights, SWD (no pretrained network) when the Inception extractor is a fallback
+    "select": strict({"metric": {"enum": ["auto", "fid", "kid", "swd"]}}),
     "feature_cache_dir": {"type": "string"},
     "channels_last": {"type": "boolean"},
     "weights": strict({
