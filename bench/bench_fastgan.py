@@ -18,9 +18,18 @@ Variants (each runs in its own subprocess, so ru_maxrss is that variant's peak m
   LPIPS call on the concatenated batch with the targets' VGG pass under no_grad, D frozen in the G
   step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp), under the allocator setting the pipeline's stages use (retain).
 
+* ``fewgan-bf16`` - the same step under bf16 autocast (train.precision: bf16): G, D and the LPIPS
+  reconstruction in bf16 on oneDNN's bf16 kernels (AVX512-BF16 or AMX where the CPU has them), weights,
+  Adam state, loss reductions and EMA in float32.
+
 Both use parity maths (official: no tanh at 256, LPIPS summed over the batch, nearest resizing) so the
-work is identical; `--maths default` runs fewgan's default maths instead. On CUDA both run with bf16
-autocast; fewgan's additionally with torch.compile unless --no-compile.
+work is identical; `--maths default` runs fewgan's default maths instead. Only ``fewgan-bf16`` uses
+autocast (the official code has no AMP), on CPU and CUDA alike; `--compile` adds torch.compile to the
+fewgan variants on CUDA.
+`--rounds N` interleaves the variants (round r runs every variant once, `--iters` timed iterations each)
+so that a machine slowing down under sustained load affects all variants alike; medians are over all
+timed iterations of a variant. `--isa` also prints which oneDNN kernels a bf16 convolution dispatched to
+(ONEDNN_VERBOSE), i.e. whether AMX or AVX512-BF16 did the work.
 
 LPIPS runs with a random VGG16 backbone (no pretrained weights on this machine); the cost is the
 same as with the pretrained file.
@@ -84,7 +93,7 @@ def baseline_runner(args, device):
     ema = [p.detach().clone() for p in G.parameters()]
     aug = _augment(torch.Generator(device=device).manual_seed(1))
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=False)  # the official code has no AMP
 
     def dist(a, b):
         if percept is None:
@@ -139,12 +148,12 @@ def fewgan_runner(args, device):
     opts = model.make_optimizers()
     ema = EMA(model.G, average_buffers=model.ema_buffers)
     G, D = model.G, model.D
-    if (device.type == "cuda" and not args.no_compile) or args.compile_cpu:
+    if (device.type == "cuda" and args.compile) or args.compile_cpu:
         G, D = torch.compile(G), torch.compile(D)
     nets = Nets(G, D, D)
     aug = _augment(torch.Generator(device=device).manual_seed(1))
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.variant == "fewgan-bf16")
 
     def step(i):
         res = train_step(model, nets, opts, ema, step=i, reals=lambda j: (real, None),
@@ -162,7 +171,7 @@ def child(args) -> dict:
     from fewgan.allocator import configure_allocator
 
     allocator = configure_allocator("system" if args.variant == "baseline" else args.allocator)
-    step = (fewgan_runner if args.variant == "fewgan" else baseline_runner)(args, device)
+    step = (fewgan_runner if args.variant.startswith("fewgan") else baseline_runner)(args, device)
     times, cpu = [], []
     for i in range(args.warmup + args.iters):
         _sync(device)
@@ -174,7 +183,9 @@ def child(args) -> dict:
             cpu.append(time.process_time() - c)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {"variant": args.variant, "device": str(device), "resolution": args.resolution, "batch": args.batch,
-           "recon": args.recon, "maths": args.maths if args.variant == "fewgan" else "parity",
+           "recon": args.recon, "maths": args.maths if args.variant.startswith("fewgan") else "parity",
+           "precision": "bf16" if args.variant == "fewgan-bf16" else "fp32",
+           "channels_last": args.channels_last if args.variant.startswith("fewgan") else "off",
            "threads": args.threads, "median_s": statistics.median(times), "min_s": min(times),
            "max_s": max(times), "times_s": [round(t, 3) for t in times],
            "median_cpu_s": statistics.median(cpu), "peak_rss_mb": round(peak_mb, 1),
@@ -182,6 +193,20 @@ def child(args) -> dict:
     if device.type == "cuda":
         out["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     return out
+
+
+def onednn_isa() -> list[str]:
+    """The ISA oneDNN detected and the kernels one bf16 convolution (forward and backward) dispatched to."""
+    code = ("import torch\nx = torch.randn(2, 64, 32, 32, requires_grad=True)\nc = torch.nn.Conv2d(64, 64, 3, padding=1)\n"
+            "with torch.autocast('cpu', dtype=torch.bfloat16):\n    y = c(x)\ny.float().sum().backward()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "ONEDNN_VERBOSE": "1"})
+    lines = (proc.stdout + proc.stderr).splitlines()
+    isa = [ln.split(",")[-1] for ln in lines if ",info,cpu,isa:" in ln]
+    kernels = sorted({ln.split(",")[6] for ln in lines if ",primitive,exec,cpu,convolution," in ln})
+    return [f"oneDNN cpu isa: {isa[0] if isa else 'not reported'}",
+            f"bf16 convolution kernels: {', '.join(kernels) or 'none reported'}",
+            "AMX in use: " + ("yes" if any("amx" in k for k in kernels) else "no")]
 
 
 def main(argv=None) -> int:
@@ -195,14 +220,16 @@ def main(argv=None) -> int:
     ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--maths", choices=["parity", "default"], default="parity",
                     help="fewgan variant's maths (the baseline is always the official maths)")
-    ap.add_argument("--variants", default="baseline,baseline-retain,fewgan")
+    ap.add_argument("--variants", default="baseline,baseline-retain,fewgan,fewgan-bf16")
+    ap.add_argument("--rounds", type=int, default=1, help="interleave the variants this many times")
+    ap.add_argument("--isa", action="store_true", help="report the oneDNN ISA/kernels of a bf16 convolution")
     ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
                     help="CPU allocator of the baseline-retain and fewgan variants (fewgan.allocator)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                     help="fewgan variant's memory format (auto: NHWC on CUDA only; NHWC was slower on CPU)")
-    ap.add_argument("--no-compile", action="store_true", help="CUDA: skip torch.compile")
+    ap.add_argument("--compile", action="store_true", help="CUDA: torch.compile G and D of the fewgan variants")
     ap.add_argument("--compile-cpu", action="store_true", help="CPU: torch.compile G and D (inductor, needs a C++ compiler)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
@@ -212,27 +239,38 @@ def main(argv=None) -> int:
     if args.variant:  # child process
         print(json.dumps(child(args)), flush=True)
         return 0
+    if args.isa:
+        for line in onednn_isa():
+            print(line, flush=True)
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.rounds):
+        for variant in args.variants.split(","):
+            cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--variant", variant]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                return proc.returncode
+            runs.setdefault(variant, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
     results = []
-    for variant in args.variants.split(","):
-        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--variant", variant]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            return proc.returncode
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    for variant, parts in runs.items():
+        times = [t for p in parts for t in p["times_s"]]
+        res = dict(parts[0], times_s=times, median_s=statistics.median(times), min_s=min(times), max_s=max(times),
+                   median_cpu_s=statistics.median([p["median_cpu_s"] for p in parts]),
+                   peak_rss_mb=max(p["peak_rss_mb"] for p in parts), rounds=len(parts))
         results.append(res)
-        print(f"{variant:15s} {res['device']:5s} {args.resolution}px batch {args.batch} recon {args.recon}: "
-              f"median {res['median_s']:.3f} s/iter (min {res['min_s']:.3f}, max {res['max_s']:.3f}, "
-              f"n={len(res['times_s'])}; CPU {res['median_cpu_s']:.3f} s/iter), peak RSS {res['peak_rss_mb']:.0f} MB, "
-              f"allocator {res['allocator']}"
+        print(f"{variant:15s} {res['device']:5s} {args.resolution}px batch {args.batch} recon {args.recon} "
+              f"{res['precision']}: median {res['median_s']:.3f} s/iter (min {res['min_s']:.3f}, max {res['max_s']:.3f}, "
+              f"n={len(times)} over {len(parts)} round(s); CPU {res['median_cpu_s']:.3f} s/iter), "
+              f"peak RSS {res['peak_rss_mb']:.0f} MB, allocator {res['allocator']}"
               + (f", peak CUDA {res['peak_cuda_mb']:.0f} MB" if "peak_cuda_mb" in res else ""), flush=True)
     by = {r["variant"]: r for r in results}
-    for base in ("baseline", "baseline-retain"):
-        if base in by and "fewgan" in by:
-            print(f"fewgan / {base} = {by['fewgan']['median_s'] / by[base]['median_s']:.2f}")
-    if "fewgan" in by and by["fewgan"]["device"] == "cpu" and args.resolution == 256 and args.batch == 8:
-        ref = OFFICIAL_CPU_S[args.recon]
-        print(f"fewgan / official ({ref} s/iter, REFERENCE.md section 5) = {by['fewgan']['median_s'] / ref:.2f}")
+    for mine in ("fewgan", "fewgan-bf16"):
+        for base in ("baseline", "baseline-retain"):
+            if base in by and mine in by:
+                print(f"{mine} / {base} = {by[mine]['median_s'] / by[base]['median_s']:.2f}")
+        if mine in by and by[mine]["device"] == "cpu" and args.resolution == 256 and args.batch == 8:
+            ref = OFFICIAL_CPU_S[args.recon]
+            print(f"{mine} / official ({ref} s/iter, REFERENCE.md section 5) = {by[mine]['median_s'] / ref:.2f}")
     if args.json:
         from fewgan.io import atomic_write_json
 

@@ -131,6 +131,7 @@ def main() -> None:
     ap.add_argument("--inception-images", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="device of the Inception row (cpu | cuda)")
     ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
                     help="C allocator setting for the whole process (fewgan.allocator)")
     ap.add_argument("--only", default="swd,msssim,inception,fid",
@@ -175,8 +176,8 @@ def main() -> None:
             digest = make_random_inception_file(path)
             info = WeightsInfo("inception-v3-compat", path, "bench", digest, False, "bench", None)
             imgs = images(n_inc, args.res, 5)
-            plain = F.InceptionExtractor(info, channels_last=False, batch_size=min(64, n_inc))
-            fast = F.InceptionExtractor(info, channels_last=True, batch_size=min(64, n_inc))
+            plain = F.InceptionExtractor(info, args.device, channels_last=False, batch_size=min(64, n_inc))
+            fast = F.InceptionExtractor(info, args.device, channels_last=True, batch_size=min(64, n_inc))
             plain(imgs[:2]), fast(imgs[:2])  # warm-up
             t_plain, f_plain = median_time(lambda: plain(imgs), reps)
             t_fast, f_fast = median_time(lambda: fast(imgs), reps)

@@ -22,13 +22,17 @@ def _run(args: list[str], tmp_path: Path) -> str:
 def test_bench_fastgan_prints_every_variant_and_the_ratios(tmp_path):
     out_json = tmp_path / "fastgan.json"
     out = _run(["bench/bench_fastgan.py", "--resolution", "64", "--batch", "2", "--ngf", "16", "--ndf", "16",
-                "--warmup", "0", "--iters", "1", "--recon", "l1", "--threads", "1", "--json", str(out_json)], tmp_path)
-    for variant in ("baseline", "baseline-retain", "fewgan"):
+                "--warmup", "0", "--iters", "1", "--recon", "l1", "--threads", "1", "--rounds", "2", "--isa",
+                "--json", str(out_json)], tmp_path)
+    for variant in ("baseline", "baseline-retain", "fewgan", "fewgan-bf16"):
         assert f"\n{variant} " in "\n" + out
-    assert "fewgan / baseline = " in out and "fewgan / baseline-retain = " in out
+    assert "fewgan / baseline = " in out and "fewgan-bf16 / baseline = " in out
+    assert "oneDNN cpu isa:" in out and "AMX in use: " in out
     results = {r["variant"]: r for r in json.loads(out_json.read_text())["results"]}
     assert results["baseline"]["allocator"] == "system"
     assert results["fewgan"]["allocator"].startswith("retain")
+    assert results["fewgan-bf16"]["precision"] == "bf16" and results["fewgan"]["precision"] == "fp32"
+    assert all(r["rounds"] == 2 and len(r["times_s"]) == 2 for r in results.values())  # interleaved rounds
     assert all(r["median_s"] > 0 and r["peak_rss_mb"] > 0 for r in results.values())
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -201,3 +202,17 @@ def test_msssim_identity_pairs_and_streaming():
     assert r["pairs"] == 15 and r["method"] == "all distinct pairs" and 0 < r["msssim"] < 1
     with pytest.raises(ValueError, match="equal shape"):
         M.msssim_pairs(a[:2], a[:3])
+
+
+def test_swd_of_a_constant_generator_is_large_not_nan():
+    """A collapsed generator emitting one flat image has zero descriptor spread; ProGAN's code divides by it.
+    fewgan leaves such a channel unscaled, so the distance is finite and far above a real-vs-real one."""
+    from fewgan.metrics.swd import swd
+
+    g = torch.Generator().manual_seed(0)
+    real = (torch.rand(8, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    flat = torch.full((8, 3, 32, 32), 128, dtype=torch.uint8)
+    cfg = {"patches_per_image": 16, "directions": 16, "repeats": 2}
+    d_flat = swd(real, flat, cfg=cfg)["mean"]
+    d_real = swd(real, (torch.rand(8, 3, 32, 32, generator=g) * 255).to(torch.uint8), cfg=cfg)["mean"]
+    assert math.isfinite(d_flat) and d_flat > 3 * d_real

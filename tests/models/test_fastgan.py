@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,30 @@ def test_offline_reconstruction_loss_is_l1_when_asked_and_labelled(tmp_path, mon
     a, b = real_batch(3, 32, 1), real_batch(3, 32, 2)
     assert torch.allclose(m.recon_distance(a, b), (a - b).abs().flatten(1).mean(1))
     assert m.describe()["recon"]["kind"] == "l1" and m.describe()["recon"]["requested"] == "lpips_vgg"
+
+
+def test_bf16_autocast_step_keeps_fp32_weights_state_and_finite_losses():
+    """train.precision: bf16 runs G, D and the LPIPS reconstruction under CPU autocast; weights, Adam state,
+    the loss reductions and the EMA stay float32."""
+    from fewgan.train.ema import EMA
+    from fewgan.train.step import Nets, train_step
+
+    torch.manual_seed(0)
+    m = FastGAN(dict(SMALL, recon_loss="lpips_untrained"), 64)
+    opts, ema = m.make_optimizers(), EMA(m.G, m.ema_buffers)
+    real = real_batch(4, 64)
+    seen = {}
+    def record(mod, inp, out):
+        seen.setdefault("D_out", out[0] if isinstance(out, tuple) else out)  # returns None: output unchanged
+
+    hook = m.D.register_forward_hook(record)
+    for step in range(2):
+        res = train_step(m, Nets(m.G, m.D, m.D), opts, ema, step=step, reals=lambda j: (real, None),
+                         latents=lambda: m.sample_latents(4), augment=IDENT, batch_size=4,
+                         autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+        assert math.isfinite(res.loss_D) and math.isfinite(res.loss_G)
+    hook.remove()
+    assert seen["D_out"].dtype == torch.bfloat16  # D really ran in bf16
+    assert all(p.dtype == torch.float32 for p in list(m.G.parameters()) + list(m.D.parameters()))
+    assert all(v.dtype == torch.float32 for st in opts["D"].state.values() for k, v in st.items() if k != "step")
+    assert all(p.dtype == torch.float32 for p in ema.module.parameters())

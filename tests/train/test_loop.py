@@ -286,7 +286,7 @@ def test_xflip_flips_some_images_deterministically():
 
 
 def test_bf16_autocast_and_channels_last_switches_run_on_cpu(toy_data, dirs):
-    run = _run(dirs, iterations=2, snapshot_every=2, amp="bf16", channels_last=True).run
-    assert run["amp"] == "bf16" and run["channels_last"] is True
+    run = _run(dirs, iterations=2, snapshot_every=2, precision="bf16", channels_last=True).run
+    assert run["precision"] == "bf16" and run["channels_last"] is True
     snap = torch_load(dirs["out_dir"] / "snapshots" / "snapshot_0000002.pt")
     assert all(v.is_contiguous() for v in snap["G_ema"].values())  # stored in the standard layout

@@ -157,6 +157,10 @@ def normalize_descriptors(desc: torch.Tensor) -> torch.Tensor:
     mean = d.mean(0).mean(1)
     dc = d - mean[None, :, None]
     std = dc.square().mean(0).mean(1).sqrt()
+    # a channel with no spread at all (a generator that outputs one constant image) would divide by zero in
+    # ProGAN's code (NaN); fewgan leaves it unscaled, so such a set sits far from any real set instead of
+    # having no distance. Never happens for real data, so the protocol is unchanged there.
+    std = torch.where(std > 0, std, torch.ones_like(std))
     return dc.mul_((1.0 / std)[None, :, None]).reshape(n, -1)
 
 

@@ -106,8 +106,8 @@ class DCGAN(GANModel):
         with torch.no_grad():
             fake = G(z)
         # separate real and fake minibatches through D (BatchNorm statistics per batch, as in the paper)
-        real_logits = D(augment(real))
-        fake_logits = D(augment(fake.detach()))
+        real_logits = D(augment(real)).float()  # losses reduced in float32 (bf16 autocast)
+        fake_logits = D(augment(fake.detach())).float()
         if self.cfg["loss"] == "hinge":
             loss_real = F.relu(1.0 - real_logits).mean()
             loss_fake = F.relu(1.0 + fake_logits).mean()
@@ -121,7 +121,7 @@ class DCGAN(GANModel):
 
     def generator_loss(self, G: nn.Module, D: nn.Module, z: torch.Tensor, step: int,
                        augment: Augment) -> tuple[torch.Tensor, LossLogs]:
-        logits = D(augment(G(z)))
+        logits = D(augment(G(z))).float()
         if self.cfg["loss"] == "hinge":
             loss = -logits.mean()
         else:

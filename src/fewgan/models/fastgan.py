@@ -305,10 +305,13 @@ class FastGAN(GANModel):
         else:  # R <= 128: the quadrant reconstruction is half the size of the whole-image ones
             dist = torch.cat([rec_fn(torch.cat([rec_big, rec_small]), tgt_full.contiguous(), idx),
                               rec_fn(rec_part, tgt_part.contiguous())])
-        # official: .sum() over the batch of each of the three terms; fewgan default: batch mean
+        # official: .sum() over the batch of each of the three terms; fewgan default: batch mean.
+        # Losses are reduced in float32 (a no-op in fp32 training; under bf16 autocast the logits and LPIPS
+        # distances arrive in bf16)
+        dist, logits_r = dist.float(), logits_r.float()
         recon = dist.sum() if self.parity else dist.sum() / n
         hinge_r = F.relu(torch.rand_like(logits_r) * HINGE_WIDTH + HINGE_LOW - logits_r).mean()
-        logits_f = D(fb, fs)
+        logits_f = D(fb, fs).float()
         hinge_f = F.relu(torch.rand_like(logits_f) * HINGE_WIDTH + HINGE_LOW + logits_f).mean()
         loss = hinge_r + recon + hinge_f
         vals = torch.stack([loss, hinge_r, hinge_f, recon, logits_r.mean(), logits_f.mean()]).detach()
@@ -324,7 +327,7 @@ class FastGAN(GANModel):
         else:
             fb, fs = self._fakes(G, z, augment)
         with _frozen(D):  # no gradients for D's weights from the G step
-            logits = D(fb, fs)
+            logits = D(fb, fs).float()
         loss = -logits.mean()
         return loss, {"loss_G": float(loss.detach().float().cpu())}
 

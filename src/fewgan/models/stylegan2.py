@@ -98,11 +98,11 @@ class StyleGAN2(GANModel):
         c = self.cfg
         with torch.no_grad():
             fake = G(z, style_mixing_prob=float(c["style_mixing_prob"]))
-        fake_logits = D(augment(fake))
+        fake_logits = D(augment(fake)).float()  # losses reduced in float32 (bf16 autocast)
         interval = int(c["r1_interval"])
         do_r1 = float(c["r1_gamma"]) > 0 and step % interval == 0
         real_in = real.detach().requires_grad_(do_r1)
-        real_logits = D(augment(real_in))
+        real_logits = D(augment(real_in)).float()
         loss_fake = F.softplus(fake_logits).mean()   # -log(1 - sigmoid(D(G(z))))
         loss_real = F.softplus(-real_logits).mean()  # -log(sigmoid(D(x)))
         loss = loss_fake + loss_real
@@ -111,7 +111,7 @@ class StyleGAN2(GANModel):
                           "D_real": float(real_logits.detach().mean()), "D_fake": float(fake_logits.detach().mean())}
         if do_r1:
             (grads,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-            r1 = grads.square().sum(dim=[1, 2, 3])
+            r1 = grads.float().square().sum(dim=[1, 2, 3])  # float32 sum of squares (R1 under bf16)
             # R1 * gamma/2 (loss.py), times the interval when lazy (StyleGAN2 paper, Sec. 3.1 / Appendix B)
             loss_r1 = r1.mean() * (float(c["r1_gamma"]) / 2) * interval
             loss = loss + loss_r1
@@ -124,7 +124,7 @@ class StyleGAN2(GANModel):
         c = self.cfg
         mix = float(c["style_mixing_prob"])
         fake = G(z, style_mixing_prob=mix)
-        loss = F.softplus(-D(augment(fake))).mean()  # -log(sigmoid(D(G(z))))
+        loss = F.softplus(-D(augment(fake)).float()).mean()  # -log(sigmoid(D(G(z)))), float32
         logs: LossLogs = {"loss_G": float(loss.detach())}
         interval = int(c["pl_interval"])
         if float(c["pl_weight"]) > 0 and step % interval == 0:
@@ -139,8 +139,8 @@ class StyleGAN2(GANModel):
         n = max(1, z.shape[0] // int(c["pl_batch_shrink"]))
         img, ws = G(z[:n], style_mixing_prob=mix, return_ws=True)
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-        lengths = grads.square().sum(2).mean(1).sqrt()
+        (grads,) = torch.autograd.grad((img.float() * noise.float()).sum(), ws, create_graph=True)
+        lengths = grads.float().square().sum(2).mean(1).sqrt()
         buf = _unwrap(G).pl_mean
         pl_mean = buf.lerp(lengths.mean(), float(c["pl_decay"]))
         with torch.no_grad():

@@ -15,7 +15,9 @@ TRAIN_SCHEMA = strict({
     "log_every": {"type": "integer", "minimum": 1, "description": "log.jsonl row every N iterations"},
     "augment_policy": {"type": "string", "pattern": POLICY_PATTERN,
                        "description": "DiffAugment policy used when the model's block has no augment_policy"},
-    "amp": {"enum": ["auto", "off", "bf16"], "description": "auto: bf16 autocast on CUDA, off on CPU"},
+    "precision": {"enum": ["auto", "fp32", "bf16"],
+                  "description": "bf16: autocast for G and D forward/backward (fp32 weights, optimiser state, "
+                                 "loss reductions, R1, EMA); auto: bf16 on CUDA, fp32 on CPU"},
     "channels_last": {"enum": ["auto", True, False], "description": "NHWC memory format; auto: on for CUDA"},
     "xflip": {"type": "boolean", "description": "random horizontal flip of the real images"},
     "grid_size": {"type": "integer", "minimum": 1, "maximum": 32,

@@ -149,9 +149,10 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     fallbacks: list[str] = []
     device = resolve_device(params["device"], "training", fallbacks, d.local_rank if d.enabled else None)
     cuda = device.type == "cuda"
-    amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and cuda)
+    amp = cfg["precision"] == "bf16" or (cfg["precision"] == "auto" and cuda)
     if amp and cuda and not torch.cuda.is_bf16_supported():
-        fallbacks.append(f"{torch.cuda.get_device_name(device)} lacks bf16: trained in float32 (train.amp={cfg['amp']})")
+        fallbacks.append(f"{torch.cuda.get_device_name(device)} lacks bf16: trained in float32 "
+                         f"(train.precision={cfg['precision']})")
         amp = False
     channels_last = cfg["channels_last"] is True or (cfg["channels_last"] == "auto" and cuda)
     if batch % d.world_size:
@@ -347,7 +348,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         "wall_seconds": round(wall, 3),
         "seconds_per_iteration": round(step_seconds / iterations, 6) if iterations else None,
         "device": str(device), "world_size": d.world_size, "threads": torch.get_num_threads(),
-        "amp": "bf16" if amp else "off", "channels_last": channels_last,
+        "precision": "bf16" if amp else "fp32", "channels_last": channels_last,
         "augment_policy": policy, "augment_policy_source": policy_source, "xflip": cfg["xflip"],
         "ema": {"buffers_averaged": bool(gan.ema_buffers), "beta_at_end": gan.ema_beta(iterations - 1, batch)},
         "n_train_images": int(images.shape[0]), "train_images_sha256": data_sha256,
