@@ -19,7 +19,7 @@ __all__ = ["GANModel", "register_model", "registered_models", "build_model", "lo
            "BUILTIN_MODELS", "SNAPSHOT_FORMAT"]
 
 #: module (under fewgan.models) of every built-in model, by registry name.
-BUILTIN_MODELS = {"fastgan": "fastgan", "stylegan2": "stylegan2", "dcgan": "dcgan"}
+BUILTIN_MODELS = {"fastgan": "fastgan", "stylegan2": "stylegan2", "dcgan": "dcgan", "progan": "progan", "biggan": "biggan"}
 SNAPSHOT_FORMAT = "fewgan.snapshot/1"
 
 
