@@ -73,32 +73,37 @@ def test_registered_schema_and_yaml_agree():
 
 
 # ---- parameter counts -----------------------------------------------------------------------------
-def _nets(res: int, n_classes: int, z_chunk: int = 20) -> tuple[Generator, Discriminator]:
-    c = YAML_CFG
-    G = Generator(res, ch=c["g_ch"], z_chunk=z_chunk, shared_dim=c["shared_dim"], n_classes=n_classes,
-                  attention=c["attention"], bn_eps=c["bn_eps"], sn_eps=c["sn_eps"], init=False)
-    D = Discriminator(res, ch=c["d_ch"], n_classes=n_classes, attention=c["attention"], sn_eps=c["sn_eps"],
-                      init=False)
+def _nets(res: int, n_classes: int, ch: int = 96, attention: int | None = 64) -> tuple[Generator, Discriminator]:
+    c = YAML_CFG  # z_chunk 20, shared_dim 128, eps values of the launch script
+    G = Generator(res, ch=ch, z_chunk=c["z_chunk"], shared_dim=c["shared_dim"], n_classes=n_classes,
+                  attention=attention, bn_eps=c["bn_eps"], sn_eps=c["sn_eps"], init=False)
+    D = Discriminator(res, ch=ch, n_classes=n_classes, attention=attention, sn_eps=c["sn_eps"], init=False)
     return G, D
 
 
-# Counted by running ajbrock/BigGAN-PyTorch@9845943 BigGAN.Generator/Discriminator (G_ch = D_ch = 96,
-# G_shared, shared_dim 128, hier, G_attn = D_attn '64', SN/BN eps as the launch script) and summing
-# p.numel() over .parameters(); dim_z = 20 per chunk (120 at 128 px, 140 at 256, 100 at 64, 80 at 32).
-REFERENCE_COUNTS = {  # (resolution, n_classes): (G, D)
-    (128, 1000): (70_433_988, 87_982_370),  # the reference's 128-px ImageNet configuration
-    (128, 1): (70_306_116, 86_447_906),  # the same with one class (fewgan's unconditional mode)
-    (32, 1000): (9_358_595, 9_836_929),
+# Counted by running ajbrock/BigGAN-PyTorch@9845943 BigGAN.Generator/Discriminator (G_shared, shared_dim 128,
+# hier, dim_z = 20 per chunk: 120 at 128 px, 140 at 256, 100 at 64, 80 at 32) and summing p.numel() over
+# .parameters(). Key: (resolution, n_classes, G_ch = D_ch, G_attn = D_attn) -> (G, D).
+REFERENCE_COUNTS = {
+    (128, 1000, 96, 64): (70_433_988, 87_982_370),  # the reference's 128-px ImageNet configuration
+    (128, 1, 96, 64): (70_306_116, 86_447_906),  # the same with one class (fewgan's unconditional mode)
+    # the other arch tables at small widths (the 32-px one without attention: the reference's 32-px D
+    # table would add an attention block after every block, a quirk not reproduced)
+    (256, 10, 16, 64): (2_722_724, 2_718_770),
+    (64, 1, 16, 32): (2_312_900, 1_223_666),
+    (32, 10, 16, 64): (372_355, 265_409),
+    (128, 10, 8, 32): (697_940, 603_098),
 }
 
 
-@pytest.mark.parametrize("res,n_classes", list(REFERENCE_COUNTS))
-def test_parameter_counts_equal_the_reference(res, n_classes):
-    G, D = _nets(res, n_classes)
+@pytest.mark.parametrize("key", list(REFERENCE_COUNTS), ids=lambda k: "-".join(map(str, k)))
+def test_parameter_counts_equal_the_reference(key):
+    res, n_classes, ch, attention = key
+    G, D = _nets(res, n_classes, ch, attention)
     counts = (count_parameters(G), count_parameters(D))
-    print(f"biggan {res}px, {n_classes} classes: G {counts[0]:,} D {counts[1]:,}")
-    assert counts == REFERENCE_COUNTS[(res, n_classes)]
-    if res == 128:
+    print(f"biggan {res}px, {n_classes} classes, ch {ch}: G {counts[0]:,} D {counts[1]:,}")
+    assert counts == REFERENCE_COUNTS[key]
+    if key == (128, 1000, 96, 64):
         assert G.z_dim == 120 and G.z_chunk == 20
         assert G.resolutions[G.attn_index] == 64 and D.resolutions[D.attn_index] == 64
         # spectral norm keeps its power-iteration vectors as buffers, not parameters
