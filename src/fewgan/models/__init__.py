@@ -25,7 +25,7 @@ SNAPSHOT_RE = re.compile(r"^snapshot_(\d{7})\.pt$")
 def _import_builtin() -> None:
     """Import the built-in models (each registers itself). Plain imports, so that the stage table's
     code dependencies (fewgan.stages.code_deps) see every model module."""
-    from fewgan.models import dcgan, fastgan, stylegan2  # noqa: F401
+    from fewgan.models import biggan, dcgan, fastgan, progan, stylegan2  # noqa: F401
 
 
 def build_model(name: str, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0) -> GANModel:
