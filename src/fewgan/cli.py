@@ -283,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
+    from fewgan.weights import register_cli
+    register_cli(sub)
     return ap
 
 
