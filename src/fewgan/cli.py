@@ -207,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", default=None, metavar="DIR",
                    help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
     from fewgan.data.register import register_cli as dataset_cli
+    from fewgan.weights import register_cli as weights_cli
 
     dataset_cli(sub)  # `fewgan dataset add NAME PATH ...`
+    weights_cli(sub)  # `fewgan weights list | check | install FILE...`
     return ap
 
 
