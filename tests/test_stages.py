@@ -135,3 +135,20 @@ def test_smoke_pipeline_in_process_reads_only_declared_params_and_writes_declare
     # the report stage times itself (it used to record a no-op)
     rec = json.loads((tmp_path / "reports/benchmark/stage.json").read_text())
     assert rec["stage"] == "report" and rec["wall_s"] > 0.05
+
+
+def test_snakemake_threads_never_oversubscribe_the_cpus():
+    from fewgan.stages import snakemake_threads
+
+    train, report = BY_NAME["train"], BY_NAME["report"]
+    for cores in (1, 2, 3, 8, 16, 32, 64):
+        for cpus in (1, 2, 4, 32):
+            for wanted in (1, 2, 8):
+                reserve, real = snakemake_threads(train, wanted, cores, cpus)
+                parallel = cores // reserve  # compute jobs Snakemake can run at once
+                assert real <= min(wanted, cpus, cores) and parallel * real <= max(cpus, 1), (cores, cpus, wanted)
+                assert parallel >= 1
+    assert snakemake_threads(train, 8, 8, 2) == (8, 2)      # --cores 8 on this 2-core machine: one job, 2 threads
+    assert snakemake_threads(train, 8, 32, 32) == (8, 8)    # a 32-core workstation: four 8-thread jobs
+    assert snakemake_threads(report, 8, 8, 2) == (1, 1)
+    assert snakemake_threads(train, 8, 2**31, 2) == (8, 8)  # cluster: the job's own node

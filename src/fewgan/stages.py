@@ -148,6 +148,29 @@ class StageContext:
     threads: int | None = None
 
 
+def snakemake_threads(stage: Stage, wanted: int, cores: int, cpus: int) -> tuple[int, int]:
+    """(threads Snakemake reserves for one job of `stage`, torch threads the job runs with).
+
+    Two torch jobs side by side on too few cores run several times slower each, so the reservation is
+    sized from the machine, not only from `--cores`: a job runs with `real` = min(resources.threads,
+    --cores, CPUs) threads, and reserves enough of Snakemake's `--cores` that at most
+    min(--cores, CPUs) // real compute jobs run at once. `snakemake --cores 8` on a 2-core machine thus
+    runs one 2-thread job at a time; on a 32-core workstation with resources.threads 8 it runs four
+    8-thread jobs. Stages without `threads` (curate, split, select, report) take 1. On a cluster
+    (no local --cores limit) the job asks for `wanted` threads on its own node."""
+    if not stage.threads:
+        return 1, 1
+    if cores >= 4096:  # cluster executors: no shared local cores
+        return wanted, wanted
+    budget = max(1, min(cores, cpus))
+    real = max(1, min(wanted, budget))
+    parallel = max(1, budget // real)
+    reserve = max(1, cores // parallel)  # an even share of --cores per job ...
+    if cores // reserve > parallel:     # ... unless rounding would let one job too many start
+        reserve = cores // (parallel + 1) + 1
+    return max(real, reserve), real
+
+
 def fill(template: str, dataset: str | None = None, model: str | None = None) -> str:
     return template.replace("{dataset}", str(dataset)).replace("{model}", str(model))
 

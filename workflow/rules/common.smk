@@ -7,7 +7,7 @@ import os
 
 from fewgan.dag import command
 from fewgan.names import NAME_PATTERN
-from fewgan.stages import BY_NAME, code_deps
+from fewgan.stages import BY_NAME, code_deps, snakemake_threads
 
 
 DATASETS = config["experiment"]["datasets"]
@@ -66,8 +66,14 @@ def stage_params(name):
             for k in BY_NAME[name].params}
 
 
+def _threads(name):
+    """(reserved, real): see fewgan.stages.snakemake_threads (no two torch jobs share too few cores)."""
+    s = BY_NAME[name]
+    return snakemake_threads(s, THREADS.get(name, 1) if s.threads else 1, workflow.cores or 4096, os.cpu_count() or 1)
+
+
 def stage_threads(name):
-    return THREADS[name] if BY_NAME[name].threads else 1
+    return _threads(name)[0]
 
 
 def stage_resources(name):
@@ -84,5 +90,5 @@ def stage_log(name):
 def stage_shell(name):
     s = BY_NAME[name]
     wild = lambda t: t.replace("{dataset}", "{wildcards.dataset}").replace("{model}", "{wildcards.model}")
-    threads = " --threads {threads}" if s.threads else ""
+    threads = f" --threads {_threads(name)[1]}" if s.threads else ""
     return command(s, wild) + threads + " 2>&1 | tee {log}"

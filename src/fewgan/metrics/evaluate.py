@@ -116,6 +116,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
         "settings": fid_settings(params) | {"fake_seed": seed},
         "seconds": {"stream": stream_seconds, "total": time.perf_counter() - t_start},
         "device": str(device), "threads": torch.get_num_threads(),
+        "snapshot_note": gan.snapshot_note(),
         "fallbacks": fallbacks, "provenance": collect(params, str(device)),
     }
     atomic_write_json(out_dir / "metrics.json", result)

@@ -129,6 +129,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                "seconds": time.perf_counter() - t0, "snapshot": path.relative_to(train_dir).as_posix()}
         if swd_res:
             row["swd_levels"] = swd_res["levels"]
+        if gan.snapshot_note():
+            row["note"] = gan.snapshot_note()
         if test_feats is not None:
             row["fid_test"] = F.fid_from_features(feats, test_feats)
         rows.append(row)
@@ -145,6 +147,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         "dataset": dataset, "model": model, "rows": rows, "feature_extractor": block,
         "selection": {"metric": metric, "why": why, "label": SNAPSHOT_METRICS[metric]["label"]},
         "swd_protocol": S.PROTOCOL if swd_base is not None else None,
+        "snapshot_notes": sorted({r["note"] for r in rows if r.get("note")}),
         "extractor_variant": extractor.variant, "settings": fid_settings(params),
         "kid_subset_size": F.kid_subset_size(int(reals.shape[0]), n_fake,
                                              int(ev["kid"]["max_subset_size"])),

@@ -69,6 +69,9 @@ class GANModel(nn.Module):
 
     #: D steps per G step in one training iteration (BigGAN: 2); each D step gets its own batch of reals.
     d_steps: int = 1
+    #: True when the model uses class labels (set by conditional models; unconditional models ignore labels
+    #: even on a dataset with classes)
+    conditional: bool = False
 
     def __init__(self, cfg: Mapping[str, Any], resolution: int, num_classes: int = 0):
         super().__init__()
@@ -79,11 +82,6 @@ class GANModel(nn.Module):
         self.channels_last = False
         self.G: nn.Module
         self.D: nn.Module
-
-    @property
-    def conditional(self) -> bool:
-        """True when the model uses class labels (a model may stay unconditional on a classed dataset)."""
-        return False
 
     def set_memory_format(self, channels_last: bool) -> None:
         """The loop's train.channels_last: G and D (and the model's own tensors) in NHWC or NCHW."""
@@ -150,6 +148,12 @@ class GANModel(nn.Module):
     def fallbacks(self) -> list[str]:
         """Human-readable fallbacks in force (e.g. 'LPIPS-VGG backbone untrained: ...')."""
         return []
+
+    def snapshot_note(self) -> str | None:
+        """How this snapshot's samples are made when that differs from a plain full-resolution generator
+        (ProGAN before its final resolution: generated smaller and upsampled). Score and evaluate record it
+        per snapshot and the report prints it. Default: None."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Parameter counts and anything a report should show."""

@@ -261,6 +261,13 @@ class ProGAN(GANModel):
         return {"resolution": 2 ** level, "alpha": alpha,
                 "final": level == self.G.max_level and alpha == 1.0, "scoring_rule": SCORING_RULE}
 
+    def snapshot_note(self) -> str | None:
+        g = self.growth_info()
+        if g["final"]:
+            return None
+        return (f"ProGAN snapshot taken at {g['resolution']} px (alpha {g['alpha']:.3f}) of {self.resolution} px: "
+                f"{SCORING_RULE}")
+
     def fallbacks(self) -> list[str]:
         out = []
         if self.num_classes > 1:

@@ -229,6 +229,11 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     # ---- figures -----------------------------------------------------------------------------------
     notes: list[str] = [n for ds in datasets for n in ds.notes] + [n for c in cells for n in c.notes]
+    # how snapshots were sampled where that is not a plain full-resolution generator (ProGAN before its last
+    # level): said once per run, beside the numbers it affects
+    sampling = [f"{c.dataset}/{c.model}: " + "; ".join(((c.scores_meta or {}).get("snapshot_notes") or [])
+                                                       + ([c.metrics["snapshot_note"]] if c.metrics.get("snapshot_note") else []))
+                for c in cells if (c.scores_meta or {}).get("snapshot_notes") or c.metrics.get("snapshot_note")]
     figures: dict[str, list[tuple[str, str]]] = {d: [] for d in ds_names}  # dataset -> [(rel path, caption)]
     grids: list[tuple[str, str]] = []
 
@@ -345,6 +350,8 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         md += [f"**{R._md_cell(cap)}**", "", R.md_img(rel, cap), ""]
     for rel, cap in linked_grids:
         md += [f"- [{R._md_cell(cap)}]({rel})"]
+    if sampling:
+        md += ["", "## How snapshots were sampled", "", R.md_list(sampling)]
     md += ["", "## Stage costs (wall seconds)", "", R.md_table(costs_disp), "",
            "## Not available", "", R.md_list(notes), "",
            "## Fallbacks in force", "", R.md_list(fallbacks), "",
@@ -375,6 +382,8 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if linked_grids:
         sec.append("<ul>" + "".join(f'<li><a href="{R.esc(rel)}">{R.esc(cap)}</a></li>'
                                     for rel, cap in linked_grids) + "</ul>")
+    if sampling:
+        sec += ["<h2>How snapshots were sampled</h2>", R.html_list(sampling)]
     sec += ["<h2>Stage costs (wall seconds)</h2>", R.html_table(costs_disp, "costs")]
     if (fig_dir / "stage_costs.png").is_file() and not cost_note:
         sec.append(R.html_img("figures/stage_costs.png", "stage wall time per dataset × model"))
@@ -384,7 +393,7 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     atomic_write_text(out_dir / "index.html", R.html_document(title, sec))
 
     result = {"stage": "report", "title": title, "experiment": {"datasets": ds_names, "models": models},
-              "ranking": ranking, "selected_by": selected_by,
+              "ranking": ranking, "selected_by": selected_by, "sampling_notes": sampling,
               "summary": rows, "stage_costs": costs.to_dict("records"),
               "figures": {d: [r for r, _ in v] for d, v in figures.items()}, "grids": [r for r, _ in grids],
               "not_available": notes, "fallbacks": fallbacks, "feature_extractor_labels": non_standard,
