@@ -1,8 +1,9 @@
 # The two commands of the README:
 #   make demo   - set up (venv + install) and run the demo benchmark end to end (Snakemake)
 #   make test   - set up and run the test suite (what CI runs)
-# Other targets: make smoke (the whole DAG in a few minutes), make dvc-demo (the same DAG through
-# `dvc repro`), make bench (stage costs on this machine), make clean (pipeline outputs).
+# Other targets: make test-fast (the quick subset: no workflow runs, benchmarks or real data), make smoke
+# (the whole DAG in a few minutes), make dvc-demo (the same DAG through `dvc repro`), make bench (stage
+# costs on this machine), make clean (pipeline outputs).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ CORES ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo smoke dvc-demo test bench clean
+.PHONY: setup demo smoke dvc-demo test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ dvc-demo: setup
 
 test: setup
 	pytest -q --timeout 1500
+
+# a developer's quick subset (< 3 min on 2 cores): no end-to-end workflow runs, no benchmarks, no real data
+test-fast: setup
+	pytest -q --timeout 600 -m "not slow and not shared_data"
 
 bench: setup
 	fewgan bench

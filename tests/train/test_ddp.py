@@ -13,6 +13,10 @@ import torch
 
 from fewgan.io import torch_load
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocess benchmarks / torchrun: not in `make test-fast`
+
 HERE = Path(__file__).resolve().parent
 
 
