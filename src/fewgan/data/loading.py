@@ -64,7 +64,7 @@ def split_classes(split_dir: Path, rows: list[dict] | None = None) -> dict[str, 
     return index
 
 
-def labels_of(split_dir: Path, names: list[str]) -> tuple["torch.Tensor | None", dict[str, int]]:
+def labels_of(split_dir: Path, names: list[str]) -> tuple[torch.Tensor | None, dict[str, int]]:
     """(class indices of the split rows named `names` as a LongTensor, mapping); (None, {}) without classes."""
     rows = read_split(split_dir)
     index = split_classes(split_dir, rows)
