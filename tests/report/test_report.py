@@ -202,3 +202,43 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
     # the inversion headline is MS-SSIM (LPIPS had no pretrained backbone); LPIPS stays in the CSV only
     assert set(s["inversion_headline"]) == {"msssim"}
     assert s["inversion_lpips_first"].notna().all()
+
+
+def test_per_class_table_for_datasets_with_classes(tree):
+    """A conditional run's per_class metrics become one row per class (per_class.csv, README, HTML); an
+    unconditional run on the same classed dataset gets one row saying it has overall metrics only; a
+    dataset without classes adds no rows (and no per_class.csv)."""
+    import json
+
+    split_summary = tree["data"] / "splits" / "faces" / "summary.json"
+    split_summary.write_text(json.dumps({"n_train": 18, "n_test": 2, "classes": {
+        "names": ["cat", "dog"], "index": {"cat": 0, "dog": 1},
+        "counts": {"cat": {"train": 9, "test": 1}, "dog": {"train": 9, "test": 1}}}}))
+    mpath = tree["runs"] / "faces" / "fastgan" / "evaluate" / "metrics.json"
+    m = json.loads(mpath.read_text())
+    m["conditional"] = True
+    m["per_class"] = {
+        "cat": {"index": 0, "n_real_train": 9, "n_real_test": 1, "n_fake": 50, "fid_train": 61.25, "fid_test": None,
+                "kid_train": 3.5, "kid_train_std": 0.5, "kid_test": None, "kid_test_std": None,
+                "swd": {"mean": 12.5}, "swd_real_floor": {"mean": 4.0}, "msssim_fake": 0.3, "msssim_real": 0.25,
+                "notes": ["1 test image(s) of class cat: FID/KID against test not computed (needs >= 2)"]},
+        "dog": {"index": 1, "n_real_train": 9, "n_real_test": 1, "n_fake": 50, "fid_train": 71.75, "fid_test": None,
+                "kid_train": 4.5, "kid_train_std": 0.5, "kid_test": None, "kid_test_std": None,
+                "swd": {"mean": 13.5}, "swd_real_floor": {"mean": 4.5}, "msssim_fake": 0.31, "msssim_real": 0.26,
+                "notes": []}}
+    mpath.write_text(json.dumps(m))
+    result = _run(tree)
+    pc = pd.read_csv(tree["out"] / "per_class.csv")
+    assert list(pc["class"]) == ["cat", "dog", "(all)"] and list(pc["model"]) == ["fastgan", "fastgan", "dcgan"]
+    assert list(pc["fid_train"][:2]) == [61.25, 71.75] and pd.isna(pc["fid_test"][0])
+    assert "unconditional generator" in pc["note"][2] and pc["conditional"].tolist() == [True, True, False]
+    md = (tree["out"] / "README.md").read_text()
+    html = (tree["out"] / "index.html").read_text()
+    assert "### Per class" in md and "61.25" in md and "71.75" in md and "Per class</h3>" in html
+    assert md.index("### Per class") < md.index("## Datasets")  # under the results table
+    assert [r["class"] for r in result["per_class"]] == ["cat", "dog", "(all)"]
+
+
+def test_no_per_class_output_without_classes(built):
+    assert not (built["out"] / "per_class.csv").exists() and "Per class" not in built["md"]
+    assert built["result"]["per_class"] == []

@@ -29,6 +29,7 @@ def toy_data(monkeypatch):
         return images.clone(), list(names)
 
     monkeypatch.setattr(loop, "load_train_images", fake_load)
+    monkeypatch.setattr(loop, "load_train_labels", lambda split_dir, names: (None, {}))  # toy data: no classes
     return calls
 
 

@@ -193,6 +193,7 @@ def test_publish_replaces_old_output_whole_and_failure_leaves_it_intact(toy_data
 def test_too_few_images_sample_with_replacement_and_record_it(monkeypatch, dirs):
     images, names = kit.toy_images(n=3)
     monkeypatch.setattr(loop, "load_train_images", lambda c, s, r: (images, names))
+    monkeypatch.setattr(loop, "load_train_labels", lambda split_dir, names: (None, {}))
     run = _run(dirs, iterations=2, snapshot_every=2).run
     assert any("with replacement" in f for f in run["fallbacks"])
     assert json.loads((dirs["out_dir"] / "run.json").read_text())["fallbacks"] == run["fallbacks"]

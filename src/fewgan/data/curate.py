@@ -5,8 +5,10 @@
 - `out_dir/manifest.csv`: one row per source file (per face in `face` mode), written or skipped, with
   source path and sha256, format, EXIF orientation, colour conversion, landmarks used, crop quad,
   output file and sha256 (file bytes) and pixels_sha256 (decoded pixels; the split is keyed on it),
-  pHash, and the reason for every skipped row;
-- `out_dir/summary.json`: counts, mode, resolution, synthetic flag, notes, fallbacks, provenance;
+  pHash, and the reason for every skipped row; datasets with classes (`classes.from` subfolder/csv,
+  `fewgan.data.classes`) add a last column `class` (images without one: skipped, reason no_class);
+- `out_dir/summary.json`: counts, mode, resolution, synthetic flag, notes, fallbacks, provenance, and for
+  datasets with classes a `classes` block (source, names, written images per class);
 - `out_dir/source/` (synthetic datasets only): the generated raw photos and their landmark file.
 Everything is built in a temporary folder beside `out_dir` and moved into place at the end.
 
@@ -42,6 +44,7 @@ from PIL import Image
 
 from fewgan.io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text, safe_join, sha256_file
 from fewgan.data import align as A
+from fewgan.data.classes import NO_CLASS, class_labels
 from fewgan.data.decode import ImageDecodeError, decode_image
 from fewgan.data.dedup import nearest, phash
 from fewgan.data.landmarks import LandmarkError, get_detector, match_to_images, read_landmarks
@@ -215,7 +218,8 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
         log.warning("dataset %s: landmarks/detector given but mode is %r; they are not used", name, mode)
 
     files = list_files(folder)
-    lm_set = {p.resolve() for p in landmark_files}
+    labels = class_labels(entry, folder)
+    lm_set = {p.resolve() for p in landmark_files} | ({labels.csv_path.resolve()} if labels.csv_path else set())
     files = [(rel, p) for rel, p in files if p.resolve() not in lm_set]
     if not files:
         raise CurateError(f"dataset {name!r}: no files found in {folder}; the source folder is empty "
@@ -271,6 +275,13 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
         base.update(format=d.format, source_size=f"{d.source_size[0]}x{d.source_size[1]}",
                     exif_orientation=d.exif_orientation,
                     conversion="; ".join([c for c in [d.conversion, *d.notes] if c]))
+        if labels.enabled:
+            cls, why = labels.of(rel)
+            if cls is None:
+                log.warning("skipping %s: no class (%s)", rel, why)
+                rows.append(base | {"reason": NO_CLASS, "detail": why})
+                continue
+            base["class"] = cls
         faces = None
         if mode == "face":
             faces = faces_by_file.get(rel)
@@ -338,11 +349,12 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
             + ("; first problems: " + "; ".join(problems) if problems else "")
             + ". Add images, fix the files named, or lower shots/min_images in params/datasets.yaml")
 
+    columns = MANIFEST_COLUMNS + (["class"] if labels.enabled else [])  # classless: the columns of before
     buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, extrasaction="raise", lineterminator="\n")
+    wr = csv.DictWriter(buf, fieldnames=columns, extrasaction="raise", lineterminator="\n")
     wr.writeheader()
     for r in rows:
-        wr.writerow({k: r.get(k, "") for k in MANIFEST_COLUMNS})
+        wr.writerow({k: r.get(k, "") for k in columns})
     atomic_write_text(work / "manifest.csv", buf.getvalue())
 
     notes = []
@@ -357,6 +369,24 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
         notes.append(f"{fmt_mismatch} file(s) whose name suffix does not match their content were decoded by content")
     if upscaled:
         notes.append(f"{upscaled} image(s) were smaller than {res} px and were upsampled")
+    classes_block = None
+    if labels.enabled:
+        per_class = Counter(r["class"] for r in written)
+        unused = labels.unused_rows([rel for rel, _ in files])
+        if unused:
+            msg = (f"labels file {labels.csv_rel} lists {len(unused)} file(s) not found in the image folder "
+                   f"(ignored): {', '.join(unused[:10])}{' ...' if len(unused) > 10 else ''}")
+            log.warning(msg)
+            fallbacks.append(msg)
+        if reasons.get(NO_CLASS):
+            notes.append(f"{reasons[NO_CLASS]} image(s) had no class and were skipped (reason {NO_CLASS} in "
+                         "manifest.csv)")
+        single = sorted(c for c, n in per_class.items() if n < 2)
+        if single:
+            notes.append(f"class(es) {', '.join(single)} have a single image: it is used for training only "
+                         "(no test image of that class)")
+        classes_block = {"from": entry["classes"]["from"], "csv": entry["classes"]["csv"],
+                         "names": sorted(per_class), "counts": dict(sorted(per_class.items()))}
     from fewgan.provenance import collect
 
     summary = {
@@ -384,6 +414,7 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
         "params": {k: entry[k] for k in ("shots", "min_images", "background", "dedup", "min_face_fraction",
                                          "max_pixels", "align")},
         "skipped_steps": ["jpeg_artifact_removal", "super_resolution"] if mode == "face" else [],
+        **({"classes": classes_block} if classes_block is not None else {}),
         "notes": notes,
         "fallbacks": fallbacks,
         "seconds": round(time.perf_counter() - t0, 3),

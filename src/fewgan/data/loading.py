@@ -5,6 +5,10 @@
 `train` refuses, before reading a single pixel, any row whose file name, file sha256 or content hash
 also belongs to a test row (`assert_disjoint`), so the train stage provably never reads a test image.
 `TestImageGuard` lets other readers check arbitrary paths against the test set.
+
+Classes: `load_images(..., with_labels=True)` also returns each image's class index (None for a dataset
+without classes); `split_classes(split_dir)` is the class -> index mapping (sorted class names of
+split.csv, checked against the one recorded in the split's summary.json).
 """
 
 from __future__ import annotations
@@ -34,7 +38,43 @@ def read_split(split_dir: Path) -> list[dict]:
     for i, r in enumerate(rows, start=2):
         if r.get("split") not in SPLITS or not r.get("file") or not r.get("sha256"):
             raise SplitIntegrityError(f"{path}:{i}: malformed row {r!r}; re-run `fewgan split`")
+        if "class" in r and not (r["class"] or "").strip():
+            raise SplitIntegrityError(f"{path}:{i}: row {r['file']} has an empty class; re-run curate/split")
     return rows
+
+
+def split_classes(split_dir: Path, rows: list[dict] | None = None) -> dict[str, int]:
+    """{class name: index} of a split (sorted names; {} when the dataset has no classes). When the split's
+    summary.json records a mapping it must be this one (else the files are from different runs)."""
+    from fewgan.data.classes import class_index
+
+    split_dir = Path(split_dir)
+    rows = read_split(split_dir) if rows is None else rows
+    if not rows or "class" not in rows[0]:
+        return {}
+    index = class_index(r["class"] for r in rows)
+    summary = split_dir / "summary.json"
+    if summary.is_file():
+        from fewgan.io import read_json
+
+        recorded = (read_json(summary).get("classes") or {}).get("index")
+        if recorded is not None and recorded != index:
+            raise SplitIntegrityError(f"{summary}: class mapping {recorded} differs from split.csv's {index}; "
+                                      "re-run `fewgan split`")
+    return index
+
+
+def labels_of(split_dir: Path, names: list[str]) -> tuple[torch.Tensor | None, dict[str, int]]:
+    """(class indices of the split rows named `names` as a LongTensor, mapping); (None, {}) without classes."""
+    rows = read_split(split_dir)
+    index = split_classes(split_dir, rows)
+    if not index:
+        return None, {}
+    by_file = {r["file"]: r["class"] for r in rows}
+    unknown = [n for n in names if n not in by_file]
+    if unknown:
+        raise SplitIntegrityError(f"{Path(split_dir) / 'split.csv'} has no row for {unknown[0]}; re-run curate/split")
+    return torch.tensor([index[by_file[n]] for n in names], dtype=torch.long), index
 
 
 def assert_disjoint(rows: list[dict], *, where: str = "split.csv") -> None:
@@ -78,9 +118,11 @@ def _load_png(path: Path, resolution: int | None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).copy()
 
 
-def load_images(curated_dir: Path, split_dir: Path, which: str,
-                resolution: int | None = None) -> tuple[torch.Tensor, list[str]]:
-    """uint8 tensor (N, 3, R, R) and the file names (relative to curated_dir) of split `which`.
+def load_images(curated_dir: Path, split_dir: Path, which: str, resolution: int | None = None, *,
+                with_labels: bool = False):
+    """uint8 tensor (N, 3, R, R) and the file names (relative to curated_dir) of split `which`; with
+    `with_labels`, a third item: the class indices (LongTensor (N,), mapping `split_classes`), or None
+    when the dataset has no classes.
 
     Every file's sha256 must equal split.csv's (else: re-run curate/split). `resolution`, when given
     and different from the files', resizes with Lanczos (antialiased)."""
@@ -112,4 +154,8 @@ def load_images(curated_dir: Path, split_dir: Path, which: str,
         raise SplitIntegrityError(f"curated images in {curated_dir} have different sizes {sorted(shapes)}; "
                                   "pass `resolution` or re-run curate")
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return batch, names
+    if not with_labels:
+        return batch, names
+    index = split_classes(split_dir, rows)
+    labels = torch.tensor([index[r["class"]] for r in chosen], dtype=torch.long) if index else None
+    return batch, names, labels

@@ -50,6 +50,13 @@ def validate_entry(name: str, entry: Any) -> None:
         raise DatasetConfigError(f"datasets.{name}.source.url is required for source kind 'url'")
     if kind == "synthetic" and not src.get("count"):
         raise DatasetConfigError(f"datasets.{name}.source.count is required for source kind 'synthetic'")
+    classes = entry["classes"]
+    if classes["from"] == "csv" and not classes["csv"]:
+        raise DatasetConfigError(f"datasets.{name}.classes.csv is required with classes.from: csv (the labels "
+                                 "file, columns file,class, relative to the image folder) in params/datasets.yaml")
+    if classes["from"] != "csv" and classes["csv"]:
+        raise DatasetConfigError(f"datasets.{name}.classes.csv is set but classes.from is {classes['from']!r}; "
+                                 "set classes.from: csv to read it, or remove classes.csv (params/datasets.yaml)")
 
 
 def resolve_entry(params: dict, name: str) -> dict:

@@ -16,6 +16,14 @@ sha256 of the decoded pixels, independent of PNG encoder settings) and the seed:
   the largest u becomes test; no train image -> the test image with the smallest u becomes train.
 
 `shots` counts train + test images (FastGAN: 100-shot sets split 90/10).
+
+Datasets with classes (manifest column `class`, see fewgan.data.classes) are split stratified: the
+subset is chosen as above over all images, then the train/test rule (threshold or rank, same u values)
+and its degenerate-draw corrections are applied within each class, so every class with >= 2 images has
+train and test images; a class with a single image keeps it for training (recorded as a fallback).
+split.csv then carries a last column `class`, and summary.json a `classes` block with the class ->
+index mapping (sorted names) and per-class train/test counts. With the threshold method stratifying
+changes nothing but the corrections (each image's side depends on its own hash only).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from fewgan.io import atomic_write_json, atomic_write_text, read_json, safe_join
 
 log = logging.getLogger(__name__)
 
-SPLIT_COLUMNS = ["file", "sha256", "split", "source", "pixels_sha256", "u"]
+SPLIT_COLUMNS = ["file", "sha256", "split", "source", "pixels_sha256", "u"]  # + "class" for datasets with classes
 
 
 class SplitError(RuntimeError):
@@ -46,13 +54,37 @@ def hash_unit(seed: int, purpose: str, key: str) -> float:
 
 
 def assign(keys: list[str], *, shots: int | None, ratio: float, seed: int,
-           method: str = "threshold") -> tuple[dict[str, str], list[str]]:
-    """{key: 'train'|'test'} for the chosen subset of `keys` (content hashes), plus fallbacks."""
+           method: str = "threshold", groups: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """{key: 'train'|'test'} for the chosen subset of `keys` (content hashes), plus fallbacks.
+
+    `groups` ({key: class}) stratifies: the subset is drawn over all keys, the split within each class."""
     uniq = sorted(set(keys))
     if len(uniq) != len(keys):
         raise SplitError("duplicate content hashes among curated images; re-run curate with dedup.exact: true")
     ranked = sorted(uniq, key=lambda k: (hash_unit(seed, "subset", k), k))
     chosen = ranked if shots is None else ranked[:shots]
+    if groups is None:
+        return _split(chosen, ratio=ratio, seed=seed, method=method)
+    missing = [k for k in chosen if k not in groups]
+    if missing:
+        raise SplitError(f"{len(missing)} image(s) have no class (e.g. {missing[0]}); re-run curate")
+    out: dict[str, str] = {}
+    fallbacks: list[str] = []
+    for cls in sorted({groups[k] for k in chosen}):
+        members = [k for k in chosen if groups[k] == cls]
+        if len(members) == 1:
+            out[members[0]] = "train"
+            fallbacks.append(f"class {cls!r} has a single image in the subset: it is a train image, the class has "
+                             "no test image")
+            continue
+        part, fb = _split(members, ratio=ratio, seed=seed, method=method)
+        out.update(part)
+        fallbacks += [f"class {cls!r}: {f}" for f in fb]
+    return {k: out[k] for k in chosen}, fallbacks
+
+
+def _split(chosen: list[str], *, ratio: float, seed: int, method: str) -> tuple[dict[str, str], list[str]]:
+    """The train/test rule on one set of keys (the whole subset, or one class of it)."""
     u = {k: hash_unit(seed, "split", k) for k in chosen}
     if method == "threshold":
         out = {k: ("test" if u[k] >= ratio else "train") for k in chosen}
@@ -112,7 +144,9 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
     seed = int(entry["split"]["seed"])
     by_key = {r["pixels_sha256"]: r for r in rows}
     method = entry["split"]["method"]
-    assignment, fallbacks = assign(list(by_key), shots=shots, ratio=ratio, seed=seed, method=method)
+    classed = _check_classes(entry, dataset, curated_dir, rows)
+    groups = {k: r["class"] for k, r in by_key.items()} if classed else None
+    assignment, fallbacks = assign(list(by_key), shots=shots, ratio=ratio, seed=seed, method=method, groups=groups)
     for fb in fallbacks:
         log.warning("dataset %s: %s", dataset, fb)
     out_rows = []
@@ -121,10 +155,11 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
         out_rows.append({"file": r["file"], "sha256": r["output_sha256"], "split": split,
                          "source": r["source"] + (f"#face{r['face_index']}" if r.get("face_index") not in
                                                   (None, "") else ""),
-                         "pixels_sha256": key, "u": f"{hash_unit(seed, 'split', key):.6f}"})
+                         "pixels_sha256": key, "u": f"{hash_unit(seed, 'split', key):.6f}",
+                         **({"class": r["class"]} if classed else {})})
     out_rows.sort(key=lambda r: (r["split"] != "train", r["file"]))
     buf = io.StringIO()
-    wr = csv.DictWriter(buf, fieldnames=SPLIT_COLUMNS, lineterminator="\n")
+    wr = csv.DictWriter(buf, fieldnames=SPLIT_COLUMNS + (["class"] if classed else []), lineterminator="\n")
     wr.writeheader()
     wr.writerows(out_rows)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +184,9 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
         "rule": ("subset = lowest sha256(seed:subset:pixels_sha256); " + (
             "test iff u = sha256(seed:split:pixels_sha256)/2^64 >= ratio (stable when images are added)"
             if method == "threshold" else
-            "test = the round((1 - ratio) n) images with the largest u (exact count; not stable under additions)")),
+            "test = the round((1 - ratio) n) images with the largest u (exact count; not stable under additions)")
+            + ("; applied within each class (stratified)" if classed else "")),
+        **({"classes": _classes_block(out_rows)} if classed else {}),
         "curated_manifest_sha256": sha256_file(curated_dir / "manifest.csv"),
         "fallbacks": fallbacks,
         "seconds": round(time.perf_counter() - t0, 3),
@@ -157,6 +194,31 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
     }
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _check_classes(entry: dict, dataset: str, curated_dir: Path, rows: list[dict]) -> bool:
+    """Whether the curated images carry classes; refuses a manifest that disagrees with params."""
+    want = entry["classes"]["from"] != "none"
+    have = bool(rows) and "class" in rows[0]
+    if want != have:
+        raise SplitError(f"{curated_dir / 'manifest.csv'} {'has no' if want else 'has a'} class column but "
+                         f"datasets.{dataset}.classes.from is {entry['classes']['from']!r}: the curated images are "
+                         "stale - re-run `fewgan curate` for this dataset")
+    empty = [r["file"] for r in rows if want and not (r.get("class") or "").strip()]
+    if empty:
+        raise SplitError(f"{curated_dir / 'manifest.csv'}: {len(empty)} written image(s) without a class "
+                         f"(e.g. {empty[0]}); re-run `fewgan curate`")
+    return want
+
+
+def _classes_block(out_rows: list[dict]) -> dict:
+    from fewgan.data.classes import class_index
+
+    index = class_index(r["class"] for r in out_rows)
+    counts = {c: {"train": sum(r["class"] == c and r["split"] == "train" for r in out_rows),
+                  "test": sum(r["class"] == c and r["split"] == "test" for r in out_rows)} for c in index}
+    return {"names": list(index), "index": index, "counts": counts, "stratified": True,
+            "mapping": "class index = position of the class name in sorted order (used by training/evaluation)"}
 
 
 def stage(ctx) -> dict:

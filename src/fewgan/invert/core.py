@@ -79,8 +79,13 @@ class InversionResult:
 
 def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance, *, recipe: str = "backtrack",
            steps: int = 1000, lr: float = 0.1, mse_weight: float = 0.2, seed: int = 0,
-           log_every: int = 50, projector: dict | None = None, latent_std: float | None = None) -> InversionResult:
+           log_every: int = 50, projector: dict | None = None, latent_std: float | None = None,
+           labels: torch.Tensor | None = None) -> InversionResult:
     """Optimise one latent per target image (targets in [-1, 1], (N, 3, R, R)).
+
+    `labels`: the targets' class indices; a class-conditional model starts from latents of those classes
+    (`inversion_start(labels=...)`) and keeps them: only z is optimised (the class column gets no gradient,
+    and the projector's noise is not added to it). Unconditional models ignore them.
 
     Deterministic for a given seed: the seed drives `inversion_start`, the projector's noise and (under
     `fork_rng`, so the caller's RNG is untouched) the global RNG that generators with noise inputs draw
@@ -92,17 +97,21 @@ def invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance,
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         return _invert(model, G, target, lpips, recipe=recipe, steps=steps, lr=lr, mse_weight=mse_weight, seed=seed,
-                       log_every=log_every, projector=projector, latent_std=latent_std)
+                       log_every=log_every, projector=projector, latent_std=latent_std, labels=labels)
 
 
 def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance, *, recipe: str, steps: int,
             lr: float, mse_weight: float, seed: int, log_every: int, projector: dict | None,
-            latent_std: float | None) -> InversionResult:
+            latent_std: float | None, labels: torch.Tensor | None = None) -> InversionResult:
     if recipe not in ("backtrack", "projector"):
         raise ValueError(f"invert.recipe = {recipe!r}: choose 'backtrack' or 'projector' (params/invert.yaml)")
     device = target.device
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    start = model.inversion_start(G, target.shape[0], generator=gen, device=device)
+    conditional = bool(getattr(model, "conditional", False))
+    if conditional and labels is not None:
+        start = model.inversion_start(G, target.shape[0], generator=gen, device=device, labels=labels)
+    else:
+        start = model.inversion_start(G, target.shape[0], generator=gen, device=device)
     latent = start.detach().clone().to(device).requires_grad_(True)
     betas = BACKTRACK_BETAS if recipe == "backtrack" else PROJECTOR_BETAS
     opt = torch.optim.Adam([latent], lr=lr, betas=betas)
@@ -130,6 +139,8 @@ def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance
             for group in opt.param_groups:
                 group["lr"] = cur_lr
             noise = torch.randn(latent.shape, generator=gen).to(device) * noise_std
+            if conditional:  # the class travels as the last latent column: never perturb it
+                noise[..., -1] = 0
             images = model.synthesize(G, latent + noise)
         else:
             images = model.synthesize(G, latent)

@@ -6,6 +6,9 @@ Outputs in `out_dir` (runs/D/M/invert/):
                     snapshot.
 * inversion.json  - the same rows, per-image values, loss curves, settings, fallbacks, provenance.
 * reconstructions.png - targets (first row) and the reconstruction at each snapshot (one row each).
+
+Class-conditional generators invert each target with its own class fixed (`inversion_start(labels=...)`,
+the class from split.csv); only z is optimised. inversion.json then lists the class of every image.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ def _load_images(curated_dir: Path, split_dir: Path, which: str, resolution: int
     from fewgan.data.loading import load_images
 
     return load_images(curated_dir, split_dir, which=which, resolution=resolution)
+
+
+def _load_labels(split_dir: Path, names: list[str]) -> tuple[torch.Tensor | None, dict[str, int]]:
+    from fewgan.data.loading import labels_of
+
+    return labels_of(split_dir, names)
 
 
 def _provenance(params: dict, device: str) -> dict:
@@ -101,6 +110,8 @@ def _latent_std(model: Any, G: Any, latent_shape: torch.Size, cfg: dict, fallbac
         return float(hook(G)), f"{type(model).__name__}.inversion_latent_std"
     # W+ latents (n, num_ws, C): the projector's scale refers to one C-dim w vector
     dim = int(latent_shape[-1]) if len(latent_shape) > 2 else int(np.prod(latent_shape[1:]))
+    if getattr(model, "conditional", False):
+        dim -= 1  # the class column is not part of the optimised latent
     msg = (f"projector latent_std: model {type(model).__name__} has no inversion_latent_std(G); using "
            f"sqrt({dim}) (the value for a standard-normal latent of that size)")
     if msg not in fallbacks:
@@ -179,6 +190,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     grid_rows: list[tuple[str, torch.Tensor]] = []
     snapshot_meta: list[dict] = []
     latent_std_source = None
+    set_labels: dict[str, torch.Tensor] = {}  # split -> class index per image (conditional generators only)
+    class_index: dict[str, int] = {}
     for iteration, path in snaps:
         net, G, meta = load_snapshot(path, device)
         if int(meta.get("iteration", iteration)) != iteration:
@@ -195,6 +208,13 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
             if note not in fallbacks:
                 fallbacks.append(note)
         snapshot_meta.append({"iteration": iteration, "path": str(path), "sha256": sha256_file(path)})
+        if net.conditional and not set_labels:
+            for split, _, split_names in sets:
+                y, class_index = _load_labels(Path(split_dir), split_names)
+                if y is None or len(class_index) != net.num_classes:
+                    raise ValueError(f"{path}: the generator is class-conditional ({net.num_classes} classes) but "
+                                     f"{split_dir} has {len(class_index)} class(es); re-run `fewgan train` on this split")
+                set_labels[split] = y
         for split, u8, split_names in sets:
             t0 = time.perf_counter()
             recon_parts, metric_parts, init_losses, final_losses = [], [], [], []
@@ -205,9 +225,12 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                 if cfg["recipe"] == "projector" and latent_std is None:
                     probe = net.inversion_start(G, 1, generator=torch.Generator().manual_seed(0), device=device)
                     latent_std, latent_std_source = _latent_std(net, G, probe.shape, cfg, fallbacks)
+                y = (set_labels[split][start:start + int(cfg["batch_size"])].to(device)
+                     if net.conditional else None)
                 res = invert(net, G, target, lpips, recipe=cfg["recipe"], steps=int(cfg["steps"]),
                              lr=float(cfg["lr"]), mse_weight=float(cfg["mse_weight"]), seed=int(cfg["seed"]),
-                             log_every=int(cfg["log_every"]), projector=cfg["projector"], latent_std=latent_std)
+                             log_every=int(cfg["log_every"]), projector=cfg["projector"], latent_std=latent_std,
+                             labels=y)
                 nb = target.shape[0]
                 recon_parts.append(to_uint8(res.images).cpu())
                 metric_parts.append(reconstruction_metrics(lpips, res.images, target))
@@ -229,6 +252,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                          "loss_final": sum(final_losses) / n, "seconds": round(seconds, 3),
                          "snapshot": path.name})
             per_image.append({"iteration": iteration, "split": split, "names": split_names,
+                              **({"classes": [list(class_index)[i] for i in set_labels[split].tolist()]}
+                                 if net.conditional else {}),
                               **{k: v.tolist() for k, v in metrics.items()}})
             curves.append({"iteration": iteration, "split": split,
                            "loss": [[s, v / n] for s, v in sorted(curve_sum.items())]})
@@ -271,6 +296,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                              "), so LPIPS values measure nothing perceptual: the headline is MS-SSIM (with PSNR "
                              "beside it), which needs no pretrained network; LPIPS stays in inversion.csv, labelled"),
                      "lpips_label": "LPIPS" if lpips_standard else "LPIPS (untrained backbone: not perceptual)"},
+        "class_conditional": bool(set_labels), "class_index": class_index,
         "rows": rows, "per_image": per_image, "loss_curves": curves, "snapshots": snapshot_meta,
         "settings": settings, "fallbacks": fallbacks,
         "provenance": _provenance(params, str(device)),

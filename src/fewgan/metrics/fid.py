@@ -191,8 +191,10 @@ def kid_from_features(fake: torch.Tensor, real: torch.Tensor, *, subsets: int = 
 # ------------------------------------------------------------------------------------------------
 # streaming fakes
 # ------------------------------------------------------------------------------------------------
-def fake_batches(model, G, n: int, *, batch_size: int, seed: int, device: Any = "cpu") -> Iterator[torch.Tensor]:
-    """uint8 fakes in batches: latents from a seeded CPU generator, images rounded to uint8.
+def fake_batches(model, G, n: int, *, batch_size: int, seed: int, device: Any = "cpu",
+                 label: int | None = None) -> Iterator[torch.Tensor]:
+    """uint8 fakes in batches: latents from a seeded CPU generator, images rounded to uint8. `label`: every
+    latent of class `label` (class-conditional models; per-class evaluation), else the model's own draw.
 
     Generators that draw noise from the global RNG (StyleGAN2's per-pixel noise) run under `fork_rng`
     with the global RNG seeded from `seed`, so the same snapshot always gives the same fakes (and the same
@@ -205,7 +207,10 @@ def fake_batches(model, G, n: int, *, batch_size: int, seed: int, device: Any = 
         b = min(batch_size, n - done)
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed((int(seed) * 1_000_003 + done) % 2**63)  # one noise stream per batch position
-            z = model.sample_latents(b, generator=g)
+            if label is None:
+                z = model.sample_latents(b, generator=g)
+            else:
+                z = model.sample_latents(b, generator=g, labels=torch.full((b,), int(label), dtype=torch.long))
             x = model.generate(G, z.to(device))
         if x.dim() != 4 or x.shape[0] != b or x.shape[1] != 3:
             raise ValueError(f"model.generate returned {tuple(x.shape)}, expected ({b}, 3, R, R)")

@@ -129,7 +129,6 @@ class BigGAN(GANModel):
                              f"{resolution}; pick one of them for this model in params")
         c = self.cfg
         self.num_classes = int(num_classes)
-        self.conditional = self.num_classes > 1
         n_embed = self.num_classes if self.conditional else 1
         self.d_steps = int(c["d_steps"])
         self.ema_decay = float(c["ema_decay"])
@@ -139,6 +138,11 @@ class BigGAN(GANModel):
         self.D = Discriminator(self.resolution, ch=int(c["d_ch"]), n_classes=n_embed, attention=c["attention"],
                                sn_eps=float(c["sn_eps"]))
         self.z_dim = self.G.z_dim
+
+    @property
+    def conditional(self) -> bool:
+        """Class-conditional iff the dataset has more than one class (one class = the reference's n_classes=1)."""
+        return self.num_classes > 1
 
     # ---- latents ---------------------------------------------------------------------------------
     def _check_labels(self, labels: torch.Tensor, n: int) -> torch.Tensor:

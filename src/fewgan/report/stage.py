@@ -1,5 +1,6 @@
 """`fewgan report`: build reports/benchmark/ (index.html, README.md, summary.csv, stage_costs.csv,
-report.json, figures/) from the runs of the experiment matrix in params."""
+report.json, figures/, and per_class.csv when a dataset has classes) from the runs of the experiment
+matrix in params."""
 
 from __future__ import annotations
 
@@ -140,6 +141,68 @@ def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
     return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
 
 
+PER_CLASS_COLUMNS = ["dataset", "model", "class", "class_index", "conditional", "n_real_train", "n_real_test",
+                     "n_fake", "fid_train", "fid_test", "kid_train_x1e3", "kid_train_std_x1e3", "kid_test_x1e3",
+                     "kid_test_std_x1e3", "swd_mean_x1e3", "swd_real_floor_x1e3", "msssim_fake", "msssim_real",
+                     "note"]
+
+
+def per_class_rows(cells: list[Cell], datasets: list[DatasetInfo]) -> list[dict]:
+    """One row per class for class-conditional generators (evaluate's per_class); for an unconditional
+    generator on a dataset with classes, one row saying that it has only overall metrics."""
+    classed = {ds.name: ((ds.split_summary or {}).get("classes") or {}).get("names") for ds in datasets}
+    rows: list[dict] = []
+    for c in cells:
+        pc = c.metrics.get("per_class")
+        if isinstance(pc, dict) and pc:
+            for name, m in pc.items():
+                rows.append({
+                    "dataset": c.dataset, "model": c.model, "class": name, "class_index": m.get("index"),
+                    "conditional": True, "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
+                    "n_fake": m.get("n_fake"), "fid_train": _num(m.get("fid_train")), "fid_test": _num(m.get("fid_test")),
+                    "kid_train_x1e3": _num(m.get("kid_train")), "kid_train_std_x1e3": _num(m.get("kid_train_std")),
+                    "kid_test_x1e3": _num(m.get("kid_test")), "kid_test_std_x1e3": _num(m.get("kid_test_std")),
+                    "swd_mean_x1e3": _swd_mean(m.get("swd")), "swd_real_floor_x1e3": _swd_mean(m.get("swd_real_floor")),
+                    "msssim_fake": _num(m.get("msssim_fake")), "msssim_real": _num(m.get("msssim_real")),
+                    "note": "; ".join(m.get("notes") or []) or None})
+        elif classed.get(c.dataset):
+            rows.append({k: None for k in PER_CLASS_COLUMNS} | {
+                "dataset": c.dataset, "model": c.model, "class": "(all)", "conditional": False,
+                "note": (f"unconditional generator: trained on all {len(classed[c.dataset])} classes "
+                         f"({', '.join(classed[c.dataset])}) as one set; overall metrics only")})
+    return rows
+
+
+def _per_class_display(rows: list[dict], decimals: int) -> pd.DataFrame:
+    f = lambda v: R.fmt(v, decimals)  # noqa: E731
+
+    def pm(a, b):
+        return "n/a" if a is None or pd.isna(a) else (f(a) + ("" if b is None or pd.isna(b) else f" ± {f(b)}"))
+
+    out = []
+    for r in rows:
+        if not r["conditional"]:
+            out.append({"dataset": r["dataset"], "model": r["model"], "class": r["class"], "real train / test": "",
+                        "FID train": "", "FID test": "", "KID×10³ train": "", "KID×10³ test": "",
+                        "SWD×10³ mean (real floor)": "", "MS-SSIM fake (real)": "", "note": r["note"]})
+            continue
+        out.append({
+            "dataset": r["dataset"], "model": r["model"], "class": r["class"],
+            "real train / test": f"{R.fmt(r['n_real_train'])} / {R.fmt(r['n_real_test'])}",
+            "FID train": f(r["fid_train"]), "FID test": f(r["fid_test"]),
+            "KID×10³ train": pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"]),
+            "KID×10³ test": pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"]),
+            "SWD×10³ mean (real floor)": f"{f(r['swd_mean_x1e3'])} ({f(r['swd_real_floor_x1e3'])})",
+            "MS-SSIM fake (real)": f"{R.fmt(r['msssim_fake'], 4)} ({R.fmt(r['msssim_real'], 4)})",
+            "note": r["note"] or ""})
+    return pd.DataFrame(out)
+
+
+PER_CLASS_CAPTION = ("Class-conditional generators are also evaluated per class: fakes of one class against the "
+                     "real images of that class (few real images per class: these numbers are noisier than the "
+                     "overall ones, which rank and select). Full precision: per_class.csv.")
+
+
 def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
     """The human-facing results table: the feature-extractor label sits right next to the FID values."""
     f = lambda v: R.fmt(v, decimals)  # noqa: E731
@@ -224,6 +287,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     ranking = rank_models(rows)
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
+    pc_rows = per_class_rows(cells, datasets)
+    if pc_rows:
+        atomic_write_text(out_dir / "per_class.csv",
+                          pd.DataFrame(pc_rows, columns=PER_CLASS_COLUMNS).to_csv(index=False, lineterminator="\n"))
     costs = stage_costs(datasets, cells)
     atomic_write_text(out_dir / "stage_costs.csv", costs.to_csv(index=False, lineterminator="\n"))
 
@@ -337,7 +404,10 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
            "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
            "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
            "are ×10³.", "", R.md_table(display), "",
-           "Full precision: [summary.csv](summary.csv).", "", "## Datasets", "", R.md_table(ds_table), ""]
+           "Full precision: [summary.csv](summary.csv).", ""]
+    if pc_rows:
+        md += ["### Per class", "", PER_CLASS_CAPTION, "", R.md_table(_per_class_display(pc_rows, decimals)), ""]
+    md += ["## Datasets", "", R.md_table(ds_table), ""]
     if cfg["include_paper_table"]:
         md += ["## Published numbers (for reference only)", "", paper_caption, "", R.md_table(paper), ""]
     md += ["## Figures", ""]
@@ -368,8 +438,11 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             "<p>Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
             "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
             "are ×10³. Full precision: "
-            '<a href="summary.csv">summary.csv</a>.</p>', R.html_table(display, "results"),
-            "<h2>Datasets</h2>", R.html_table(ds_table)]
+            '<a href="summary.csv">summary.csv</a>.</p>', R.html_table(display, "results")]
+    if pc_rows:
+        sec += ["<h3>Per class</h3>", f"<p>{R.esc(PER_CLASS_CAPTION)}</p>",
+                R.html_table(_per_class_display(pc_rows, decimals), "per-class")]
+    sec += ["<h2>Datasets</h2>", R.html_table(ds_table)]
     if cfg["include_paper_table"]:
         sec += ['<div class="paper"><h2>Published numbers (for reference only)</h2>',
                 f"<p>{R.esc(paper_caption)}</p>", R.html_table(paper, "paper"), "</div>"]
@@ -394,7 +467,7 @@ def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     result = {"stage": "report", "title": title, "experiment": {"datasets": ds_names, "models": models},
               "ranking": ranking, "selected_by": selected_by, "sampling_notes": sampling,
-              "summary": rows, "stage_costs": costs.to_dict("records"),
+              "summary": rows, "per_class": pc_rows, "stage_costs": costs.to_dict("records"),
               "figures": {d: [r for r, _ in v] for d, v in figures.items()}, "grids": [r for r, _ in grids],
               "not_available": notes, "fallbacks": fallbacks, "feature_extractor_labels": non_standard,
               "synthetic_datasets": synthetic, "provenance": prov}

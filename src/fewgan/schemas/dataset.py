@@ -61,4 +61,10 @@ DATASET_SCHEMA = strict({
         "supersample": {"type": "integer", "minimum": 1, "maximum": 8},
         "padding": {"type": "boolean"},
     }),
+    "classes": strict({
+        "from": {"enum": ["none", "subfolder", "csv"],
+                 "description": "where each image's class comes from: none, its first sub-folder, or a CSV"},
+        "csv": {"type": ["string", "null"], "minLength": 1,
+                "description": "with from: csv, the labels file (columns file,class) relative to the image folder"},
+    }),
 })

@@ -26,6 +26,14 @@ def load_train_images(curated_dir: Path, split_dir: Path, resolution: int) -> tu
     return images, list(names)
 
 
+def load_train_labels(split_dir: Path, names: list[str]) -> tuple[torch.Tensor | None, dict[str, int]]:
+    """(class index of each training image named in `names`, class -> index mapping of the split), or
+    (None, {}) for a dataset without classes (fewgan.data.loading.labels_of)."""
+    from fewgan.data.loading import labels_of
+
+    return labels_of(split_dir, names)
+
+
 def images_sha256(images: torch.Tensor, names: list[str]) -> str:
     """sha256 of the training set (names and pixels): part of the resume guard and of run.json."""
     h = hashlib.sha256("\n".join(names).encode())

@@ -41,7 +41,7 @@ from fewgan.images import save_grid
 from fewgan.models import GANModel, build_model
 from fewgan.train import ddp
 from fewgan.train import checkpoint as ckpt
-from fewgan.train.data import Batches, images_sha256, load_train_images
+from fewgan.train.data import Batches, images_sha256, load_train_images, load_train_labels
 from fewgan.train.diffaugment import augment, parse_policy
 from fewgan.train.ema import EMA
 from fewgan.train.state import capture_rng, derive_seed, generator, params_hash, restore_rng
@@ -119,6 +119,21 @@ def _stop_on_signals(enabled: bool):
             signal.signal(s, h)
 
 
+def class_record(gan: GANModel, model: str, class_index: dict[str, int], labels: torch.Tensor | None) -> dict:
+    """run.json's class fields: the dataset's classes and mapping, and whether the model used them."""
+    names = list(class_index)
+    counts = ({c: int((labels == i).sum()) for c, i in class_index.items()} if labels is not None else {})
+    if not names:
+        use = "dataset has no classes"
+    elif gan.conditional:
+        use = f"class-conditional: trained on the {len(names)} classes (label = last latent column)"
+    else:
+        use = (f"{model} is unconditional: the dataset's {len(names)} class label(s) are ignored "
+               "(trained on all images as one set)")
+    return {"num_classes": gan.num_classes, "conditional": bool(gan.conditional), "classes": names,
+            "class_index": dict(class_index), "train_images_per_class": counts, "class_use": use}
+
+
 def run(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
         work_dir: Path, threads: int) -> dict:
     """Train `model` on the training split of `dataset`; return run.json's content."""
@@ -163,15 +178,18 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
 
     # ---- data: the training split only -----------------------------------------------------------
     images, names = load_train_images(curated_dir, split_dir, R)
+    labels, class_index = load_train_labels(split_dir, names)
+    num_classes = len(class_index)  # 0 without classes; conditional models use them, the others ignore them
     data_sha256 = images_sha256(images, names)
-    batches = Batches(images, local_batch, seed, d.rank, d.world_size, cfg["xflip"], device, channels_last)
+    batches = Batches(images, local_batch, seed, d.rank, d.world_size, cfg["xflip"], device, channels_last,
+                      labels=labels)
     if batches.with_replacement:
         fallbacks.append(f"only {images.shape[0]} training images for a per-process batch of {local_batch}: "
                          "each batch is drawn with replacement")
 
     # ---- model, optimisers, EMA (identical initial weights on every rank) --------------------------
     torch.manual_seed(seed)
-    gan = build_model(model, model_cfg, R).to(device)
+    gan = build_model(model, model_cfg, R, num_classes).to(device)
     gan.set_memory_format(channels_last)
     opts = gan.make_optimizers()
     if not isinstance(opts, dict) or set(opts) != {"G", "D"}:
@@ -200,6 +218,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                    "seed": seed, "augment_policy": policy, "world_size": d.world_size,
                    "train": {k: v for k, v in cfg.items() if k not in NON_TRAJECTORY_KEYS},
                    "data_sha256": data_sha256}
+    if class_index:  # only datasets with classes: a classless run keeps its hash (and stays resumable)
+        hash_inputs["classes"] = {"index": class_index, "labels": labels.tolist()}
     phash = params_hash(hash_inputs)
     resume_path = work_dir / "resume.pt"
     state, why = ckpt.load_resume(resume_path, phash, hash_inputs, iterations)
@@ -246,7 +266,11 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     gan.G.train()
     gan.D.train()
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
-    fixed_z = gan.sample_latents(cfg["grid_size"] ** 2, generator=generator(seed, "fixed_z"), device="cpu").to(device)
+    n_grid = cfg["grid_size"] ** 2
+    # conditional models: one class per grid row (cycling through the classes)
+    grid_labels = ((torch.arange(n_grid) // cfg["grid_size"]) % gan.num_classes) if gan.conditional else None
+    fixed_z = gan.sample_latents(n_grid, generator=generator(seed, "fixed_z"), device="cpu",
+                                 labels=grid_labels).to(device)
 
     def write_resume(it: int) -> None:
         rngs = ddp.all_gather_object(d, capture_rng(gens))
@@ -358,12 +382,15 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         "last_log": log_rows[-1] if log_rows else None, "model_describe": info,
         "fallbacks": list(dict.fromkeys(fallbacks)),
         "snapshots": snapshots, "samples": samples,
+        **class_record(gan, model, class_index, labels),
     }
     if d.is_main:
         from fewgan.provenance import collect
 
         steps = cfg["interpolation_steps"]
-        z01 = gan.sample_latents(2, generator=generator(seed, "interpolation"), device="cpu")
+        # conditional models: both ends of one class (class 0), so only z is interpolated, not the class column
+        end_labels = torch.zeros(2, dtype=torch.long) if gan.conditional else None
+        z01 = gan.sample_latents(2, generator=generator(seed, "interpolation"), device="cpu", labels=end_labels)
         w = torch.linspace(0, 1, steps).view(steps, *([1] * (z01.dim() - 1)))
         z = ((1 - w) * z01[:1] + w * z01[1:]).to(device)  # linear path in latent space
         save_grid(work_dir / "interpolation.png",
