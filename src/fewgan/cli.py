@@ -6,12 +6,25 @@ and/or `--model` by its scope, one option per input path (defaults: the table's 
 `stage.json` (wall time, CPU time, peak memory) into its output directory, last.
 
 Names and paths from the command line are checked before anything runs: names must follow
-fewgan.names.NAME_RULE and exist in the params; every path must stay inside the working directory.
+fewgan.names.NAME_RULE and exist in the params; every path must stay inside the working directory, and
+each of its parts must follow the name rule too.
+
+One writer per output: a stage command holds an exclusive lock (`fcntl.flock`) on each folder it writes
+(`--out`, and train's `--work`) while it runs, in `.fewgan/locks/` (never inside a declared output or a
+data dependency). A second process for the same output - another engine, a second Snakemake/DVC run, a
+manual call - is refused at once, naming the output and the holder's PID (exit code 4); it does not wait,
+so a double-scheduled job is visible instead of silently overwriting results the first engine recorded.
+A stage's previous `stage.json` is removed when it starts, so `stage.json` always means "this output
+folder was finished by one complete run".
+
+Exit codes: 0 done; 2 bad command line or params; 3 the stage stopped with an error that explains itself
+(damaged input, full disk, ...); 4 the output is busy (another fewgan process is writing it).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -67,15 +80,65 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
 
 
 def _safe_path(value: str, option: str) -> Path:
-    """A path from the command line, refused when it is absolute or leaves the working directory."""
+    """A path from the command line (or a params key naming a folder fewgan writes), refused when it is
+    absolute, leaves the working directory (`..`, symlinks) or has a part that breaks the name rule."""
     from fewgan.io import UnsafePathError, safe_join
+    from fewgan.names import NAME_RULE, is_valid_name
 
+    rule = f"every fewgan path is relative to the project directory {Path.cwd()} and stays inside it"
     try:
         safe_join(Path.cwd(), value)
     except UnsafePathError as exc:
-        raise UnsafePathError(f"{option} {exc}; every fewgan path is relative to the project directory "
-                              f"{Path.cwd()}") from None
+        raise UnsafePathError(f"{option} {exc}; {rule}") from None
+    parts = Path(value).parts
+    bad = next((part for part in parts if not is_valid_name(part)), None)
+    if not parts or bad is not None:
+        why = f"path part {bad!r} is not allowed: each part must be {NAME_RULE}" if parts else "empty path"
+        raise UnsafePathError(f"{option} {value!r}: {why}; {rule}")
     return Path(value)
+
+
+class OutputBusyError(RuntimeError):
+    """Another fewgan process holds the lock of an output this command would write."""
+
+
+#: where the per-output lock files live (relative to the project directory)
+LOCK_DIR = Path(".fewgan") / "locks"
+
+
+@contextlib.contextmanager
+def _output_locks(outputs: list[tuple[str, Path]]):
+    """Hold an exclusive, non-blocking flock per output folder for the duration of the block; raise
+    OutputBusyError naming the output and the holder when one is taken. The kernel drops the lock when the
+    holder exits, even on SIGKILL, so a killed run never leaves a stale lock behind."""
+    import datetime as dt
+    import fcntl
+
+    held: list[int] = []
+    try:
+        for option, path in outputs:
+            key = os.path.relpath(path.resolve(), Path.cwd().resolve()).replace(os.sep, "+")
+            lock = LOCK_DIR / f"{key}.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                os.close(fd)
+                raise OutputBusyError(
+                    f"{option} {path} is being written by another fewgan process "
+                    f"({holder or 'PID unknown: it is just starting'}); two writers would interleave their "
+                    f"files, so this one stops. Wait for that process to finish (or stop it), then re-run. "
+                    f"Lock file: {lock}") from None
+            held.append(fd)
+            os.ftruncate(fd, 0)
+            now = dt.datetime.now().isoformat(timespec="seconds")
+            os.pwrite(fd, f"PID {os.getpid()}: fewgan {' '.join(_ARGV)} (since {now})\n".encode(), 0)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)  # releases the flock
 
 
 def _params(args) -> dict:
@@ -91,6 +154,15 @@ def _params(args) -> dict:
         name = getattr(args, key, None)
         if name is not None and name not in params[names]:
             raise ParamsError(f"{args.params}: no {key} named {name!r} (known: {sorted(params[names])})")
+    from fewgan.params import WRITE_PATH_KEYS, lookup
+
+    for key, kind in (("datasets", "dataset"), ("models", "model")):  # the matrix `report` turns into paths
+        for name in (params.get("experiment") or {}).get(key) or []:
+            check_name(name, kind, f"{args.params}: experiment.{key}")
+    for key in WRITE_PATH_KEYS:  # folders the stages write into, named by params (active.yaml may be hand-edited)
+        value = lookup(params, key)
+        if value is not None:
+            _safe_path(str(value), f"{args.params}: {key}")
     return params
 
 
@@ -116,7 +188,13 @@ def cmd_stage(args) -> None:
     module, func = stage.entry.split(":")
     entry = getattr(importlib.import_module(module), func)
     ctx = StageContext(params=params, dataset=d, model=m, out=out, paths=paths, threads=threads)
-    run_stage(stage.name, out, lambda: entry(ctx), threads, allocator)
+    writes = [("--out", out)] + [(opt(n), paths[n]) for n in stage.scratch]
+    main_rank = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 holds the locks for the group
+    with _output_locks(writes if main_rank else []):
+        if main_rank:  # a previous run's record must not vouch for what this run leaves half done
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                (out / "stage.json").unlink()
+        run_stage(stage.name, out, lambda: entry(ctx), threads, allocator)
     record = os.environ.get("FEWGAN_RECORD_MODULES")
     if record:  # tests: which fewgan modules did this stage really load? (checked against code_deps)
         import json
@@ -133,7 +211,7 @@ def cmd_params(args) -> None:
         p = load_active(_safe_path(args.out, "--out"))
         print(f"{args.out}: up to date (profile {p['profile']})")
         return
-    params = write_active(args.profile, Path(args.params_dir), _safe_path(args.out, "--out"),
+    params = write_active(args.profile, _safe_path(args.params_dir, "--params-dir"), _safe_path(args.out, "--out"),
                           datasets=args.datasets, models=args.models)
     exp = params["experiment"]
     print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}")
@@ -143,16 +221,19 @@ def cmd_dag(args) -> None:
     from fewgan.dag import check_dvc_yaml, write_dvc_yaml
 
     if args.check:
-        check_dvc_yaml(Path(args.dvc_yaml))
+        check_dvc_yaml(_safe_path(args.dvc_yaml, "--dvc-yaml"))
         print(f"{args.dvc_yaml}: matches the stage table")
     else:
-        write_dvc_yaml(Path(args.dvc_yaml))
+        write_dvc_yaml(_safe_path(args.dvc_yaml, "--dvc-yaml"))
         print(f"wrote {args.dvc_yaml} from the stage table (src/fewgan/stages.py)")
 
 
 def cmd_bench(args) -> None:
     from fewgan import bench
 
+    for option in ("params", "json", "compare"):
+        if getattr(args, option) is not None:
+            _safe_path(getattr(args, option), f"--{option}")
     bench.main(args)
 
 
@@ -220,15 +301,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_ARGV)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from fewgan.io import UnsafePathError
+    from fewgan.io import DISK_FULL, UnsafePathError
     from fewgan.names import InvalidNameError
     from fewgan.params import ParamsError
 
     try:
+        if args.command == "dataset":  # `fewgan dataset add` appends to <params-dir>/datasets.yaml
+            _safe_path(args.params_dir, "--params-dir")
         args.fn(args)
     except (ParamsError, UnsafePathError, InvalidNameError, FileNotFoundError) as exc:
         print(f"fewgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OutputBusyError as exc:
+        print(f"fewgan {args.command}: busy: {exc}", file=sys.stderr)
+        return 4
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # the message names the file; nothing half-written was left
+            print(f"fewgan {args.command}: error: {exc}", file=sys.stderr)
+            return 3
+        raise
     except Exception as exc:  # stage errors that explain themselves (diverged, interrupted, bad data)
         if type(exc).__name__ in _SELF_EXPLAINING:
             print(f"fewgan {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -241,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
 _SELF_EXPLAINING = {"TrainingDivergedError", "TrainingInterrupted", "DatasetConfigError", "CurateError",
                     "ImageDecodeError", "LandmarkError", "DetectorUnavailable", "SplitIntegrityError",
                     "SourceError", "SplitError", "ReportInputError", "WeightsUnavailableError",
-                    "WeightsChecksumError", "DagMismatchError", "DatasetAddError"}
+                    "WeightsChecksumError", "DagMismatchError", "DatasetAddError", "CheckpointError",
+                    "ScoresError"}
 
 
 if __name__ == "__main__":  # pragma: no cover

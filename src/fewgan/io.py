@@ -8,6 +8,8 @@ half-written file at a final path.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import io
 import json
@@ -16,6 +18,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +27,24 @@ import yaml
 
 class UnsafePathError(ValueError):
     """A path from params or a file tried to escape the directory it must stay in."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint (snapshot, resume state, cache, weights) is truncated, corrupt, or holds more than
+    tensors and plain types; the message names the file and what to do."""
+
+
+#: errors of a full disk or quota: `atomic_path`/`atomic_dir` re-raise them naming the file being written
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _disk_full(exc: OSError, final: Path) -> OSError:
+    reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+    inner = f" (at {exc.filename})" if exc.filename and str(exc.filename) != str(final) else ""
+    err = OSError(exc.errno, f"{reason} while writing {final}{inner}; nothing was replaced (its previous "
+                             "content, if any, is intact): free space and re-run", str(final))
+    err.reason = reason  # type: ignore[attr-defined]
+    return err
 
 
 def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
@@ -40,15 +61,27 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success move it into place, else delete it."""
+    """Yield a temporary path next to `path` (`.NAME.tmp-PID-*`); on success move it into place, else
+    delete it. Temporary files of killed writers of the same name (process gone) are removed first; a
+    full disk is reported naming `path`."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    prefix = f".{final.name}.tmp-"
+    for stale in final.parent.glob(glob.escape(prefix) + "*"):
+        pid = stale.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and stale.is_file():
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent)
     os.close(fd)
     tmp_p = Path(tmp)
     try:
         yield tmp_p
         os.replace(tmp_p, final)
+    except OSError as exc:
+        tmp_p.unlink(missing_ok=True)
+        if exc.errno in DISK_FULL:
+            raise _disk_full(exc, final) from exc
+        raise
     except BaseException:
         tmp_p.unlink(missing_ok=True)
         raise
@@ -86,6 +119,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in DISK_FULL:
+            raise _disk_full(exc, final) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -155,11 +193,47 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _zip_damage(path: Path) -> str | None:
+    """Why the zip container of a torch file is damaged, or None. torch.load checks no CRC: a flipped
+    byte in a tensor would load silently as a wrong value, so every member's CRC-32 is checked here."""
+    if not zipfile.is_zipfile(path):
+        return None  # truncated (no central directory) or legacy format: torch.load decides
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, struct/zlib errors of a damaged archive
+        return f"damaged zip structure ({type(exc).__name__}: {exc})"
+    return f"member {bad} fails its CRC-32 check" if bad else None
+
+
 def torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """The one way fewgan reads checkpoints: tensors and plain types only."""
+    """The one way fewgan reads checkpoints: tensors and plain types only (weights_only=True), after a
+    CRC-32 check of the whole file. Raises CheckpointError naming the file when it is damaged or holds
+    anything else (a pickle that would run code is refused, never executed)."""
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    why = _zip_damage(p)
+    if why:
+        raise CheckpointError(f"{p}: {why}: the file is corrupt; delete it and re-run the stage that writes it")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0] if lines else "")
+        what = ("it references Python code that would run when the file is unpickled" if "GLOBAL" in detail else
+                "it is corrupt, or a pickle of Python objects that could run code when loaded")
+        raise CheckpointError(f"{p}: refused: not a plain tensor checkpoint ({detail[:160]}): {what}. fewgan only "
+                              "reads tensors and plain types (weights_only=True) and never runs code from a "
+                              "file; delete it and re-create it with the fewgan stage that writes it") from None
+    except Exception as exc:  # noqa: BLE001 - truncated / not a torch file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {first}): it is truncated "
+                              "or corrupt; delete it and re-run the stage that writes it") from None
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

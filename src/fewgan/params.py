@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import jsonschema
@@ -46,6 +46,21 @@ ACTIVE_HEADER = (
 
 class ParamsError(ValueError):
     """Invalid parameters; the message names the file and the key."""
+
+
+#: params keys naming folders the stages write into: relative paths inside the project only (checked by
+#: `validate` and again by the CLI on params/active.yaml, which may have been edited by hand)
+WRITE_PATH_KEYS = ("evaluation.feature_cache_dir", "evaluation.weights.cache_dir")
+
+
+def lookup(params: dict, dotted: str) -> Any:
+    """params["a"]["b"] for "a.b"; None when a level is missing."""
+    node: Any = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def profiles(params_dir: Path = PARAMS_DIR) -> list[str]:
@@ -224,6 +239,12 @@ def validate(params: dict, origin: dict[str, str] | None = None) -> None:
             problems.append(f"{_where(['experiment', 'models'], origin)}: experiment.models names unknown "
                             f"model '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else
                                                  f"; registered: {sorted(models)}"))
+    for key in WRITE_PATH_KEYS:
+        value = lookup(params, key)
+        parts = PurePath(value).parts if isinstance(value, str) else ()
+        if isinstance(value, str) and (not parts or PurePath(value).is_absolute() or ".." in parts):
+            problems.append(f"{_where(key.split('.'), origin)}: {key} = {value!r}: fewgan writes into this folder, "
+                            "so it must be a relative path inside the project (not absolute, no '..')")
     for name, ds in params.get("datasets", {}).items():
         if not isinstance(ds, dict):
             continue

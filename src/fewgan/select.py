@@ -12,6 +12,7 @@ snapshot is copied to `generator.pt`; `best.json` records the metric, why it was
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from pathlib import Path
@@ -29,6 +30,10 @@ SNAPSHOT_METRICS: dict[str, dict[str, Any]] = {
     "kid": {"label": "KID×10³", "pretrained": True, "then": ("fid",)},
     "swd": {"label": "SWD×10³ (mean over pyramid levels)", "pretrained": False, "then": ()},
 }
+
+
+class ScoresError(ValueError):
+    """scores.csv (or scores.json) is damaged or the two disagree; the message names the file."""
 
 
 def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
@@ -66,23 +71,49 @@ def read_scores(path: Path) -> list[dict]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: missing; run `fewgan score` first")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"iteration", "fid", "kid", "snapshot"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: columns {sorted(missing)} missing; re-run `fewgan score`")
-        for r in reader:
-            try:
-                row: dict[str, Any] = {"iteration": int(r["iteration"]), "snapshot": r["snapshot"]}
-                for k in ("fid", "kid", "kid_std", "swd", "fid_test"):
-                    v = r.get(k)
-                    row[k] = float(v) if v not in (None, "") else None
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: row {reader.line_num} is damaged ({exc}); re-run `fewgan score`") from None
-            rows.append(row)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = {"iteration", "fid", "kid", "snapshot"} - set(reader.fieldnames or [])
+            if missing:
+                raise ScoresError(f"{path}: columns {sorted(missing)} missing; re-run `fewgan score`")
+            for line, r in enumerate(reader, start=2):
+                try:  # a damaged row (truncated, corrupted bytes) must never be read as a different score
+                    if None in r or None in r.values():
+                        raise ValueError(f"{len(reader.fieldnames or [])} fields expected")
+                    row: dict[str, Any] = {"iteration": int(r["iteration"]), "snapshot": r["snapshot"]}
+                    for k in ("fid", "kid", "kid_std", "swd", "fid_test"):
+                        v = r.get(k)
+                        row[k] = float(v) if v not in (None, "") else None
+                except ValueError as exc:
+                    raise ScoresError(f"{path}:{line}: damaged row ({exc}); re-run `fewgan score`") from None
+                rows.append(row)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ScoresError(f"{path}: unreadable ({exc}); re-run `fewgan score`") from None
     if not rows:
-        raise ValueError(f"{path}: no rows; re-run `fewgan score`")
+        raise ScoresError(f"{path}: no rows; re-run `fewgan score`")
     return rows
+
+
+def _same(a: Any, b: Any) -> bool:
+    """A CSV value (6 decimals) equals the JSON value it was written from."""
+    if a is None or b is None:
+        return a is None and (b is None or (isinstance(b, float) and not math.isfinite(b)))
+    return abs(float(a) - float(b)) <= 5.0001e-7 + 1e-12 * abs(float(b))  # the rounding of `:.6f`, nothing more
+
+
+def check_against_json(rows: list[dict], meta: dict, csv_path: Path, json_path: Path) -> None:
+    """scores.csv and scores.json are written by one score run: a row lost or changed in either (a
+    truncation at a line boundary, a flipped digit) shows as a disagreement."""
+    jrows = meta.get("rows") if isinstance(meta, dict) else None
+    if not isinstance(jrows, list):
+        raise ScoresError(f"{json_path}: no 'rows' list; re-run `fewgan score`")
+    key = lambda r: (r.get("iteration"), r.get("snapshot"))  # noqa: E731
+    ok = [key(r) for r in rows] == [key(j) for j in jrows if isinstance(j, dict)] and len(rows) == len(jrows)
+    ok = ok and all(_same(r.get(k), j.get(k)) for r, j in zip(rows, jrows) for k in ("fid", "kid", "swd"))
+    if not ok:
+        raise ScoresError(f"{csv_path} and {json_path} disagree (rows or FID/KID/SWD values differ): one of them is "
+                          "damaged or was edited; re-run `fewgan score`")
 
 
 def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> dict:
@@ -95,7 +126,11 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     if not sj.is_file():
         raise FileNotFoundError(f"{sj}: missing (it says which Inception weights scored the snapshots); "
                                 "run `fewgan score` first")
-    meta = read_json(sj)
+    try:
+        meta = read_json(sj)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScoresError(f"{sj}: not valid JSON ({exc}); re-run `fewgan score`") from None
+    check_against_json(rows, meta, scores_dir / "scores.csv", sj)
     extractor = meta.get("feature_extractor") or {}
     fallbacks = list(meta.get("fallbacks", []))
     metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))

@@ -124,18 +124,19 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
         (train / "snapshots" / f"snapshot_{it:07d}.pt").write_bytes(bytes([it]) * 10)
     sd = tmp_path / "score"
     sd.mkdir()
-    SC.write_csv(sd / "scores.csv", [
-        {"iteration": 1, "fid": 10.0, "kid": 5.0, "snapshot": "snapshots/snapshot_0000001.pt"},
-        {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
-        {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"},
-    ], SC.SCORE_COLUMNS)
-    (sd / "scores.json").write_text(json.dumps({"feature_extractor": {"standard": True, "label": "standard"}}))
+    rows = [{"iteration": 1, "fid": 10.0, "kid": 5.0, "snapshot": "snapshots/snapshot_0000001.pt"},
+            {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
+            {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"}]
+    SC.write_csv(sd / "scores.csv", rows, SC.SCORE_COLUMNS)
+    (sd / "scores.json").write_text(json.dumps({"rows": rows,
+                                                "feature_extractor": {"standard": True, "label": "standard"}}))
     best = select(params, sd, train, tmp_path / "sel")  # auto with the standard Inception: FID
     assert best["metric"] == "fid" and "standard weights" in best["why"]
     assert best["iteration"] == 3 and best["tied_on_fid"] == [2, 3]
     assert (tmp_path / "sel" / "generator.pt").read_bytes() == bytes([3]) * 10
-    SC.write_csv(sd / "scores.csv", [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}],
-                 SC.SCORE_COLUMNS)
+    evil = [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}]
+    SC.write_csv(sd / "scores.csv", evil, SC.SCORE_COLUMNS)
+    (sd / "scores.json").write_text(json.dumps({"rows": evil, "feature_extractor": {"standard": True}}))
     with pytest.raises(ValueError, match="escapes"):
         select(params, sd, train, tmp_path / "sel2")
     with pytest.raises(FileNotFoundError, match="fewgan score"):

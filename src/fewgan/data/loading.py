@@ -14,6 +14,7 @@ split.csv, checked against the one recorded in the split's summary.json).
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,11 @@ def read_split(split_dir: Path) -> list[dict]:
     path = Path(split_dir) / "split.csv"
     if not path.is_file():
         raise SplitIntegrityError(f"{path} not found: run `fewgan split` for this dataset first")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SplitIntegrityError(f"{path}: unreadable ({exc}); re-run `fewgan split`") from None
     for i, r in enumerate(rows, start=2):
         if r.get("split") not in SPLITS or not r.get("file") or not r.get("sha256"):
             raise SplitIntegrityError(f"{path}:{i}: malformed row {r!r}; re-run `fewgan split`")
@@ -75,6 +79,24 @@ def labels_of(split_dir: Path, names: list[str]) -> tuple[torch.Tensor | None, d
     if unknown:
         raise SplitIntegrityError(f"{Path(split_dir) / 'split.csv'} has no row for {unknown[0]}; re-run curate/split")
     return torch.tensor([index[by_file[n]] for n in names], dtype=torch.long), index
+
+
+def check_counts(rows: list[dict], split_dir: Path) -> None:
+    """split.csv must hold as many train and test rows as the split stage recorded in summary.json: a file
+    cut at a line boundary still parses, and would silently train or evaluate on fewer images."""
+    summary = Path(split_dir) / "summary.json"
+    if not summary.is_file():
+        return
+    try:
+        recorded = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SplitIntegrityError(f"{summary}: unreadable ({exc}); re-run `fewgan split`") from None
+    want = {k: recorded.get(k) for k in SPLITS} if isinstance(recorded, dict) else {}
+    got = {k: sum(r["split"] == k for r in rows) for k in SPLITS}
+    if all(isinstance(v, int) for v in want.values()) and want and want != got:
+        raise SplitIntegrityError(f"{Path(split_dir) / 'split.csv'}: {got['train']} train / {got['test']} test rows, "
+                                  f"but {summary} records {want['train']} / {want['test']}: the file is damaged "
+                                  "or was edited; re-run `fewgan split`")
 
 
 def assert_disjoint(rows: list[dict], *, where: str = "split.csv") -> None:
@@ -131,6 +153,7 @@ def load_images(curated_dir: Path, split_dir: Path, which: str, resolution: int 
     curated_dir, split_dir = Path(curated_dir), Path(split_dir)
     rows = read_split(split_dir)
     assert_disjoint(rows, where=str(split_dir / "split.csv"))
+    check_counts(rows, split_dir)
     test_sha = {r["sha256"] for r in rows if r["split"] == "test"}
     test_files = {r["file"] for r in rows if r["split"] == "test"}
     chosen = [r for r in rows if r["split"] == which]

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from fewgan.io import torch_load
+from fewgan.io import CheckpointError, torch_load
 from fewgan.models.base import GANModel, register_model, registered_models
 
 __all__ = ["GANModel", "register_model", "registered_models", "build_model", "load_snapshot",
@@ -45,10 +45,10 @@ def load_snapshot(path: str | Path, device: torch.device | str = "cpu") -> tuple
     The whole model is put in eval mode (models that sample differently for evaluation, e.g. BigGAN's
     truncation, read `self.training`).
     """
-    snap = torch_load(path, map_location="cpu")
+    snap = torch_load(path, map_location="cpu")  # CheckpointError (names the file) when damaged or unsafe
     if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"{path}: not a fewgan snapshot (expected format {SNAPSHOT_FORMAT!r}); "
-                         "pass a file from runs/<dataset>/<model>/train/snapshots/")
+        raise CheckpointError(f"{path}: not a fewgan snapshot (expected format {SNAPSHOT_FORMAT!r}); "
+                              "pass a file from runs/<dataset>/<model>/train/snapshots/")
     model = build_model(snap["model"], snap["model_cfg"], snap["resolution"], int(snap.get("num_classes", 0)))
     model.eval()
     G = model.G
