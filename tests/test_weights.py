@@ -26,6 +26,7 @@ def _params(tmp_path: Path, *, fallback: bool, download: bool = False, profile: 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEWGAN_WEIGHTS_DIR", str(tmp_path / "installed"))  # never the machine's installed files
     """No real hub cache, no env overrides, no network: every test states what exists."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     for k in W.KNOWN.values():

@@ -146,6 +146,13 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     if not src.is_file():
         raise FileNotFoundError(f"{src}: the selected snapshot (iteration {best['iteration']}) is missing; "
                                 "re-run `fewgan train` or `fewgan score`")
+    from fewgan.models import SNAPSHOT_FORMAT
+    from fewgan.io import torch_load
+
+    snap = torch_load(src, map_location="cpu")  # CRC-checked, weights_only: a damaged file stops here
+    if not isinstance(snap, dict) or snap.get("format") != SNAPSHOT_FORMAT:
+        raise ValueError(f"{src}: not a fewgan snapshot; re-run `fewgan train`")
+    del snap
     out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / "generator.pt"
     with atomic_path(dest) as tmp:

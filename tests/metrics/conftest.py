@@ -24,6 +24,7 @@ def make_params(tmp_path: Path, *, fallback: bool = True, profile: str = "smoke"
 
 @pytest.fixture(autouse=True)
 def _no_weights_from_outside(monkeypatch, tmp_path):
+    monkeypatch.setenv("FEWGAN_WEIGHTS_DIR", str(tmp_path / "installed"))  # never the machine's installed files
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     for k in W.KNOWN.values():
         monkeypatch.delenv(k.env, raising=False)

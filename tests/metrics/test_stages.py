@@ -121,7 +121,7 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
     train = tmp_path / "train"
     (train / "snapshots").mkdir(parents=True)
     for it in (1, 2, 3):
-        (train / "snapshots" / f"snapshot_{it:07d}.pt").write_bytes(bytes([it]) * 10)
+        atomic_torch_save(train / "snapshots" / f"snapshot_{it:07d}.pt", {"format": SNAPSHOT_FORMAT, "iteration": it})
     sd = tmp_path / "score"
     sd.mkdir()
     rows = [{"iteration": 1, "fid": 10.0, "kid": 5.0, "snapshot": "snapshots/snapshot_0000001.pt"},
@@ -133,7 +133,12 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
     best = select(params, sd, train, tmp_path / "sel")  # auto with the standard Inception: FID
     assert best["metric"] == "fid" and "standard weights" in best["why"]
     assert best["iteration"] == 3 and best["tied_on_fid"] == [2, 3]
-    assert (tmp_path / "sel" / "generator.pt").read_bytes() == bytes([3]) * 10
+    assert (tmp_path / "sel" / "generator.pt").read_bytes() == (train / "snapshots" / "snapshot_0000003.pt").read_bytes()
+    # a damaged chosen snapshot is refused before it is published as generator.pt
+    (train / "snapshots" / "snapshot_0000003.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="snapshot_0000003.pt"):
+        select(params, sd, train, tmp_path / "sel_bad")
+    assert not (tmp_path / "sel_bad" / "generator.pt").exists()
     evil = [{"iteration": 1, "fid": 1.0, "kid": 1.0, "snapshot": "../../etc/passwd"}]
     SC.write_csv(sd / "scores.csv", evil, SC.SCORE_COLUMNS)
     (sd / "scores.json").write_text(json.dumps({"rows": evil, "feature_extractor": {"standard": True}}))

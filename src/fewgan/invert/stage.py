@@ -153,7 +153,11 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
 
     snaps = select_snapshots(list_snapshots(train_dir), cfg["snapshots"], train_dir)
     # the generator's resolution decides the target size (profiles may train below the curated size)
-    resolution = int(torch_load(snaps[0][1], map_location="cpu").get("resolution", 0)) or None
+    first = torch_load(snaps[0][1], map_location="cpu")
+    if not isinstance(first, dict) or not isinstance(first.get("resolution"), int):
+        raise ValueError(f"{snaps[0][1]}: not a fewgan snapshot (no resolution); re-run `fewgan train`")
+    resolution = int(first["resolution"])
+    del first
 
     images, names = _load_images(Path(curated_dir), Path(split_dir), "test", resolution)
     test_u8 = _as_uint8_images(images, list(names), "test", Path(curated_dir))

@@ -265,10 +265,19 @@ def _provenance(params: dict) -> dict:
 
 
 def run(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
-    """Build the benchmark report for params['experiment'] (datasets x models) into out_dir.
+    """Build the benchmark report for params['experiment'] (datasets x models) into out_dir, replacing it
+    whole (built beside it and swapped in: no file of an earlier report, e.g. of another experiment list,
+    survives, and a killed build leaves the previous report intact).
 
     Raises ReportInputError (a FileNotFoundError) naming the file when a required
     runs/<dataset>/<model>/evaluate/metrics.json is missing. Returns the report.json content."""
+    from fewgan.io import atomic_dir
+
+    with atomic_dir(Path(out_dir)) as tmp:
+        return _build(params, runs_dir, data_dir, tmp)
+
+
+def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     cfg = params["report"]
     exp = params["experiment"]
     ds_names, models = list(exp.get("datasets") or []), list(exp.get("models") or [])
