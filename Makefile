@@ -2,7 +2,8 @@
 #   make demo   - set up (venv + install) and run the demo benchmark end to end (Snakemake)
 #   make test   - set up and run the test suite (what CI runs)
 # Other targets: make smoke (the whole DAG in a few minutes), make dvc-demo (the same DAG through
-# `dvc repro`), make bench (stage costs on this machine), make clean (pipeline outputs).
+# `dvc repro`), make report (Snakemake's browsable report of a finished run: report.zip),
+# make bench (stage costs on this machine), make clean (pipeline outputs).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ CORES ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo smoke dvc-demo test bench clean
+.PHONY: setup demo smoke dvc-demo report test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ dvc-demo: setup
 	fewgan params --profile $(PROFILE)
 	dvc repro
 
+report: setup
+	snakemake --report report.zip
+	@echo "report.zip: unzip it and open report/report.html"
+
 test: setup
 	pytest -q --timeout 1500
 
@@ -39,4 +44,4 @@ bench: setup
 	fewgan bench
 
 clean:
-	rm -rf data runs work reports/benchmark .snakemake
+	rm -rf data runs work reports/benchmark .snakemake dvc_plots report.zip
