@@ -149,6 +149,15 @@ def test_dvc_metrics_are_only_the_summaries():
                      "runs/${item.dataset}/${item.model}/invert/inversion.csv"}
 
 
+def test_no_stage_tracks_the_whole_params_file():
+    """`params/active.yaml: []` means every key to DVC: such a stage would re-run on any experiment."""
+    stages = yaml.safe_load(dvc_yaml_text())["stages"]
+    for name, s in stages.items():
+        for entry in s.get("do", s).get("params") or []:
+            for keys in (entry.values() if isinstance(entry, dict) else [[entry]]):
+                assert keys, f"dvc.yaml stage {name} tracks all of params/active.yaml"
+
+
 # ---- the whole path, from a fresh clone --------------------------------------------------------------
 def _cells(project: Path) -> list[tuple[str, str]]:
     exp = yaml.safe_load((project / "params" / "active.yaml").read_text())["experiment"]
@@ -184,10 +193,13 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
 
     # dvc metrics show: one row per cell, the summary's columns
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], clone, env).stdout)
-    data = shown["workspace"]["data"]
+    (data,) = [rev["data"] for rev in shown.values()]  # the workspace only (its key: "" or "workspace")
     for d, m in cells:
-        summary = data[f"runs/{d}/{m}/evaluate/summary.json"]["data"]
-        assert set(summary) == set(KEYS), (d, m, summary)
+        path = f"runs/{d}/{m}/evaluate/summary.json"
+        written = json.loads((clone / path).read_text())
+        assert list(written) == list(KEYS), (path, written)
+        summary = data[path]["data"]  # DVC leaves out null values
+        assert summary == {k: v for k, v in written.items() if v is not None}, (path, summary)
         assert summary["fid_train"] >= 0 and summary["best_iteration"] >= 0
         assert summary["feature_extractor_standard"] is False  # smoke: untrained extractor
     assert len(data) == len(cells), sorted(data)
@@ -196,7 +208,8 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
 
     # dvc plots show: the FID and inversion curves of every cell
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], clone, env).stdout)
-    ids = set(plots.get("data", plots))
+    assert not plots.get("errors"), plots["errors"]
+    ids = set(plots["data"])
     for d, m in cells:
         assert f"runs/{d}/{m}/score/scores.csv" in ids and f"runs/{d}/{m}/invert/inversion.csv" in ids, sorted(ids)
     sh(["dvc", "plots", "show", "-o", "dvc_plots"], clone, env)

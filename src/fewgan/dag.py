@@ -59,7 +59,8 @@ def dvc_stage(stage: Stage) -> dict:
     f = lambda t: _dvc(t, stage)  # noqa: E731
     body: dict = {"cmd": command(stage, f)}
     body["deps"] = code_deps(stage) + [f(d) for d in (stage.dvc_deps or stage.data_deps)]
-    body["params"] = [{"params/active.yaml": [f(k) for k in stage.params]}]
+    if stage.params:  # an empty key list would make DVC track the whole file: every edit would re-run the stage
+        body["params"] = [{"params/active.yaml": [f(k) for k in stage.params]}]
     outs = [f(o.path) for o in stage.outs if o.kind in ("file", "dir")]
     metrics = [f(o.path) for o in stage.outs if o.kind == "metrics"]
     plots = [{f(o.path): {k: f(v) if isinstance(v, str) else v for k, v in (o.plot or {}).items()}}
