@@ -2,8 +2,9 @@
 #   make demo   - set up (venv + install) and run the demo benchmark end to end (Snakemake)
 #   make test   - set up and run the test suite (what CI runs)
 # Other targets: make test-fast (the quick subset: no workflow runs, benchmarks or real data), make smoke
-# (the whole DAG in a few minutes), make dvc-demo (the same DAG through `dvc repro`), make bench (stage
-# costs on this machine), make clean (pipeline outputs).
+# (the whole DAG in a few minutes), make dvc-demo (the same DAG through `dvc repro`), make report
+# (Snakemake's browsable report of a finished run: report.zip), make bench (stage costs on this machine),
+# make clean (pipeline outputs).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ CORES ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo smoke dvc-demo test test-fast bench clean
+.PHONY: setup demo smoke dvc-demo report test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,10 @@ dvc-demo: setup
 	fewgan params --profile $(PROFILE)
 	dvc repro
 
+report: setup
+	snakemake --report report.zip
+	@echo "report.zip: unzip it and open report/report.html"
+
 test: setup
 	pytest -q --timeout 1500
 
@@ -44,4 +49,4 @@ bench: setup
 	fewgan bench
 
 clean:
-	rm -rf data runs work reports/benchmark .snakemake
+	rm -rf data runs work reports/benchmark .snakemake dvc_plots report.zip

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fewgan.params import profiles
-from fewgan.stages import BY_NAME, code_deps
+from fewgan.stages import BY_NAME, code_deps, import_closure
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = profiles(REPO / "params")
@@ -125,6 +126,39 @@ def test_snakemake_lint_is_clean(tmp_path):
     assert proc.returncode == 0 and "Lints for" not in out, out
 
 
+def _job_resources(plan: str) -> dict[str, set[str]]:
+    """{rule: the set of its jobs' `gpu=` values} from a dry run's job blocks."""
+    out: dict[str, set[str]] = {}
+    for block in plan.split("\nrule ")[1:]:
+        rule = block.split(":")[0]
+        res = next((line.strip() for line in block.splitlines() if line.strip().startswith("resources:")), "")
+        gpu = next((r.strip() for r in res.split(",") if r.strip().startswith("gpu=")), "gpu=?")
+        out.setdefault(rule, set()).add(gpu)
+    return out
+
+
+@pytest.mark.parametrize("profile, device", [("paper", "cuda"), ("smoke", "auto")])
+def test_slurm_profile_plans_without_a_cluster_and_asks_gpus_only_for_cuda(tmp_path, profile, device):
+    import importlib.util
+
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (it is in the `cluster` extra: "
+                    "pip install -e '.[cluster]'), so `--profile workflow/profiles/slurm` cannot load")
+    project = make_project(tmp_path, profile)
+    assert str(yaml.safe_load((project / "params" / "active.yaml").read_text())["device"]) == device
+    plan = sh(["snakemake", "--profile", "workflow/profiles/slurm", "-n", "all"], project).stdout
+    assert "This was a dry-run" in plan
+    want_gpu = "gpu=1" if device.startswith("cuda") else "gpu=0"
+    for rule, gpus in _job_resources(plan).items():
+        if rule == "all":
+            continue
+        if BY_NAME[rule].gpu:
+            assert gpus == {want_gpu}, (rule, gpus)
+        else:  # no gpu resource at all ("?") or 0
+            assert gpus <= {"gpu=?", "gpu=0"}, (rule, gpus)
+    assert "--gres" not in (REPO / "workflow/profiles/slurm/config.yaml").read_text().split("executor:")[1]
+
+
 def _check_report(project: Path) -> dict:
     report = project / "reports" / "benchmark"
     assert (report / "index.html").is_file() and (report / "README.md").is_file()
@@ -133,6 +167,45 @@ def _check_report(project: Path) -> dict:
     metrics = json.loads(next(project.glob("runs/*/fastgan/evaluate/metrics.json")).read_text())
     assert metrics["feature_extractor"]["standard"] is False
     return metrics
+
+
+def _check_snakemake_report(project: Path) -> None:
+    """`snakemake --report report.zip` (default target): every captioned output of the stage table, each
+    cell's figures with their rendered captions, and the benchmark report folder opened at its index."""
+    import zipfile
+
+    from fewgan.stages import STAGES, fill
+
+    sh(["snakemake", "--report", "report.zip"], project, timeout=600)
+    with zipfile.ZipFile(project / "report.zip") as z:
+        names = z.namelist()
+        html = z.read("report/report.html").decode("utf-8")
+    exp = yaml.safe_load((project / "params" / "active.yaml").read_text())["experiment"]
+    cells = [(d, m) for d in exp["datasets"] for m in exp["models"]]
+    raw = [n for n in names if n.startswith("report/data/raw/")]
+    for stage in STAGES:
+        for o in stage.outs:
+            if not o.caption:
+                continue
+            caption = (REPO / "workflow" / "report" / o.caption).read_text().split("**")[0].strip()
+            assert caption and caption.split("(")[0] in html, (o.caption, caption)
+            if stage.scope == "cell":  # one file per cell, its caption rendered with the cell's names
+                base = Path(o.path).name
+                assert len([n for n in raw if n.endswith("/" + base)]) == len(cells), (base, raw)
+            elif o.kind == "dir":  # the folder travels whole: its index page and every figure in it
+                folder = project / fill(o.path)
+                figures = sorted(p.name for p in folder.rglob("*.png"))
+                assert figures, folder
+                held = {n.rsplit("/", 1)[1] for n in raw if n.endswith(".png")}
+                assert set(figures) <= held, sorted(set(figures) - held)
+                assert any(n.endswith("/" + o.htmlindex) for n in raw), o.htmlindex
+    # the captions name each cell (rendered from snakemake.wildcards): once per captioned per-cell output
+    per_cell = sum(1 for s in STAGES if s.scope == "cell" for o in s.outs if o.caption)
+    for d, m in cells:
+        assert html.count(f"<strong>{m}</strong>") >= per_cell and f"<strong>{d}</strong>" in html, (d, m)
+    pngs = [n for n in raw if n.endswith(".png")]
+    want = per_cell * len(cells) + len(list((project / "reports" / "benchmark").rglob("*.png")))
+    assert len(pngs) == want, (len(pngs), want, pngs)
 
 
 def _edit_active(project: Path, fn) -> None:
@@ -154,15 +227,21 @@ def test_smoke_run_with_snakemake_then_nothing_to_do(tmp_path):
     assert metrics["fid_train"] is not None and metrics["fid_train"] >= 0
     again = sh(["snakemake", "--cores", "2", "-n", "all"], project)
     assert "Nothing to be done" in again.stdout + again.stderr
+    _check_snakemake_report(project)
     # every fewgan module a stage really loaded is among its declared code dependencies
+    def path_of(module: str) -> str:
+        top = module.split(".")[1]
+        return f"src/fewgan/{top}" + ("" if (REPO / "src/fewgan" / top).is_dir() else ".py")
+
+    # load_active (run before any stage) validates the params: its modules and packages (io, names, schemas)
+    params_loading = {path_of(m) for m in import_closure("fewgan.params") if m != "fewgan"}
     for line in record.read_text().splitlines():
         rec = json.loads(line)
         deps = code_deps(BY_NAME[rec["stage"]])
         for m in rec["modules"]:
-            if m in ("fewgan", "fewgan.cli", "fewgan.stages", "fewgan.dag") or m.startswith("fewgan.params"):
+            if m in ("fewgan", "fewgan.cli", "fewgan.stages", "fewgan.dag") or path_of(m) in params_loading:
                 continue  # routing and params loading run before any stage
-            parts = m.split(".")
-            path = f"src/fewgan/{parts[1]}" + ("" if (REPO / "src/fewgan" / parts[1]).is_dir() else ".py")
+            path = path_of(m)
             assert path in deps, f"{rec['stage']} loaded {m} ({path}) but declares {deps}"
     # a params change re-runs exactly the jobs that declare the key (and the report after them)
     _edit_active(project, lambda p: p["invert"].update(steps=p["invert"]["steps"] + 1))

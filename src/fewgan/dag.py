@@ -4,6 +4,11 @@ DVC reads the experiment matrix from params/active.yaml (`vars`), so one generat
 profile: per-dataset stages are `foreach` over experiment.datasets, per-cell stages a `matrix` of
 datasets x models. Each stage gets its command (`fewgan <stage>` with every path), its code dependencies
 (fewgan.stages.code_deps), its data dependencies, its params keys and its outputs, metrics and plots.
+
+Plots are stage-level, one figure per cell's CSV (titles name the cell): a top-level `plots:` entry that
+overlays every cell would need the list of CSV paths, which depends on the experiment matrix of
+params/active.yaml, and DVC can neither expand a list variable into plot sources nor glob them, so one
+profile-independent dvc.yaml cannot declare it. `dvc plots diff` overlays experiments within each figure.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ HEADER = """\
 # (tests/test_workflow.py fails when this file differs from what the table generates).
 #   fewgan params --profile demo   # selects the profile for DVC and Snakemake alike
 #   dvc repro                      # or: dvc exp run -S 'params/active.yaml:train.iterations=800'
+#   dvc metrics show; dvc plots show; dvc exp show   # evaluate/summary.json per cell; FID and inversion curves
 # Parameters come from params/active.yaml; each stage declares the keys its results depend on.
 """
 
@@ -53,10 +59,12 @@ def dvc_stage(stage: Stage) -> dict:
     f = lambda t: _dvc(t, stage)  # noqa: E731
     body: dict = {"cmd": command(stage, f)}
     body["deps"] = code_deps(stage) + [f(d) for d in (stage.dvc_deps or stage.data_deps)]
-    body["params"] = [{"params/active.yaml": [f(k) for k in stage.params]}]
+    if stage.params:  # an empty key list would make DVC track the whole file: every edit would re-run the stage
+        body["params"] = [{"params/active.yaml": [f(k) for k in stage.params]}]
     outs = [f(o.path) for o in stage.outs if o.kind in ("file", "dir")]
     metrics = [f(o.path) for o in stage.outs if o.kind == "metrics"]
-    plots = [{f(o.path): dict(o.plot or {})} for o in stage.outs if o.kind == "plot"]
+    plots = [{f(o.path): {k: f(v) if isinstance(v, str) else v for k, v in (o.plot or {}).items()}}
+             for o in stage.outs if o.kind == "plot"]
     if outs:
         body["outs"] = outs
     if metrics:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import json
 import os
 import platform
 import subprocess
@@ -40,8 +41,22 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+def format_overrides(overrides: dict[str, Any]) -> list[str]:
+    """{dotted key: value} -> sorted `key=value` strings (non-string values as JSON: 800, true, ["a", "b"])."""
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(overrides.items())]
+
+
+def experiment_overrides(params: dict) -> list[str] | None:
+    """The values an experiment edited in params/active.yaml (`dvc exp run -S`), as `key=value` strings, as
+    fewgan.params.load_active recorded them in params["_meta"]["overrides"]: [] = none, None = unknown (params
+    not loaded by load_active, or loaded with the stale check off while the sources had changed)."""
+    overrides = (params.get("_meta") or {}).get("overrides")
+    return None if overrides is None else format_overrides(overrides)
+
+
 def collect(params: dict | None = None, device: str | None = None) -> dict[str, Any]:
-    """A provenance block: git commit, package versions, params profile and hash, host, time."""
+    """A provenance block: git commit, package versions, params profile, hash and experiment overrides, host,
+    time."""
     import torch
 
     info: dict[str, Any] = {
@@ -58,6 +73,7 @@ def collect(params: dict | None = None, device: str | None = None) -> dict[str, 
     if params is not None:
         info["profile"] = params.get("profile")
         info["params_sha256"] = params.get("_meta", {}).get("sha256")
+        info["experiment_overrides"] = experiment_overrides(params)
     elif ACTIVE_PARAMS.exists():
         info["params_sha256"] = sha256_file(ACTIVE_PARAMS)
     return info

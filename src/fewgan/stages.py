@@ -30,16 +30,20 @@ ROUTING_MODULES = ("fewgan", "fewgan.cli", "fewgan.stages")
 
 @dataclass(frozen=True)
 class Out:
-    """One declared output. kind: file | dir | metrics (a JSON DVC shows with `dvc metrics`) |
-    plot (a CSV DVC renders with `dvc plots`, x/y columns in `plot`). `caption`: the reStructuredText
-    caption file in workflow/report/ that `snakemake --report` shows with it (None = not in that report);
-    `category`: its section there."""
+    """One declared output. kind: file | dir | metrics (a small flat JSON of headline numbers that
+    `dvc metrics show` and `dvc exp show` tabulate: keep the big, nested JSONs plain files, or those tables
+    get hundreds of columns) | plot (a CSV DVC renders with `dvc plots show`: x/y columns and the figure's
+    title/labels in `plot`; each cell's file is one figure, and `dvc plots diff` overlays experiments in it).
+    `caption`: the reStructuredText caption file in workflow/report/ that `snakemake --report` shows with it
+    (None = not in that report); `category`: its section there; `htmlindex`: for a directory in that report,
+    the HTML page inside it that opens it (Snakemake then needs a .zip report: `--report report.zip`)."""
 
     path: str
     kind: str = "file"
     plot: dict | None = None
     caption: str | None = None
     category: str | None = None
+    htmlindex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("score", "FID, KID and SWD of every snapshot", "evaluate", "cell",
           "fewgan.metrics.score:stage", out=f"{CELL}/score",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
-          outs=(Out(f"{CELL}/score/scores.csv", "plot", plot={"x": "iteration", "y": "fid"}),
-                Out(f"{CELL}/score/scores.json", "metrics"),
+          outs=(Out(f"{CELL}/score/scores.csv", "plot",
+                    plot={"x": "iteration", "y": "fid", "title": "FID per snapshot: {dataset} / {model}",
+                          "x_label": "training iteration", "y_label": "FID"}),
+                Out(f"{CELL}/score/scores.json"),
                 Out(f"{CELL}/score/fid_curve.png", caption="fid_curve.rst", category="FID per snapshot"),
                 Out(f"{CELL}/score/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.score",
@@ -99,14 +105,17 @@ STAGES: tuple[Stage, ...] = (
           "fewgan.select:stage", out=f"{CELL}/select",
           args={"scores": f"{CELL}/score", "train_dir": f"{CELL}/train"},
           deps=(f"{CELL}/score/scores.csv", f"{CELL}/score/scores.json", f"{CELL}/train"),
-          outs=(Out(f"{CELL}/select/best.json", "metrics"), Out(f"{CELL}/select/generator.pt"),
+          outs=(Out(f"{CELL}/select/best.json"), Out(f"{CELL}/select/generator.pt"),
                 Out(f"{CELL}/select/stage.json")),
           params=("evaluation.select",)),
     Stage("invert", "invert held-out test images at every snapshot (FastGAN Table 5)", "evaluate", "cell",
           "fewgan.invert.stage:stage", out=f"{CELL}/invert",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
-          outs=(Out(f"{CELL}/invert/inversion.csv", "plot", plot={"x": "iteration", "y": "lpips_mean"}),
-                Out(f"{CELL}/invert/inversion.json", "metrics"),
+          outs=(Out(f"{CELL}/invert/inversion.csv", "plot",
+                    plot={"x": "iteration", "y": "lpips_mean",
+                          "title": "Inversion of held-out test images: {dataset} / {model}",
+                          "x_label": "training iteration", "y_label": "LPIPS (mean over test images)"}),
+                Out(f"{CELL}/invert/inversion.json"),
                 Out(f"{CELL}/invert/reconstructions.png", caption="reconstructions.rst", category="inversion"),
                 Out(f"{CELL}/invert/stage.json")),
           params=("device", "invert", "evaluation.weights"),
@@ -115,7 +124,8 @@ STAGES: tuple[Stage, ...] = (
           "fewgan.metrics.evaluate:stage", out=f"{CELL}/evaluate",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "select": f"{CELL}/select"},
           deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/select/generator.pt"),
-          outs=(Out(f"{CELL}/evaluate/metrics.json", "metrics"),
+          outs=(Out(f"{CELL}/evaluate/metrics.json"),
+                Out(f"{CELL}/evaluate/summary.json", "metrics"),  # headline numbers (fewgan.metrics.summary)
                 Out(f"{CELL}/evaluate/samples.png", caption="samples.rst", category="samples"),
                 Out(f"{CELL}/evaluate/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.msssim",
@@ -127,7 +137,8 @@ STAGES: tuple[Stage, ...] = (
           deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/train", f"{CELL}/score/scores.json",
                 f"{CELL}/select/best.json", f"{CELL}/invert/inversion.json", f"{CELL}/evaluate/metrics.json"),
           dvc_deps=("data", "runs"),
-          outs=(Out("reports/benchmark", "dir", caption="benchmark.rst", category="benchmark report"),),
+          outs=(Out("reports/benchmark", "dir", caption="benchmark.rst", category="benchmark report",
+                    htmlindex="index.html"),),
           params=("profile", "experiment", "datasets", "report")),
 )
 

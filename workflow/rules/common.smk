@@ -48,7 +48,8 @@ def stage_output(name):
         value = directory(o.path) if o.kind == "dir" else o.path
         if o.caption:
             labels = {"dataset": "{dataset}", "model": "{model}"} if BY_NAME[name].scope == "cell" else None
-            value = report(value, caption=f"../report/{o.caption}", category=o.category, labels=labels)
+            extra = {"htmlindex": o.htmlindex} if o.htmlindex else {}  # a directory: the page that opens it
+            value = report(value, caption=f"../report/{o.caption}", category=o.category, labels=labels, **extra)
         outs[_key(o.path)] = value
     return outs
 

@@ -1,11 +1,6 @@
 # Phase 6: the benchmark report over every dataset x model of the experiment.
 
 
-rule all:
-    input: "reports/benchmark"
-    default_target: True
-
-
 rule report:
     input: **stage_input("report")
     output: **stage_output("report")

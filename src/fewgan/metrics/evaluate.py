@@ -31,6 +31,7 @@ from fewgan.metrics import fid as F
 from fewgan.metrics import msssim as M
 from fewgan.metrics import swd as S
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
+from fewgan.metrics.summary import write_summary
 
 log = logging.getLogger(__name__)
 GRID = 64  # images in samples.png
@@ -140,6 +141,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
         "fallbacks": fallbacks, "provenance": collect(params, str(device)),
     }
     atomic_write_json(out_dir / "metrics.json", result)
+    write_summary(out_dir, result)  # summary.json: the headline numbers for `dvc metrics show`
     return result
 
 

@@ -1,0 +1,64 @@
+"""`evaluate/summary.json`: the headline numbers of one dataset x model, for `dvc metrics show` and
+`dvc exp show`.
+
+metrics.json (fewgan.metrics.evaluate) holds everything: per-level SWD, settings, provenance, fallbacks.
+DVC tabulates every leaf of a metrics file as a column, so that file would make those tables hundreds of
+columns wide. This one is flat and small: one row per cell, the same columns for every cell.
+
+    fid_train, fid_test        FID of the selected snapshot vs the train / held-out test images
+    kid_train                  KID (x10^3) vs the train images
+    swd_mean                   ProGAN SWD (x10^3), mean over pyramid levels
+    msssim_fake, msssim_real   MS-SSIM of fake pairs / of real pairs (diversity; lower = more diverse)
+    best_iteration             the training iteration `fewgan select` kept (lowest FID)
+    feature_extractor_standard false when FID/KID came from a non-standard (e.g. untrained) Inception:
+                               such values are not comparable to published FID
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fewgan.io import atomic_write_json
+
+SUMMARY = "summary.json"
+#: the columns, in order (tests and the README list the same)
+KEYS = ("fid_train", "fid_test", "kid_train", "swd_mean", "msssim_fake", "msssim_real", "best_iteration",
+        "feature_extractor_standard")
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize(metrics: dict) -> dict:
+    """The headline numbers of an evaluate metrics.json dict (missing values are null)."""
+    swd = metrics.get("swd")
+    extractor = metrics.get("feature_extractor")
+    standard = extractor.get("standard") if isinstance(extractor, dict) else None
+    return {
+        "fid_train": _number(metrics.get("fid_train")),
+        "fid_test": _number(metrics.get("fid_test")),
+        "kid_train": _number(metrics.get("kid_train")),
+        "swd_mean": _number(swd.get("mean")) if isinstance(swd, dict) else None,
+        "msssim_fake": _number(metrics.get("msssim_fake")),
+        "msssim_real": _number(metrics.get("msssim_real")),
+        "best_iteration": _number(metrics.get("iteration")),
+        "feature_extractor_standard": standard if isinstance(standard, bool) else None,
+    }
+
+
+def write_summary(out_dir: Path, metrics: dict) -> dict:
+    """Write out_dir/summary.json from the evaluate metrics.json dict; return what was written."""
+    summary = summarize(metrics)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / SUMMARY, summary)
+    return summary
