@@ -18,6 +18,12 @@ the JSON schemas in `fewgan.schemas` (plain data: this module imports no torch a
 writes `params/active.yaml`. Snakemake
 (configfile) and DVC (vars/params) read only that file, so one switch selects the profile for both
 engines. Every stage command re-checks that `active.yaml` is not stale against its sources.
+
+Experiments (`dvc exp run -S 'params/active.yaml:KEY=VALUE'`) edit `active.yaml` itself. The stale check
+compares only the sources' sha256 (recorded in `_meta.sources`), so such an edit is accepted; `load_active`
+validates the edited file against the schema (errors name the file and key) and records the values that
+differ from what the sources + profile resolve to in `params["_meta"]["overrides"]`, which every stage's
+provenance carries (`fewgan.provenance.collect`: `experiment_overrides`).
 """
 
 from __future__ import annotations
