@@ -16,10 +16,10 @@ cd "$(dirname "$0")/.."
 
 DRY=0
 [[ "${1:-}" == "--dry-run" ]] && DRY=1
-if (( DRY )); then
-  DEV=cpu; RES=64; BATCH=2; WIDTH=16; ITERS=1; WARM=0; ROUNDS=1; INC=8; THREADS=1
+if (( DRY )); then  # every step once at toy sizes; the smoke run with one model
+  DEV=cpu; RES=64; BATCH=2; WIDTH=16; ITERS=1; WARM=0; ROUNDS=1; INC=8; THREADS=1; MODELS="--models dcgan"
 else
-  DEV=cuda; RES=256; BATCH=8; WIDTH=64; ITERS=10; WARM=3; ROUNDS=2; INC=512; THREADS=4
+  DEV=cuda; RES=256; BATCH=8; WIDTH=64; ITERS=10; WARM=3; ROUNDS=2; INC=512; THREADS=4; MODELS=""
   python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: use --dry-run on a CPU machine')"
 fi
 OUT=$(mktemp -d)
@@ -58,7 +58,7 @@ mkdir -p "$PROJ"
 cp -r workflow params src dvc.yaml "$PROJ/"
 (
   cd "$PROJ"
-  fewgan params --profile smoke > /dev/null
+  fewgan params --profile smoke $MODELS > /dev/null
   python - "$DEV" <<'EOF'
 import sys, yaml
 p = yaml.safe_load(open("params/active.yaml"))
@@ -68,9 +68,9 @@ EOF
   start=$(date +%s)
   snakemake --cores 4 all > "$OUT/smoke.log" 2>&1 || { tail -50 "$OUT/smoke.log"; exit 1; }
   echo $(( $(date +%s) - start )) > "$OUT/smoke_seconds"
-  python -c "import json; m = json.load(open('runs/demo_faces/fastgan/train/run.json')); print(m['device'], m['precision'], m['seconds_per_iteration'])" > "$OUT/smoke_run"
+  python -c "import glob, json; m = json.load(open(sorted(glob.glob('runs/demo_faces/*/train/run.json'))[0])); print(m['model'], m['device'], m['precision'], m['seconds_per_iteration'])" > "$OUT/smoke_run"
 )
-row "smoke profile, snakemake --cores 4 all, device $DEV" "$(cat "$OUT/smoke_seconds") s end to end; FastGAN run.json: $(cat "$OUT/smoke_run")"
+row "smoke profile, snakemake --cores 4 all, device $DEV" "$(cat "$OUT/smoke_seconds") s end to end; run.json: $(cat "$OUT/smoke_run")"
 
 # ---- 4. 1-process torchrun DDP smoke --------------------------------------------------------------------
 (

@@ -46,3 +46,17 @@ def test_bench_metrics_checks_msssim_against_numpy_and_prints_the_swd_bound(tmp_
     assert "SWD 4 vs 4 @ 64px" in out and "of which projections + sorts" in out
     assert "bound on the SWD speed-up with these sort/BLAS kernels" in out
     assert "MS-SSIM 4 pairs @ 64px" in out  # the script asserts equality with its numpy reference
+
+
+def test_gpu_check_dry_run_prints_its_table(tmp_path):
+    """bench/gpu_check.sh is for a GPU machine; --dry-run runs every step on the CPU at toy sizes."""
+    env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout.split("fewgan GPU check (DRY RUN on CPU, toy sizes)")[1]
+    for row in ("FastGAN step 64px b2 baseline fp32 channels_last=off", "fewgan-bf16 bf16 channels_last=on",
+                "Inception images/s", "smoke profile, snakemake --cores 4 all, device cpu",
+                "torchrun DDP, 1 process"):
+        assert row in table, row
+    assert "world_size 1, device cpu" in table

@@ -214,12 +214,12 @@ def _table(rows: list[dict], cols: list[str]) -> str:
 
 
 def main(args) -> dict:
-    from fewgan.params import PROFILES, load_active, resolve
+    from fewgan.params import load_active, profiles as profile_names, resolve
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     active = load_active(Path(args.params), check_fresh=False)
-    profiles = {name: resolve(name)[0] for name in PROFILES}
+    profiles = {name: resolve(name)[0] for name in profile_names()}
     repeats = 1 if args.quick else args.repeats
     models = args.models.split(",") if args.models else list(active["experiment"]["models"])
     resolutions = [int(r) for r in args.resolutions.split(",")]
@@ -302,8 +302,11 @@ def _curate_seconds_per_image() -> float:
 
     from fewgan.data import curate
 
-    params = {"seed": 0, "datasets": {"bench": {"source": {"kind": "synthetic", "count": 24}, "mode": "face",
-                                                "resolution": 64, "dedup": {"exact": True, "phash_max_distance": None}}}}
+    from fewgan.params import dataset_entry
+
+    params = {"seed": 0, "datasets": {"bench": dataset_entry({
+        "source": {"kind": "synthetic", "count": 24}, "mode": "face", "resolution": 64,
+        "dedup": {"exact": True, "phash_max_distance": None}})}}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         curate.run(params, "bench", Path(tmp) / "out")

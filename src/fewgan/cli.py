@@ -275,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dag", help="generate dvc.yaml from the stage table (or check it)")
     p.set_defaults(fn=cmd_dag)
     p.add_argument("--dvc-yaml", default="dvc.yaml")
-    p.add_argument("--check", action="store_true", help="fail when dvc.yaml differs from what the table generates")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write dvc.yaml (the default)")
+    mode.add_argument("--check", action="store_true", help="fail when dvc.yaml differs from what the table generates")
 
     p = sub.add_parser("bench", help="measure stage costs on this machine and estimate profile run times")
     p.set_defaults(fn=cmd_bench)

@@ -373,6 +373,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         ("torch", versions.get("torch")), ("torch-fidelity", versions.get("torch-fidelity")),
         ("lpips", versions.get("lpips")),
         ("params profile", params.get("profile")),
+        ("experiment overrides (edits of params/active.yaml)",
+         ", ".join(prov.get("experiment_overrides") or []) or ("none" if prov.get("experiment_overrides") == [] else "unknown")),
         ("sha256 of params/active.yaml", (params.get("_meta") or {}).get("sha256") or prov.get("params_sha256")),
         ("training device(s)", ", ".join(devices) or "n/a"),
         ("host", (prov.get("host") or {}).get("platform")),
