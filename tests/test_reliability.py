@@ -810,13 +810,18 @@ def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, cap
     rc, err = cli(*stage_argv("score", "--train-dir", str(evil_train), "--out", f"{CELL}/score-evil"))
     assert rc == 3 and str(snap) in err and "refused" in err, err
     record("malicious checkpoint", "snapshot whose pickle runs code -> `fewgan score`", REFUSED, err.strip()[:160])
-    # select copies bytes (never unpickles); evaluate then loads generator.pt and refuses it
+    # select reads the chosen snapshot (weights_only) before publishing it as generator.pt: refused there
     rc, err = cli(*stage_argv("select", "--train-dir", str(evil_train), "--out", f"{CELL}/select-evil"))
-    assert rc == 0, err
-    rc, err = cli(*stage_argv("evaluate", "--select", f"{CELL}/select-evil", "--out", f"{CELL}/evaluate-evil"))
-    assert rc == 3 and "select-evil/generator.pt" in err and "refused" in err, err
-    record("malicious checkpoint", "the same snapshot -> `fewgan select` (copies bytes) -> `fewgan evaluate` "
-           "(generator.pt)", REFUSED, err.strip()[:160])
+    assert rc == 3 and "train-evil/snapshots/" in err and "refused" in err, err
+    assert not Path(f"{CELL}/select-evil/generator.pt").exists()
+    record("malicious checkpoint", "the same snapshot -> `fewgan select`", REFUSED, err.strip()[:160])
+    # a malicious generator.pt planted in a select folder: evaluate refuses it
+    Path(f"{CELL}/select-planted").mkdir(parents=True)
+    shutil.copy(snap, f"{CELL}/select-planted/generator.pt")
+    rc, err = cli(*stage_argv("evaluate", "--select", f"{CELL}/select-planted", "--out", f"{CELL}/evaluate-evil"))
+    assert rc == 3 and "select-planted/generator.pt" in err and "refused" in err, err
+    record("malicious checkpoint", "generator.pt whose pickle runs code -> `fewgan evaluate`", REFUSED,
+           err.strip()[:160])
     rc, err = cli(*stage_argv("invert", "--train-dir", str(evil_train), "--out", f"{CELL}/invert-evil"))
     assert rc == 3 and "train-evil/snapshots/snapshot_0000016.pt" in err and "refused" in err, err
     record("malicious checkpoint", "the same snapshots -> `fewgan invert`", REFUSED, err.strip()[:160])
