@@ -814,7 +814,8 @@ def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, cap
     rc, err = cli(*stage_argv("select", "--train-dir", str(evil_train), "--out", f"{CELL}/select-evil"))
     assert rc == 3 and "train-evil/snapshots/" in err and "refused" in err, err
     assert not Path(f"{CELL}/select-evil/generator.pt").exists()
-    record("malicious checkpoint", "the same snapshot -> `fewgan select`", REFUSED, err.strip()[:160])
+    record("malicious checkpoint", "the same snapshot -> `fewgan select`", REFUSED,
+           err.replace(f"{project.root}/", "").strip()[:160])
     # a malicious generator.pt planted in a select folder: evaluate refuses it
     Path(f"{CELL}/select-planted").mkdir(parents=True)
     shutil.copy(snap, f"{CELL}/select-planted/generator.pt")
