@@ -189,6 +189,12 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
         sh(["fewgan", "params", "--profile", "smoke"], clone, env)
         repro = sh(["dvc", "repro"], clone, env, timeout=1500)
     assert {"curate", "split", "train", "score", "select", "invert", "evaluate", "report"} <= _ran(repro.stdout)
+    assert (clone / "dvc.lock").is_file()
+    # nothing changed: DVC sees every stage up to date and a second repro does no work
+    status = sh(["dvc", "status"], clone, env).stdout
+    assert "up to date" in status.lower() or status.strip() == "", status
+    again = sh(["dvc", "repro"], clone, env)
+    assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
     cells = _cells(clone)
 
     # dvc metrics show: one row per cell, the summary's columns

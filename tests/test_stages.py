@@ -106,8 +106,8 @@ def test_smoke_pipeline_in_process_reads_only_declared_params_and_writes_declare
     monkeypatch.chdir(tmp_path)
     assert main(["params", "--profile", "smoke"]) == 0
     active = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "params/active.yaml").read_text())))
-    # two models keep this in budget; every stage still runs
-    active["experiment"]["models"] = ["dcgan", "fastgan"]
+    # one model keeps this in budget (the Snakemake and DVC smoke runs cover all five); every stage runs
+    active["experiment"]["models"] = ["fastgan"]
     __import__("yaml").safe_dump(active, (tmp_path / "params/active.yaml").open("w"))
     seen_by_job: dict[str, set] = {}
     real_params = cli._params

@@ -255,24 +255,3 @@ def test_smoke_run_with_snakemake_then_nothing_to_do(tmp_path):
     stats = plan.split("Job stats:")[1].split("total")[0].splitlines()
     jobs = {line.split()[0] for line in stats if line.strip() and not line.lstrip().startswith(("job", "-"))}
     assert jobs == {"invert", "report", "all"}, plan
-
-
-@pytest.mark.slow
-def test_smoke_run_with_dvc_repro_in_a_git_repo_then_up_to_date(tmp_path):
-    project = make_project(tmp_path, "smoke")
-    sh(["git", "init", "-q"], project)
-    sh(["git", "-c", "user.email=ci@fewgan", "-c", "user.name=ci", "commit", "-q", "--allow-empty", "-m", "init"], project)
-    sh(["dvc", "init", "-q"], project)
-    sh(["dvc", "config", "core.analytics", "false"], project)
-    sh(["dvc", "repro"], project, timeout=1200)
-    _check_report(project)
-    assert (project / "dvc.lock").is_file()
-    status = sh(["dvc", "status"], project).stdout
-    assert "up to date" in status.lower() or status.strip() == "", status
-    again = sh(["dvc", "repro"], project)
-    assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
-    # a params change makes exactly the stages that declare the key stale
-    _edit_active(project, lambda p: p["invert"].update(steps=p["invert"]["steps"] + 1))
-    status = sh(["dvc", "status"], project).stdout
-    stale = {line.split(":")[0].split("@")[0] for line in status.splitlines() if line and not line.startswith((" ", "\t"))}
-    assert stale == {"invert"}, status
