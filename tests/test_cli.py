@@ -72,3 +72,13 @@ def test_atomic_json_writes_no_partial_file_and_no_nan(tmp_path):
         atomic_write_json(target, {"bad": object()})
     assert json.loads(target.read_text()) == {"fid": None, "ok": 1.5}  # old content intact
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # no temp file left behind
+
+
+def test_atomic_writes_leave_files_readable_like_any_other(tmp_path, monkeypatch):
+    """mkstemp's temporary files are private (0600); results must get the usual mode (0666 & ~umask)."""
+    import fewgan.io as fio
+
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        monkeypatch.setattr(fio, "_UMASK", mask)
+        fio.atomic_write_text(tmp_path / f"a{mask}.txt", "x")
+        assert (tmp_path / f"a{mask}.txt").stat().st_mode & 0o777 == mode

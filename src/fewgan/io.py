@@ -76,6 +76,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_p = Path(tmp)
     try:
         yield tmp_p
+        # mkstemp makes the file private (0600); a result is as readable as any file the user creates
+        if tmp_p.exists():
+            os.chmod(tmp_p, 0o666 & ~_UMASK)
         os.replace(tmp_p, final)
     except OSError as exc:
         tmp_p.unlink(missing_ok=True)
@@ -85,6 +88,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_p.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import (os.umask can only be read by setting it)
 
 
 def _pid_alive(pid: int) -> bool:
