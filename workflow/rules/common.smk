@@ -67,10 +67,18 @@ def stage_params(name):
             for k in BY_NAME[name].params}
 
 
+def _cores():
+    """Snakemake's --cores; none for runs that schedule nothing locally (--report, cluster executors)."""
+    try:
+        return workflow.cores or 4096
+    except Exception:  # WorkflowError: no --cores given
+        return 4096
+
+
 def _threads(name):
     """(reserved, real): see fewgan.stages.snakemake_threads (no two torch jobs share too few cores)."""
     s = BY_NAME[name]
-    return snakemake_threads(s, THREADS.get(name, 1) if s.threads else 1, workflow.cores or 4096, os.cpu_count() or 1)
+    return snakemake_threads(s, THREADS.get(name, 1) if s.threads else 1, _cores(), os.cpu_count() or 1)
 
 
 def stage_threads(name):
