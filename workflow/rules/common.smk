@@ -86,8 +86,10 @@ def stage_threads(name):
 
 
 def stage_resources(name):
+    """`gpu` for the cluster executors; `torch_threads`, the threads the job runs with (a resource, not part
+    of the shell command's text, so that another --cores never makes Snakemake think the code changed)."""
     gpu = BY_NAME[name].gpu and str(config["device"]).startswith("cuda")
-    return {"gpu": 1 if gpu else 0}
+    return {"gpu": 1 if gpu else 0, "torch_threads": _threads(name)[1]}
 
 
 def stage_log(name):
@@ -99,5 +101,5 @@ def stage_log(name):
 def stage_shell(name):
     s = BY_NAME[name]
     wild = lambda t: t.replace("{dataset}", "{wildcards.dataset}").replace("{model}", "{wildcards.model}")
-    threads = f" --threads {_threads(name)[1]}" if s.threads else ""
+    threads = " --threads {resources.torch_threads}" if s.threads else ""
     return command(s, wild) + threads + " 2>&1 | tee {log}"
