@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,15 @@ def test_atomic_writes_leave_files_readable_like_any_other(tmp_path, monkeypatch
         monkeypatch.setattr(fio, "_UMASK", mask)
         fio.atomic_write_text(tmp_path / f"a{mask}.txt", "x")
         assert (tmp_path / f"a{mask}.txt").stat().st_mode & 0o777 == mode
+
+
+def test_atomic_replace_keeps_the_replaced_files_mode(tmp_path):
+    """Replacing a file the user made group-only (0640) or executable (0755) must not reset its mode."""
+    import fewgan.io as fio
+
+    for mode in (0o640, 0o755):
+        f = tmp_path / f"m{mode:o}.txt"
+        f.write_text("old")
+        os.chmod(f, mode)
+        fio.atomic_write_text(f, "new")
+        assert f.read_text() == "new" and f.stat().st_mode & 0o777 == mode

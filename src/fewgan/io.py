@@ -76,9 +76,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_p = Path(tmp)
     try:
         yield tmp_p
-        # mkstemp makes the file private (0600); a result is as readable as any file the user creates
+        # mkstemp makes the file private (0600): a replaced file keeps its mode, a new one gets the mode
+        # of any file the user creates
         if tmp_p.exists():
-            os.chmod(tmp_p, 0o666 & ~_UMASK)
+            os.chmod(tmp_p, _mode_of(final))
         os.replace(tmp_p, final)
     except OSError as exc:
         tmp_p.unlink(missing_ok=True)
@@ -88,6 +89,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_p.unlink(missing_ok=True)
         raise
+
+
+def _mode_of(final: Path) -> int:
+    try:
+        return final.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
 
 
 def _umask() -> int:
