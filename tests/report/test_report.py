@@ -15,7 +15,7 @@ from PIL import Image
 
 from fewgan.report import ReportInputError, run
 from fewgan.schemas.report import REPORT_SCHEMA
-from fewgan.report.stage import PAPER_FID_256
+from fewgan.report.stage import PAPER_FID_256, _display_table
 
 from .conftest import EVIL_DATASET, MODELS, UNTRAINED, build_tree, fid_of
 
@@ -199,6 +199,20 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
         assert "Models are ranked by SWD×10³ (mean over levels, vs train)" in doc
         assert "selected by SWD" in doc and "(SWD)" in doc  # the best-iteration column names the metric
     assert built["result"]["ranking"]["column"] == "swd_mean_x1e3"
+    # the results table a reader sees lists each dataset's models best first
+    section = built["md"].split("## Results", 1)[1].split("Full precision", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")][2:]  # skip header and rule
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
+    assert len(cells) == len(s)
+    for d in dict.fromkeys(c[1] for c in cells):
+        ranks = [c[0] for c in cells if c[1] == d]
+        assert ranks == [str(i) for i in range(1, len(ranks) + 1)], (d, ranks)
+    # ... whatever order the rows come in
+    shuffled = built["summary"].iloc[::-1].to_dict("records")
+    table = _display_table(shuffled, 2)
+    for d in table["dataset"].unique():
+        assert list(table[table["dataset"] == d]["rank"]) == ["1", "2"], d
+    assert "Each run's snapshot" in built["md"] and "&#x27;" not in built["md"]  # markdown prose is not over-escaped
     # the inversion headline is MS-SSIM (LPIPS had no pretrained backbone); LPIPS stays in the CSV only
     assert set(s["inversion_headline"]) == {"msssim"}
     assert s["inversion_lpips_first"].notna().all()

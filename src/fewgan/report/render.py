@@ -36,17 +36,18 @@ def fmt(value: Any, decimals: int = 2) -> str:
     return str(value)
 
 
-def _md_cell(value: Any) -> str:
-    # raw HTML in markdown is rendered by most viewers: escape it, and the table's own pipe separator
-    return esc(value).replace("|", "\\|").replace("\n", " ")
+def md_text(value: Any) -> str:
+    # raw HTML in markdown is rendered by most viewers: escape <, > and & (markdown text is never inside an
+    # HTML attribute, so quotes stay readable), and the table's own pipe separator
+    return html.escape("" if value is None else str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(df: pd.DataFrame) -> str:
     """A markdown table with every cell and header escaped (pandas .to_markdown, i.e. tabulate)."""
     if df.empty:
         return "_(no rows)_"
-    safe = pd.DataFrame([[_md_cell(v) for v in row] for row in df.itertuples(index=False)],
-                        columns=[_md_cell(c) for c in df.columns])
+    safe = pd.DataFrame([[md_text(v) for v in row] for row in df.itertuples(index=False)],
+                        columns=[md_text(c) for c in df.columns])
     return safe.to_markdown(index=False, disable_numparse=True)
 
 
@@ -89,7 +90,7 @@ def html_list(items: Sequence[str], css_class: str = "") -> str:
 def md_list(items: Sequence[str]) -> str:
     if not items:
         return "_none_"
-    return "\n".join(f"- {_md_cell(i)}" for i in items)
+    return "\n".join(f"- {md_text(i)}" for i in items)
 
 
 def html_img(rel_path: str, alt: str) -> str:
@@ -97,5 +98,5 @@ def html_img(rel_path: str, alt: str) -> str:
 
 
 def md_img(rel_path: str, alt: str) -> str:
-    safe_alt = _md_cell(alt).replace("[", "(").replace("]", ")")
+    safe_alt = md_text(alt).replace("[", "(").replace("]", ")")
     return f"![{safe_alt}]({rel_path})"

@@ -210,8 +210,10 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
     def pm(a, b):
         return "n/a" if a is None or pd.isna(a) else (f(a) + ("" if b is None or pd.isna(b) else f" ± {f(b)}"))
 
+    # within each dataset, best rank first (rows without a rank last), datasets in params order
+    order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
     out = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (order[r["dataset"]], r["rank"] is None, r["rank"] or 0)):
         inv = "n/a"
         if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
             name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
@@ -405,13 +407,13 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                                   "fewgan's numbers are comparable only for the same dataset and protocol."))
     shown_grids, linked_grids = grids[: int(cfg["image_grid_max"])], grids[int(cfg["image_grid_max"]):]
 
-    md: list[str] = [f"# {R._md_cell(title)}", ""]
+    md: list[str] = [f"# {R.md_text(title)}", ""]
     if banner:
-        md += [f"> **⚠ {R._md_cell(banner)}**", ""]
+        md += [f"> **⚠ {R.md_text(banner)}**", ""]
     if synth_note:
-        md += [f"> **{R._md_cell(synth_note)}**", ""]
+        md += [f"> **{R.md_text(synth_note)}**", ""]
     md += ["## Results (selected snapshot per dataset × model)", "",
-           R._md_cell(verdict), "",
+           R.md_text(verdict), "",
            "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
            "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
            "are ×10³.", "", R.md_table(display), "",
@@ -423,14 +425,14 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         md += ["## Published numbers (for reference only)", "", paper_caption, "", R.md_table(paper), ""]
     md += ["## Figures", ""]
     for d in ds_names:
-        md += [f"### {R._md_cell(d)}", ""]
+        md += [f"### {R.md_text(d)}", ""]
         for rel, cap in figures[d]:
             md += [R.md_img(rel, cap), ""]
     md += ["## Image grids", ""]
     for rel, cap in shown_grids:
-        md += [f"**{R._md_cell(cap)}**", "", R.md_img(rel, cap), ""]
+        md += [f"**{R.md_text(cap)}**", "", R.md_img(rel, cap), ""]
     for rel, cap in linked_grids:
-        md += [f"- [{R._md_cell(cap)}]({rel})"]
+        md += [f"- [{R.md_text(cap)}]({rel})"]
     if sampling:
         md += ["", "## How snapshots were sampled", "", R.md_list(sampling)]
     md += ["", "## Stage costs (wall seconds)", "", R.md_table(costs_disp), "",
