@@ -95,3 +95,20 @@ def test_atomic_replace_keeps_the_replaced_files_mode(tmp_path):
         os.chmod(f, mode)
         fio.atomic_write_text(f, "new")
         assert f.read_text() == "new" and f.stat().st_mode & 0o777 == mode
+
+
+def test_bench_compare_reads_this_project_by_default_and_refuses_escapes(tmp_path, monkeypatch, capsys):
+    """`fewgan bench --compare` (no DIR) means this project; the costs it compares are the summed
+    stage.json wall times of a finished run."""
+    from fewgan import bench
+    from fewgan.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--compare"])
+    assert args.compare == "."
+    for rel, stage, wall in (("data/curated/a", "curate", 1.5), ("runs/a/m/train", "train", 10.0),
+                             ("runs/a/n/train", "train", 2.5), ("reports/benchmark", "report", 0.5)):
+        atomic_write_json(tmp_path / rel / "stage.json", {"stage": stage, "wall_s": wall})
+    assert bench.measured_costs(tmp_path) == {"curate": 1.5, "train": 12.5, "report": 0.5, "total": 14.5}
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--compare", "../elsewhere"]) == 2
+    assert "--compare" in capsys.readouterr().err

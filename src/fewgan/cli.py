@@ -232,8 +232,10 @@ def cmd_bench(args) -> None:
     from fewgan import bench
 
     for option in ("params", "json", "compare"):
-        if getattr(args, option) is not None:
-            _safe_path(getattr(args, option), f"--{option}")
+        value = getattr(args, option)
+        if value is None or (option == "compare" and value == "."):  # ".": this project folder, only read
+            continue
+        _safe_path(value, f"--{option}")
     bench.main(args)
 
 
@@ -287,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--params", default="params/active.yaml")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
-    p.add_argument("--compare", default=None, metavar="DIR",
-                   help="compare the active profile's estimate with the stage.json costs of a finished run in DIR")
+    p.add_argument("--compare", default=None, metavar="DIR", nargs="?", const=".",
+                   help="compare the active profile's estimate with the stage.json costs of a finished run in DIR "
+                        "(a project folder; without DIR: this one)")
     from fewgan.data.register import register_cli as dataset_cli
     from fewgan.weights import register_cli as weights_cli
 
