@@ -142,7 +142,8 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
         raise ValueError(f"{scores_dir / 'scores.csv'}: no snapshot has a finite {metric.upper()}{hint}; "
                          "re-run `fewgan score` or inspect the training run")
     best = min(valid, key=lambda r: rank_key(r, metric))
-    src = safe_join(train_dir, best["snapshot"])
+    safe_join(train_dir, best["snapshot"])  # refuses a scores.csv entry that leaves the run folder
+    src = train_dir / best["snapshot"]  # messages name the path as the user gave it, not resolved
     if not src.is_file():
         raise FileNotFoundError(f"{src}: the selected snapshot (iteration {best['iteration']}) is missing; "
                                 "re-run `fewgan train` or `fewgan score`")
