@@ -22,6 +22,16 @@ def _small_torch():
 
 
 @pytest.fixture
+def one_torch_thread(_small_torch):
+    """For tiny models: one thread is faster, and on a shared 2-core machine two OpenMP threads that
+    spin-wait for each other cost several times the CPU time. Use with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The folder of real images (../shared/data); tests that need it skip when it is absent."""
     if not SHARED_DATA.is_dir():

@@ -31,12 +31,7 @@ DS = "toy3"
 COUNTS = {"cat": 6, "dog": 5, "wild": 6}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _folder(root):

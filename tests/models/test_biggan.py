@@ -28,13 +28,7 @@ SIZES = {32: {"attention": 16}, 64: {"attention": 64}, 128: {"g_ch": 8, "d_ch": 
          256: {"g_ch": 8, "d_ch": 8, "attention": 64}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and two stall at OpenMP barriers when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(res: int = 32, num_classes: int = 3, **kw) -> BigGAN:

@@ -23,14 +23,7 @@ def FastGAN(cfg: dict, res: int) -> _FastGAN:  # noqa: N802 - the model with par
 IDENT = lambda x: x  # noqa: E731
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a shared 2-core machine OpenMP threads
-    that spin-wait for each other cost 10x the CPU time; run these tests single-threaded."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def count(m: torch.nn.Module) -> int:

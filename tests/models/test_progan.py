@@ -26,13 +26,7 @@ YAML_CFG = yaml.safe_load(YAML_PATH.read_text())
 SMALL = {**YAML_CFG, "latent_size": 16, "fmap_base": 1024, "fmap_max": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and two stall at OpenMP barriers when the 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(res: int, **kw) -> ProGAN:
