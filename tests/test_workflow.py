@@ -142,8 +142,8 @@ def test_slurm_profile_plans_without_a_cluster_and_asks_gpus_only_for_cuda(tmp_p
     import importlib.util
 
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        pytest.skip("snakemake-executor-plugin-slurm is not installed (it is in the `cluster` extra: "
-                    "pip install -e '.[cluster]'), so `--profile workflow/profiles/slurm` cannot load")
+        pytest.skip("snakemake-executor-plugin-slurm is not installed (it is in the `dev` and `cluster` extras: "
+                    "pip install -e '.[dev]'), so `--profile workflow/profiles/slurm` cannot load")
     project = make_project(tmp_path, profile)
     assert str(yaml.safe_load((project / "params" / "active.yaml").read_text())["device"]) == device
     plan = sh(["snakemake", "--profile", "workflow/profiles/slurm", "-n", "all"], project).stdout
