@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
@@ -576,6 +577,18 @@ def _short(outcome: str) -> str:
     return {CLEAR: "error", SAME: "same result"}.get(outcome, outcome)
 
 
+def _read_damaged(target: Path, cases, read, same, outcomes: collections.Counter, per: list[str],
+                  named: str | None = None) -> None:
+    """Write each damaged copy (how, bytes) into `target` and read it back with `read`: the outcome must be an
+    error naming `named` (default: the file) or exactly the undamaged value (`same`). Counts and notes each case."""
+    for how, data in cases:
+        _restore(target, data)
+        out, detail = _classify(read, same, named or str(target))
+        outcomes[out] += 1
+        per.append(f"{how}: {_short(out)}")
+        assert out in (CLEAR, SAME), (how, out, detail)
+
+
 def _cli_reader(argv: list[str]):
     def run():
         rc, err = cli(*argv)
@@ -599,13 +612,10 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
     region = tensor_region(snap)
     outcomes, per = collections.Counter(), []
     try:
-        for how in SNAPSHOT_DAMAGE:
-            _restore(snap, damaged(original, how, rng, region=region if how == "corrupt-region" else None))
-            out, _ = _classify(lambda: load_snapshot(snap)[1].state_dict(), lambda sd: same_tensors(
-                {k: v for k, v in sd.items()}, ref), str(snap))
-            outcomes[out] += 1
-            per.append(f"{how}: {_short(out)}")
-            assert out in (CLEAR, SAME), (how, out)
+        _read_damaged(snap, ((how, damaged(original, how, rng, region=region if how == "corrupt-region" else None))
+                             for how in SNAPSHOT_DAMAGE),
+                      lambda: load_snapshot(snap)[1].state_dict(), lambda sd: same_tensors(dict(sd), ref),
+                      outcomes, per)
         # through a stage: invert reads this snapshot first (invert.snapshots: last_k 2)
         _restore(snap, damaged(original, "corrupt-region", rng, region=region))
         rc, err = cli(*stage_argv("invert", "--out", f"{CELL}/invert-dmg"))
@@ -676,14 +686,13 @@ def test_damaged_scores_split_and_curated_image(project):
                                                              "truncate-random", "corrupt-byte", "corrupt-16")]
     cases.append(("flipped FID digit", flipped_digit.encode()))
     try:
-        for how, data in cases:
-            _restore(scores, data)
+        select = _cli_reader(stage_argv("select", "--out", str(out_sel)))
+
+        def fresh_select():
             shutil.rmtree(out_sel, ignore_errors=True)
-            out, detail = _classify(_cli_reader(stage_argv("select", "--out", str(out_sel))), select_same,
-                                    str(scores))
-            outcomes[out] += 1
-            per.append(f"{how}: {_short(out)}")
-            assert out in (CLEAR, SAME), (how, out, detail)
+            return select()
+
+        _read_damaged(scores, cases, fresh_select, select_same, outcomes, per)
     finally:
         _restore(scores, original)
     for o, n in outcomes.items():
@@ -702,13 +711,9 @@ def test_damaged_scores_split_and_curated_image(project):
         return all(torch.equal(v[w][0], ref[w][0]) and v[w][1] == ref[w][1] for w in ref)
 
     try:
-        for how in ("truncate-empty", "truncate-half", "truncate-lines", "truncate-random", "corrupt-byte",
-                    "corrupt-16"):
-            _restore(split_csv, damaged(original, how, rng))
-            out, detail = _classify(lambda: {w: load_images(curated, split, w) for w in ref}, same_split, "split")
-            outcomes[out] += 1
-            per.append(f"{how}: {_short(out)}")
-            assert out in (CLEAR, SAME), (how, out, detail)
+        _read_damaged(split_csv, ((how, damaged(original, how, rng)) for how in (
+            "truncate-empty", "truncate-half", "truncate-lines", "truncate-random", "corrupt-byte", "corrupt-16")),
+            lambda: {w: load_images(curated, split, w) for w in ref}, same_split, outcomes, per, named="split")
         _restore(split_csv, damaged(original, "truncate-lines", rng))
         rc, err = cli(*stage_argv("train", "--out", f"{CELL}/train-x", "--work", f"work/{D}/{M}-x"))
         assert rc == 3 and str(split_csv) in err, err
@@ -725,13 +730,10 @@ def test_damaged_scores_split_and_curated_image(project):
     data = png.read_bytes()
     outcomes, per = collections.Counter(), []
     try:
-        for how in ("truncate-half", "truncate-last-byte", "corrupt-byte", "corrupt-16"):
-            _restore(png, damaged(data, how, rng))
-            out, detail = _classify(lambda: load_images(curated, split, "train"), lambda v: torch.equal(
-                v[0], ref["train"][0]), str(png))
-            outcomes[out] += 1
-            per.append(f"{how}: {_short(out)}")
-            assert out in (CLEAR, SAME), (how, out, detail)
+        _read_damaged(png, ((how, damaged(data, how, rng)) for how in (
+            "truncate-half", "truncate-last-byte", "corrupt-byte", "corrupt-16")),
+            lambda: load_images(curated, split, "train"), lambda v: torch.equal(v[0], ref["train"][0]),
+            outcomes, per)
     finally:
         _restore(png, data)
     for o, n in outcomes.items():
@@ -795,10 +797,11 @@ def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, cap
     from fewgan.train.state import RESUME_FORMAT
 
     marker = project.root / "PWNED"
-    # the payload is real: plain unpickling runs it
+    # the payload is real: plain unpickling of the checkpoint's pickle (what an unsafe loader does) runs it
     probe = project.root / "probe.pt"
     _evil(probe, project.root / "probe-ran", SNAPSHOT_FORMAT)
-    torch.load(probe, weights_only=False)
+    with zipfile.ZipFile(probe) as z:
+        pickle.loads(z.read(next(n for n in z.namelist() if n.endswith("/data.pkl"))))  # no tensors inside
     assert (project.root / "probe-ran").exists()
 
     evil_train = Path(f"{CELL}/train-evil")
@@ -1186,7 +1189,7 @@ def test_zz_reliability_doc():
               "- Damaged files: seeded truncations and byte flips; the reader every stage uses must raise an error "
               "naming the file or return exactly the undamaged value.",
               "- Malicious checkpoint: a torch file whose pickle creates a marker file when unpickled (checked: plain "
-              "`torch.load(weights_only=False)` does run it); the marker must never appear.",
+              "`pickle.loads` of its data.pkl does run it); the marker must never appear.",
               "- Two runs at once: a lock held by this test process, and real concurrent processes (fewgan, "
               "Snakemake, DVC).",
               "- Full disk: fewgan.io's file writes fail with ENOSPC half-way through a file.",
