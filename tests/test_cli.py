@@ -112,3 +112,37 @@ def test_bench_compare_reads_this_project_by_default_and_refuses_escapes(tmp_pat
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "--compare", "../elsewhere"]) == 2
     assert "--compare" in capsys.readouterr().err
+
+
+def test_atomic_dir_keeps_the_previous_folder_when_the_swap_fails(tmp_path, monkeypatch):
+    """The swap is two renames (old away, new in): if the second fails, or the process dies between them,
+    the previous content must come back, not be deleted as a leftover."""
+    import errno
+
+    import fewgan.io as fio
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "keep.txt").write_text("previous")
+    real_rename, calls = os.rename, []
+
+    def failing_second_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(fio.os, "rename", failing_second_rename)
+    with pytest.raises(OSError, match="out"):
+        with fio.atomic_dir(final) as tmp:
+            (tmp / "new.txt").write_text("new")
+    monkeypatch.setattr(fio.os, "rename", real_rename)
+    assert (final / "keep.txt").read_text() == "previous" and not (final / "new.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+    # killed between the renames (the .old folder of a dead process, no `out`): the next writer restores it
+    os.rename(final, tmp_path / ".out.old-999999999-deadbeef")
+    with fio.atomic_dir(final) as tmp:
+        assert (final / "keep.txt").read_text() == "previous"  # restored before the new content is made
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]

@@ -149,7 +149,8 @@ def test_every_section_key_is_required(params_dir):
         validate(params, origin)
 
 
-@pytest.mark.parametrize("name", ["../../../escaped_outside", "<script>alert(1)</script>", "a..b", "-lead", ""])
+@pytest.mark.parametrize("name", ["../../../escaped_outside", "<script>alert(1)</script>", "a..b", "-lead", "",
+                                  "trailing_newline\n"])
 def test_bad_dataset_names_are_refused_with_file_key_and_rule(params_dir, name):
     _edit(params_dir / "datasets.yaml", lambda d: d.update({name: d["demo_faces"]}))
     params, origin = resolve("smoke", params_dir)
@@ -204,3 +205,12 @@ def test_fewgan_params_imports_no_torch(tmp_path):
             "or m.startswith('fewgan.models')); print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def test_a_name_with_a_trailing_newline_is_not_a_name():
+    """A regex "$" also matches before a final newline: the check must not let "x\\n" become a folder name."""
+    from fewgan.names import InvalidNameError, check_name, is_valid_name
+
+    assert is_valid_name("celebahq") and not is_valid_name("celebahq\n")
+    with pytest.raises(InvalidNameError, match="celebahq"):
+        check_name("celebahq\n", "dataset", "--dataset")

@@ -128,19 +128,24 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     for stale in list(parent.glob(f".{final.name}.tmp-*")) + list(parent.glob(f".{final.name}.old-*")):
         pid = stale.name.rsplit(".", 1)[-1].split("-")[1]
         if not pid.isdigit() or not _pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+            if ".old-" in stale.name and not final.exists():  # killed between the two renames: put it back
+                os.rename(stale, final)
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = parent / f".{final.name}.tmp-{tag}"
+    old = parent / f".{final.name}.old-{tag}"
     tmp.mkdir()
     try:
         yield tmp
-        old = parent / f".{final.name}.old-{tag}"
         if final.exists():
             os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not final.exists():  # the swap failed half-way: the previous content goes back
+            os.rename(old, final)
         if exc.errno in DISK_FULL:
             raise _disk_full(exc, final) from exc
         raise

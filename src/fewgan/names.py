@@ -15,6 +15,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_RULE = ("1-64 characters from A-Z a-z 0-9 '_' '.' '-', starting with a letter or digit, "
              "and no '..'")
 _NAME_RE = re.compile(NAME_PATTERN)
+#: what a schema forbids besides NAME_PATTERN: "..", and the newline that a pattern's "$" lets through at the end
+NAME_FORBIDDEN = r"\.\.|\n"
 
 
 class InvalidNameError(ValueError):
@@ -22,7 +24,7 @@ class InvalidNameError(ValueError):
 
 
 def is_valid_name(name: object) -> bool:
-    return isinstance(name, str) and bool(_NAME_RE.match(name)) and ".." not in name
+    return isinstance(name, str) and bool(_NAME_RE.fullmatch(name)) and ".." not in name  # "$" lets "x\n" match
 
 
 def check_name(name: object, kind: str, where: str) -> str:

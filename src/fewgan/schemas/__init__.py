@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fewgan.names import NAME_PATTERN
+from fewgan.names import NAME_FORBIDDEN, NAME_PATTERN
 
 #: params sections that each come from one file params/<section>.yaml
 SECTIONS = ("train", "evaluation", "invert", "report", "resources")
@@ -41,21 +41,21 @@ def params_schema() -> dict[str, Any]:
     from fewgan.schemas.train import TRAIN_SCHEMA
 
     name_list = {"type": "array", "minItems": 1, "uniqueItems": True,
-                 "items": {"type": "string", "pattern": NAME_PATTERN, "not": {"pattern": r"\.\."}}}
+                 "items": {"type": "string", "pattern": NAME_PATTERN, "not": {"pattern": NAME_FORBIDDEN}}}
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["profile", "seed", "device", "shared_data_root", "experiment", "datasets", "models",
                      *SECTIONS],
         "properties": {
-            "profile": {"type": "string", "pattern": NAME_PATTERN},
+            "profile": {"type": "string", "pattern": NAME_PATTERN, "not": {"pattern": NAME_FORBIDDEN}},
             "seed": {"type": "integer", "minimum": 0},
             "device": {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"},
             # where datasets with source.root 'shared_data' live (env FEWGAN_SHARED_DATA overrides)
             "shared_data_root": {"type": ["string", "null"]},
             "experiment": strict({"datasets": name_list, "models": name_list}),
             "datasets": {"type": "object", "additionalProperties": DATASET_SCHEMA,
-                         "propertyNames": {"pattern": NAME_PATTERN, "not": {"pattern": r"\.\."}}},
+                         "propertyNames": {"pattern": NAME_PATTERN, "not": {"pattern": NAME_FORBIDDEN}}},
             "models": {"type": "object", "additionalProperties": False, "properties": model_schemas()},
             "train": TRAIN_SCHEMA,
             "evaluation": EVALUATION_SCHEMA,
