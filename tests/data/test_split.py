@@ -111,6 +111,18 @@ def test_split_stable_when_images_added_end_to_end(curated):
     assert all(after[s] == v for s, v in before.items())
 
 
+def test_identical_images_are_refused_not_merged(curated):
+    """With dedup off, two files with the same pixels reach split: it must name them, not keep one silently
+    (one copy in train and one in test would leak the test set)."""
+    tmp, params = curated
+    first = sorted((tmp / "src").iterdir())[0]
+    shutil.copy(first, tmp / "src" / "zz_copy.png")
+    params["datasets"]["d"]["dedup"] = {"exact": False, "phash_max_distance": None}
+    curate.run(params, "d", tmp / "cur")
+    with pytest.raises(SplitError, match=r"manifest.csv: .* and .* have identical pixels; set dedup.exact: true"):
+        split.run(params, "d", tmp / "cur", tmp / "spl4")
+
+
 def test_split_too_few_images(curated):
     tmp, params = curated
     params["datasets"]["d"]["shots"] = 40

@@ -142,7 +142,13 @@ def run(params: dict, dataset: str, curated_dir: Path, out_dir: Path) -> dict:
                          "shots/min_images in params/datasets.yaml")
     ratio = float(entry["split"]["ratio"])
     seed = int(entry["split"]["seed"])
-    by_key = {r["pixels_sha256"]: r for r in rows}
+    by_key: dict[str, dict] = {}
+    for r in rows:  # identical pixels in train and test would leak the test set: refuse, naming both files
+        if r["pixels_sha256"] in by_key:
+            raise SplitError(f"{curated_dir / 'manifest.csv'}: {by_key[r['pixels_sha256']]['file']} and {r['file']} "
+                             f"have identical pixels; set dedup.exact: true for dataset {dataset!r} in "
+                             "params/datasets.yaml and re-run curate, or remove one of the source images")
+        by_key[r["pixels_sha256"]] = r
     method = entry["split"]["method"]
     classed = _check_classes(entry, dataset, curated_dir, rows)
     groups = {k: r["class"] for k, r in by_key.items()} if classed else None
