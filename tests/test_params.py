@@ -83,16 +83,19 @@ def test_unknown_dataset_in_experiment(params_dir):
 def test_resolution_must_be_power_of_two_in_range(params_dir, res):
     _edit(params_dir / "datasets.yaml", lambda d: d["celebahq_stargan_v2"].update(resolution=res))
     params, origin = resolve("paper", params_dir)
-    with pytest.raises(ParamsError, match=rf"datasets.yaml.*datasets.celebahq_stargan_v2.resolution = {res}"):
+    with pytest.raises(ParamsError, match=rf"datasets.yaml: key 'datasets.celebahq_stargan_v2.resolution': {res} is "
+                                          r"not one of \[32, 64, 128, 256, 512, 1024\]") as e:
         validate(params, origin)
+    assert str(e.value).count("\n  - ") == 1  # one line for one problem
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5])
 def test_split_ratio_outside_open_interval(params_dir, ratio):
     _edit(params_dir / "datasets.yaml", lambda d: d["demo_faces"].setdefault("split", {}).update(ratio=ratio))
     params, origin = resolve("paper", params_dir)
-    with pytest.raises(ParamsError, match=r"datasets.demo_faces.split.ratio"):
+    with pytest.raises(ParamsError, match=r"datasets.yaml: key 'datasets.demo_faces.split.ratio'") as e:
         validate(params, origin)
+    assert str(e.value).count("\n  - ") == 1  # one line for one problem
 
 
 def test_unknown_profile_and_broken_yaml(params_dir):
@@ -205,6 +208,14 @@ def test_fewgan_params_imports_no_torch(tmp_path):
             "or m.startswith('fewgan.models')); print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
+
+
+def test_hand_edited_active_file_with_a_wrong_type_gets_the_schema_error_not_a_crash(params_dir):
+    for bad in (None, ["demo_faces"]):
+        params, origin = resolve("smoke", params_dir)
+        params["datasets"] = bad
+        with pytest.raises(ParamsError, match=r"datasets.yaml: key 'datasets': .* is not of type 'object'"):
+            validate(params, origin)
 
 
 def test_a_name_with_a_trailing_newline_is_not_a_name():

@@ -210,60 +210,38 @@ def validate(params: dict, origin: dict[str, str] | None = None) -> None:
     errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
     problems = [_explain(e, origin) for e in errors]
 
-    # semantic checks a schema cannot express
+    # semantic checks a schema cannot express (a wrong type is the schema's error above: skip it here)
+    def names_of(section: str) -> dict:
+        value = params.get(section)
+        return value if isinstance(value, dict) else {}
+
     for kind, section, file in (("dataset", "datasets", "params/datasets.yaml"), ("model", "models", "params/models/")):
-        for name in (params.get(section) or {}):
+        for name in names_of(section):
             if not is_valid_name(name):
                 problems.append(f"{_where([section, name], origin) if section == 'datasets' else file}: "
                                 f"{kind} name {name!r} is not allowed: a name must be {NAME_RULE}")
-    lists = (params.get("_meta") or {}).get("experiment_lists") or []
+    final = params.get("experiment") if isinstance(params.get("experiment"), dict) else {}
+    # every list as written (a source file or the command line), else, for hand-made params, the final lists
+    lists = (params.get("_meta") or {}).get("experiment_lists") or [
+        {"file": _where(["experiment", key], origin), key: final[key]}
+        for key in ("datasets", "models") if isinstance(final.get(key), list)]
     for entry in lists:
-        for key, section, kind in (("datasets", "datasets", "dataset"), ("models", "models", "model")):
+        for key, kind in (("datasets", "dataset"), ("models", "model")):
+            known = names_of(key)
             for name in entry.get(key, []):
                 if not is_valid_name(name):
                     problems.append(f"{entry['file']}: experiment.{key} names {kind} {name!r}, which is not "
                                     f"allowed: a name must be {NAME_RULE}")
-                elif name not in (params.get(section) or {}):
-                    hint = difflib.get_close_matches(str(name), list(params.get(section) or {}), n=1)
+                elif name not in known:
+                    hint = difflib.get_close_matches(str(name), list(known), n=1)
                     problems.append(f"{entry['file']}: experiment.{key} names unknown {kind} '{name}'" +
-                                    (f" (did you mean '{hint[0]}'?)" if hint else f"; known: {sorted(params.get(section) or {})}"))
-    final = {} if lists else (params.get("experiment") or {})  # hand-made params: check the final lists
-    for name in final.get("datasets", []):
-        if not is_valid_name(name):
-            problems.append(f"experiment.datasets names dataset {name!r}, which is not allowed: a name must be {NAME_RULE}")
-            continue
-        if name not in params.get("datasets", {}):
-            hint = difflib.get_close_matches(name, list(params.get("datasets", {})), n=1)
-            problems.append(f"{_where(['experiment', 'datasets'], origin)}: experiment.datasets names "
-                            f"unknown dataset '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else
-                                                           f"; defined in params/datasets.yaml: {sorted(params.get('datasets', {}))}"))
-    models = params.get("models", {})
-    for name in final.get("models", []):
-        if not is_valid_name(name):
-            problems.append(f"experiment.models names model {name!r}, which is not allowed: a name must be {NAME_RULE}")
-            continue
-        if name not in models:
-            hint = difflib.get_close_matches(name, list(models), n=1)
-            problems.append(f"{_where(['experiment', 'models'], origin)}: experiment.models names unknown "
-                            f"model '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else
-                                                 f"; registered: {sorted(models)}"))
+                                    (f" (did you mean '{hint[0]}'?)" if hint else f"; known: {sorted(known)}"))
     for key in WRITE_PATH_KEYS:
         value = lookup(params, key)
         parts = PurePath(value).parts if isinstance(value, str) else ()
         if isinstance(value, str) and (not parts or PurePath(value).is_absolute() or ".." in parts):
             problems.append(f"{_where(key.split('.'), origin)}: {key} = {value!r}: fewgan writes into this folder, "
                             "so it must be a relative path inside the project (not absolute, no '..')")
-    for name, ds in params.get("datasets", {}).items():
-        if not isinstance(ds, dict):
-            continue
-        res = ds.get("resolution")
-        if isinstance(res, int) and not (32 <= res <= 1024 and res & (res - 1) == 0):
-            problems.append(f"{_where(['datasets', name, 'resolution'], origin)}: datasets.{name}.resolution "
-                            f"= {res}: must be a power of two in 32..1024")
-        ratio = (ds.get("split") or {}).get("ratio")
-        if isinstance(ratio, (int, float)) and not 0 < ratio < 1:
-            problems.append(f"{_where(['datasets', name, 'split', 'ratio'], origin)}: datasets.{name}.split.ratio "
-                            f"= {ratio}: must lie strictly between 0 and 1 (0.9 = 9:1 train/test)")
     if problems:
         raise ParamsError("invalid params:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
 
