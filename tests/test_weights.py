@@ -100,6 +100,11 @@ def test_official_checksum_marks_standard(tmp_path, monkeypatch):
     params["evaluation"]["weights"]["alexnet"] = {"path": str(f)}  # default sha256 = the known one
     info = W.resolve("alexnet", params)
     assert info.standard is True and info.sha256 == digest and "official" in info.label
+    # sha256: null only lifts the check; the official file is still the official file (as `weights check` says)
+    params["evaluation"]["weights"]["alexnet"]["sha256"] = None
+    info = W.resolve("alexnet", params)
+    assert info.standard is True and "official" in info.label
+    assert W.check_one("alexnet", params)["status"] == "ok"
 
 
 def test_local_file_with_wrong_hash_is_refused_unless_sha_null(tmp_path, monkeypatch):

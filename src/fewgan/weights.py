@@ -227,7 +227,7 @@ def make_random_inception_file(path: Path, seed: int = FALLBACK_INCEPTION_SEED) 
 # ------------------------------------------------------------------------------------------------
 # the resolver
 # ------------------------------------------------------------------------------------------------
-def _check_local(path: Path, expected: str | None, where: str, name: str) -> tuple[str, bool]:
+def _check_local(path: Path, expected: str | None, where: str, name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{where} names {path}, which is not a file; fix the path or unset it")
     digest = sha256_file(path)
@@ -236,7 +236,7 @@ def _check_local(path: Path, expected: str | None, where: str, name: str) -> tup
             f"{path} (from {where}) has sha256 {digest}, but the official {name} weights have {expected}. "
             f"Supply the official file, or set evaluation.weights.{KNOWN[name].key}.sha256: null to use this "
             "file anyway (its numbers are then reported as non-standard)")
-    return digest, expected is not None
+    return digest
 
 
 def _validate_tensor_file(path: Path) -> None:
@@ -329,9 +329,9 @@ def resolve(name: str, params: dict) -> WeightsInfo:
     tried: list[str] = []
 
     def found(path: Path, where: str) -> WeightsInfo:
-        digest, standard = _check_local(path, expected, where, name)
+        digest = _check_local(path, expected, where, name)
         _validate_tensor_file(path)
-        standard = standard and digest == k.sha256
+        standard = digest == k.sha256  # the official file, whether or not params asked for the check
         if standard:
             label = f"{name}: official pretrained weights"
         else:  # user accepted a non-official file with sha256: null
