@@ -99,7 +99,8 @@ def tiny_run(tmp_path, monkeypatch, no_builtins):
 
     monkeypatch.setattr(stage, "_load_images", fake_load)
     monkeypatch.setattr(stage, "_build_lpips",
-                        lambda net, params, device: (standin_lpips, {"fallback": "test stand-in, not LPIPS"}))
+                        lambda net, params, device: (standin_lpips, {"fallback": "test stand-in, not LPIPS",
+                                                                      "note": "test stand-in, not LPIPS"}))
     invert = read_yaml(Path(__file__).resolve().parents[2] / "params" / "invert.yaml")
     invert.update({"recipe": "backtrack", "steps": 40, "lr": 0.1, "mse_weight": 0.2, "snapshots": "all",
                    "batch_size": 100, "seed": 0, "log_every": 10})

@@ -17,6 +17,7 @@ def test_fallback_backbone_is_deterministic_and_recorded(tmp_path):
     m1, d1 = build_lpips("alex", params, "cpu")
     m2, _ = build_lpips("alexnet", params, "cpu")
     assert d1["net"] == "alex" and d1["fallback"] and "pnet_rand=True" in d1["fallback"]
+    assert d1["note"] == d1["fallback"]  # what every consumer labels its LPIPS values with
     assert d1["backbone"]["path"] is None and d1["linear_heads"]["sha256"]
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
@@ -44,6 +45,8 @@ def test_backbone_weights_are_copied_from_the_resolved_file(tmp_path, monkeypatc
     params["evaluation"]["weights"]["alexnet"].update(path=str(f), sha256=None)
     m, d = build_lpips("alex", params, "cpu")
     assert d["fallback"] is None and d["backbone"]["source"].startswith("params evaluation.weights.alexnet.path")
+    # not a fallback, but not the official file either: labelled, so inversion does not headline its LPIPS
+    assert d["backbone"]["standard"] is False and "non-official" in d["note"]
     net = m.model.net
     assert torch.equal(net.slice1._modules["0"].weight, ref.features[0].weight)
     assert torch.equal(net.slice5._modules["10"].weight, ref.features[10].weight)

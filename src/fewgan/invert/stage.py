@@ -183,8 +183,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         sets.append(("train", tr_u8[idx], [list(tr_names)[i] for i in idx.tolist()]))
 
     lpips, lpips_info = _build_lpips(cfg["lpips_net"], params, device)
-    if lpips_info.get("fallback"):
-        msg = f"LPIPS-{cfg['lpips_net']}: {lpips_info['fallback']}"
+    if lpips_info["note"]:
+        msg = f"LPIPS-{cfg['lpips_net']}: {lpips_info['note']}"
         log.warning(msg)
         fallbacks.append(msg)
 
@@ -290,13 +290,13 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         },
         "device": str(device), "threads": int(threads), "resolution": resolution,
     }
-    lpips_standard = not lpips_info.get("fallback")
+    lpips_standard = lpips_info["note"] is None
     headline = "lpips" if lpips_standard else "msssim"
     result = {
         "stage": "invert", "dataset": dataset, "model": model,
         "headline": {"metric": headline, "column": HEADLINES[headline][0], "label": HEADLINES[headline][1],
                      "why": ("LPIPS with the pretrained backbone" if lpips_standard else
-                             "the LPIPS backbone is not the pretrained one (" + str(lpips_info.get("fallback")) +
+                             "the LPIPS backbone is not the pretrained one (" + str(lpips_info["note"]) +
                              "), so LPIPS values measure nothing perceptual: the headline is MS-SSIM (with PSNR "
                              "beside it), which needs no pretrained network; LPIPS stays in inversion.csv, labelled"),
                      "lpips_label": "LPIPS" if lpips_standard else "LPIPS (untrained backbone: not perceptual)"},

@@ -193,8 +193,8 @@ class FastGAN(GANModel):
                 object.__setattr__(self, "_recon_info", {"kind": "l1", "requested": "lpips_vgg",
                                                          "backbone": info.get("backbone"), "fallback": fallback})
                 return
-            if fallback:
-                fallback = f"FastGAN reconstruction loss: {fallback}"
+            if fallback or info.get("note"):  # untrained, or a non-official VGG16 file the user accepted
+                fallback = f"FastGAN reconstruction loss: {fallback or info['note']}"
                 log.warning(fallback)
         else:  # lpips_untrained: same LPIPS, seeded random VGG backbone, chosen on purpose
             import warnings

@@ -74,7 +74,7 @@ def _copy_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path)
 
 def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module, dict]:
     """LPIPS module (x, y in [-1, 1] -> per-image distance (N,)) and a description dict
-    {"net", "backbone": WeightsInfo as dict, "fallback": str | None, "linear_heads": {...}}."""
+    {"net", "backbone": WeightsInfo as dict, "fallback": str | None, "note": str | None, "linear_heads": {...}}."""
     if net not in _NETS:
         raise KeyError(f"unknown LPIPS net {net!r}; choose one of {', '.join(_NETS)}")
     import lpips as _lpips
@@ -89,6 +89,9 @@ def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module,
         _copy_backbone(model, torch_load(info.path, map_location="cpu"), info.path)
     heads = Path(inspect.getfile(_lpips.LPIPS)).parent / "weights" / "v0.1" / f"{lp_net}.pth"
     model = model.to(device).eval().requires_grad_(False)
+    # note: why these LPIPS values are not comparable to published ones (untrained fallback, or a non-official
+    # backbone file the user accepted with sha256: null); None for the pretrained backbone
     desc = {"net": lp_net, "backbone": info.as_dict(), "fallback": info.fallback,
+            "note": None if info.standard else (info.fallback or info.label),
             "linear_heads": {"path": str(heads), "sha256": sha256_file(heads) if heads.is_file() else None}}
     return LPIPSDistance(model, lp_net).to(device).eval(), desc

@@ -111,9 +111,10 @@ def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | N
             ax.plot(train["iteration"], train[col], ls="--", marker="x", ms=3, color=line.get_color(),
                     label=_t(f"{c.model} (train)"))
         lp = ((c.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
-        if lp.get("fallback"):
-            notes.add("LPIPS backbone untrained (LPIPS kept in inversion.csv, labelled; not shown)"
-                      if col == "msssim_mean" else f"LPIPS: {lp['fallback']}")
+        note = lp.get("note", lp.get("fallback"))
+        if note:
+            notes.add("LPIPS backbone not the pretrained one (LPIPS kept in inversion.csv, labelled; not shown)"
+                      if col == "msssim_mean" else f"LPIPS: {note}")
     ax.set_xlabel("training iteration of the inverted snapshot")
     ax.set_ylabel("reconstruction MS-SSIM (higher is better)" if col == "msssim_mean"
                   else "reconstruction LPIPS (lower is better)")

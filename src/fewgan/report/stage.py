@@ -105,7 +105,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
             row["inversion_headline_first"] = row[f"inversion_{head}_first"]
             row["inversion_headline_last"] = row[f"inversion_{head}_last"]
         lp = ((cell.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
-        row["inversion_lpips_note"] = lp.get("fallback")
+        row["inversion_lpips_note"] = lp.get("note", lp.get("fallback"))
     return row
 
 
