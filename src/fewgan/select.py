@@ -47,8 +47,12 @@ def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
         raise ValueError(f"evaluation.select.metric = {setting!r}: use auto, {', '.join(SNAPSHOT_METRICS)} "
                          "(params/evaluation.yaml)")
     if SNAPSHOT_METRICS[setting]["pretrained"] and not extractor_standard:
-        return setting, (f"evaluation.select.metric = {setting} although the Inception extractor is a fallback: "
-                         "the values come from untrained features and the choice can be wrong")
+        # a number from non-standard features never decides what SWD (no pretrained network) can decide
+        raise ValueError(f"evaluation.select.metric = {setting} needs the standard Inception weights, and the "
+                         f"extractor here is not the standard one: {setting.upper()} from those features can pick a "
+                         "wrong snapshot (it picked colour blobs in reports/celebahq128). Set "
+                         "evaluation.select.metric: auto or swd (params/evaluation.yaml), or install the weights "
+                         "(`fewgan weights check`)")
     return setting, f"evaluation.select.metric = {setting}"
 
 
@@ -134,8 +138,6 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     extractor = meta.get("feature_extractor") or {}
     fallbacks = list(meta.get("fallbacks", []))
     metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))
-    if SNAPSHOT_METRICS[metric]["pretrained"] and not extractor.get("standard", False):
-        fallbacks.append(f"snapshot selected by {metric.upper()} from an untrained Inception (evaluation.select.metric)")
     valid = [r for r in rows if r.get(metric) is not None and math.isfinite(r[metric])]
     if not valid:
         hint = " (evaluation.score.swd is false?)" if metric == "swd" else ""

@@ -139,7 +139,7 @@ STAGES: tuple[Stage, ...] = (
           dvc_deps=("data", "runs"),
           outs=(Out("reports/benchmark", "dir", caption="benchmark.rst", category="benchmark report",
                     htmlindex="index.html"),),
-          params=("profile", "experiment", "datasets", "report")),
+          params=("profile", "experiment", "datasets", "evaluation.select", "report")),
 )
 
 BY_NAME = {s.name: s for s in STAGES}

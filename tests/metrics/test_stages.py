@@ -89,12 +89,21 @@ def test_score_select_evaluate(run_dir, params):
     assert best["iteration"] == int(want["iteration"]) and best["metric"] == "swd"
     assert best["rule"] == "lowest SWD×10³ (mean over pyramid levels), then the later snapshot"
     assert "fallback" in best["why"] and best["swd"] == pytest.approx(float(want["swd"]))
-    # asked for FID explicitly: FID picks, and best.json says the values come from untrained features
-    ev["select"]["metric"] = "fid"
-    by_fid = select(params, run_dir / "score", run_dir / "train", run_dir / "select_fid")
-    assert by_fid["iteration"] == int(min(rows, key=lambda r: float(r["fid"]))["iteration"])
-    assert "untrained features" in by_fid["why"] and any("untrained Inception" in f for f in by_fid["fallbacks"])
+    # asked for FID or KID explicitly with this untrained Inception: refused, naming the key and the way out
+    for explicit in ("fid", "kid"):
+        ev["select"]["metric"] = explicit
+        with pytest.raises(ValueError, match=rf"evaluation.select.metric = {explicit} needs the standard "
+                                             r"Inception weights.*auto or swd"):
+            select(params, run_dir / "score", run_dir / "train", run_dir / "select_fid")
+        assert not (run_dir / "select_fid").exists()
     ev["select"]["metric"] = "auto"
+    # score refuses up front (before any snapshot costs time) a selection metric it would not compute
+    ev["score"]["swd"] = False
+    with pytest.raises(ValueError, match=r"selected by SWD .* but evaluation.score.swd is false"):
+        SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s",
+               run_dir / "score_noswd", threads=1)
+    assert not (run_dir / "score_noswd").exists()
+    ev["score"]["swd"] = True
     gen = run_dir / "select" / "generator.pt"
     assert sha256_file(gen) == sha256_file(run_dir / "train" / want["snapshot"]) == best["sha256"]
     _, _, meta = load_snapshot(gen)

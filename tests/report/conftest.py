@@ -97,6 +97,7 @@ def build_tree(root: Path) -> dict:
         "experiment": {"datasets": datasets, "models": MODELS},
         "datasets": {"faces": {"description": "synthetic demo faces", "source": {"type": "synthetic"}},
                      EVIL_DATASET: {"description": EVIL_DESCRIPTION}},
+        "evaluation": {"select": {"metric": "auto"}},
         "report": {"title": "bench <b>title</b>", "include_paper_table": True, "image_grid_max": 16, "decimals": 2},
         "_meta": {"sha256": "f" * 64},
     }

@@ -256,3 +256,24 @@ def test_per_class_table_for_datasets_with_classes(tree):
 def test_no_per_class_output_without_classes(built):
     assert not (built["out"] / "per_class.csv").exists() and "Per class" not in built["md"]
     assert built["result"]["per_class"] == []
+
+
+def test_models_are_ranked_by_the_metric_that_selected_their_snapshots():
+    """With the standard Inception, `auto` ranks by FID; `swd` ranks by SWD there too (as select picked by it);
+    with a fallback Inception, FID may not rank at all."""
+    from fewgan.report.stage import rank_models
+
+    def rows(standard):
+        return [{"dataset": "d", "model": m, "feature_extractor_standard": standard, "fid_train": fid,
+                 "kid_train_x1e3": kid, "swd_mean_x1e3": swd, "rank": None, "ranked_by": None}
+                for m, fid, kid, swd in (("a", 10.0, 3.0, 90.0), ("b", 20.0, 1.0, 80.0), ("c", 30.0, 2.0, 70.0))]
+
+    for standard, setting, order, column in ((True, "auto", "abc", "fid_train"), (True, "swd", "cba", "swd_mean_x1e3"),
+                                             (True, "kid", "bca", "kid_train_x1e3"),
+                                             (False, "auto", "cba", "swd_mean_x1e3")):
+        rs = rows(standard)
+        ranking = rank_models(rs, setting)
+        assert ranking["column"] == column, (standard, setting)
+        assert "".join(r["model"] for r in sorted(rs, key=lambda r: r["rank"])) == order, (standard, setting)
+    with pytest.raises(ValueError, match="needs the standard Inception weights"):
+        rank_models(rows(False), "fid")

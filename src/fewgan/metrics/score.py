@@ -53,13 +53,15 @@ def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric
     its = [r["iteration"] for r in rows]
     panels = [("fid", "FID (train)")] + ([("swd", "SWD×10³ (train)")] if any(r.get("swd") is not None for r in rows) else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), dpi=100, squeeze=False)
-    best = min(rows, key=lambda r: rank_key(r, metric))
+    scored = [r for r in rows if math.isfinite(rank_key(r, metric)[0])]  # as select: only finite values compete
+    best = min(scored, key=lambda r: rank_key(r, metric)) if scored else None
     for ax, (key, label) in zip(axes[0], panels):
         ax.plot(its, [r.get(key) for r in rows], "o-", label=label)
         if key == "fid" and any(r.get("fid_test") is not None for r in rows):
             ax.plot(its, [r.get("fid_test") for r in rows], "s--", label="FID (test)")
-        ax.axvline(best["iteration"], color="grey", lw=0.8, ls=":",
-                   label=f"selected by {metric.upper()} ({best['iteration']})")
+        if best is not None:
+            ax.axvline(best["iteration"], color="grey", lw=0.8, ls=":",
+                       label=f"selected by {metric.upper()} ({best['iteration']})")
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
@@ -97,6 +99,12 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     extractor = F.build_extractor(params, device)
     if extractor.info.fallback:
         fallbacks.append(extractor.info.fallback)
+    block = extractor.info.extractor_block()
+    # decided before any snapshot is scored: a metric select cannot use, or one not computed, stops here
+    metric, why = choose_metric(ev["select"]["metric"], bool(block.get("standard", False)))
+    if metric in ("swd", "kid") and not sc[metric]:
+        raise ValueError(f"snapshots would be selected by {metric.upper()} ({why}), but evaluation.score.{metric} "
+                         f"is false: set it true, or choose another evaluation.select.metric (params/evaluation.yaml)")
     cache = Path(ev["feature_cache_dir"])
     real_feats, real_meta = F.real_features(reals, extractor, cache)
     test_feats = None
@@ -132,7 +140,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         if gan.snapshot_note():
             row["note"] = gan.snapshot_note()
         if test_feats is not None:
-            row["fid_test"] = F.fid_from_features(feats, test_feats)
+            row["fid_test"] = F.fid_from_features(feats, test_feats, ev["fid"]["method"])
         rows.append(row)
         log.info("snapshot %d: FID %.3f, SWD %s (%.1fs)", iteration, row["fid"],
                  "-" if row["swd"] is None else f"{row['swd']:.2f}", row["seconds"])
@@ -141,8 +149,6 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     columns = SCORE_COLUMNS + (["fid_test"] if test_feats is not None else [])
     write_csv(out_dir / "scores.csv", rows, columns)
-    block = extractor.info.extractor_block()
-    metric, why = choose_metric(ev["select"]["metric"], bool(block.get("standard", False)))
     result = {
         "dataset": dataset, "model": model, "rows": rows, "feature_extractor": block,
         "selection": {"metric": metric, "why": why, "label": SNAPSHOT_METRICS[metric]["label"]},

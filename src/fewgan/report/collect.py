@@ -198,3 +198,19 @@ def feature_extractor(cell: Cell) -> dict:
         fe["label"] = (f"feature extractor: {fe.get('name', 'InceptionV3')} (standard weights)" if standard
                        else UNTRAINED_LABEL)
     return fe
+
+
+def selected_by(cell: Cell) -> str | None:
+    """The metric that chose the cell's snapshot (best.json), None when best.json does not say."""
+    return (cell.best or {}).get("metric")
+
+
+def inversion_headline(cell: Cell) -> str:
+    """The inversion headline metric (inversion.json). A file written before headlines existed: LPIPS only when
+    its backbone was the pretrained one, else MS-SSIM; never a guess that hides a fallback."""
+    meta = cell.inversion_meta or {}
+    head = (meta.get("headline") or {}).get("metric")
+    if head:
+        return head
+    lp = (meta.get("settings") or {}).get("lpips") or {}
+    return "msssim" if lp.get("note", lp.get("fallback")) else "lpips"

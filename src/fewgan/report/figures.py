@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fewgan.io import atomic_write_bytes  # noqa: E402
-from fewgan.report.collect import Cell  # noqa: E402
+from fewgan.report.collect import Cell, inversion_headline, selected_by  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
             ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("training iteration")
     ax.set_ylabel(f"{_CURVE_LABELS[metric]} (lower is better)")
-    chosen = sorted({str((c.best or {}).get("metric", "fid")).upper() for c in have})
+    chosen = sorted({str(selected_by(c) or "unknown (best.json does not say)").upper() for c in have})
     ax.set_title(_t(f"{dataset}: {metric.upper()} of every snapshot (star = selected by {'/'.join(chosen)})"),
                  fontsize=10)
     ax.legend(fontsize=8)
@@ -93,7 +93,7 @@ def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | N
     have = [c for c in cells if c.inversion is not None and len(c.inversion)]
     if not have:
         return f"{dataset}: inversion curve not available (no invert/inversion.csv for any model)"
-    heads = {((c.inversion_meta or {}).get("headline") or {}).get("metric", "lpips") for c in have}
+    heads = {inversion_headline(c) for c in have}
     col = "msssim_mean" if "msssim" in heads and all("msssim_mean" in c.inversion.columns for c in have) else "lpips_mean"
     std = col.replace("_mean", "_std")
     fig, ax = plt.subplots(figsize=(6.4, 4.6))

@@ -15,8 +15,9 @@ import pandas as pd
 from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from fewgan.report import figures as figs
 from fewgan.report import render as R
+from fewgan.select import choose_metric
 from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, DatasetInfo, feature_extractor,
-                                   read_cell, read_dataset)
+                                   inversion_headline, read_cell, read_dataset, selected_by)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
     row: dict[str, Any] = {
         "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic, "rank": None, "ranked_by": None,
         "best_iteration": (cell.best or {}).get("iteration"),
-        "selected_by": (cell.best or {}).get("metric", "fid" if cell.best else None),
+        "selected_by": selected_by(cell),
         "selection_why": (cell.best or {}).get("why"),
         "fid_train": _num(m.get("fid_train")), "fid_test": _num(m.get("fid_test")),
         "feature_extractor": fe["label"], "feature_extractor_standard": fe["standard"],
@@ -100,7 +101,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
                 if f"{key}_mean" in test.columns:
                     row[f"inversion_{key}_first"] = float(test[f"{key}_mean"].iloc[0])
                     row[f"inversion_{key}_last"] = float(test[f"{key}_mean"].iloc[-1])
-            head = ((cell.inversion_meta or {}).get("headline") or {}).get("metric", "lpips")
+            head = inversion_headline(cell)
             row["inversion_headline"] = head
             row["inversion_headline_first"] = row[f"inversion_{head}_first"]
             row["inversion_headline_last"] = row[f"inversion_{head}_last"]
@@ -109,14 +110,25 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
     return row
 
 
-def rank_models(rows: list[dict]) -> dict:
-    """Rank the models within each dataset: by FID when every extractor is the standard one, else by SWD
-    (evaluate's mean over pyramid levels; no pretrained network), lower first. Fills rows' rank/ranked_by."""
+#: evaluate's column for each metric select can use (values of the selected snapshot, vs the train split)
+RANK_COLUMNS = {"fid": ("fid_train", "FID (train)"), "kid": ("kid_train_x1e3", "KID×10³ (train)"),
+                "swd": ("swd_mean_x1e3", "SWD×10³ (mean over levels, vs train)")}
+
+
+def rank_models(rows: list[dict], setting: str) -> dict:
+    """Rank the models within each dataset by the metric that selected the snapshots
+    (`evaluation.select.metric`, `auto` = FID when every extractor is the standard one, else SWD), lower first.
+    Fills rows' rank/ranked_by."""
     standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
-    key, metric = ("fid_train", "FID (train)") if standard else ("swd_mean_x1e3", "SWD×10³ (mean over levels, vs train)")
-    why = ("every FID here uses the standard Inception weights" if standard else
-           "FID/KID here come from a fallback (untrained) Inception and can rank models wrongly; SWD uses no "
-           "pretrained network")
+    chosen, _ = choose_metric(setting, standard)
+    key, metric = RANK_COLUMNS[chosen]
+    if chosen != "swd":
+        why = f"every FID here uses the standard Inception weights (evaluation.select.metric: {setting})"
+    elif setting == "swd":
+        why = "evaluation.select.metric: swd (no pretrained network)"
+    else:
+        why = ("FID/KID here come from a fallback (untrained) Inception and can rank models wrongly; SWD uses no "
+               "pretrained network")
     for d in dict.fromkeys(r["dataset"] for r in rows):
         mine = [r for r in rows if r["dataset"] == d and _num(r[key]) is not None]
         for i, r in enumerate(sorted(mine, key=lambda r: _num(r[key])), start=1):
@@ -295,7 +307,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     by_ds = {d: [c for c in cells if c.dataset == d] for d in ds_names}
 
     rows = [summary_row(c, ds) for ds in datasets for c in by_ds[ds.name]]
-    ranking = rank_models(rows)
+    ranking = rank_models(rows, params["evaluation"]["select"]["metric"])
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     pc_rows = per_class_rows(cells, datasets)
@@ -396,8 +408,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
               "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected "
-              "snapshots and ranks models by SWD instead (no pretrained network), unless "
-              "evaluation.select.metric says otherwise; compare SWD, MS-SSIM and the samples.") if non_standard else None
+              "snapshots and ranks models by SWD instead (no pretrained network); compare SWD, MS-SSIM and the "
+              "samples.") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
