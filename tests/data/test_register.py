@@ -195,9 +195,29 @@ def test_class_subfolders_reported_and_recorded(repo):
     r = add(repo, "animals", src)
     assert r.classes == {"(top level)": 1, "cat": 4, "dog": 5, "wild": 6}
     assert any("belong to no class" in w for w in r.warnings)
-    assert r.entry["source"]["layout"] == "class sub-folders: top level (1), cat/ (4), dog/ (5), wild/ (6)"
-    assert "classes (sub-folders, accepted images): (top level) 1, cat 4, dog 5, wild 6" in r.text
+    # one loose image: auto keeps the dataset unconditional and says why
+    assert "classes" not in r.entry and "not used as classes: 1 image(s) lie outside the sub-folders" in r.text
     assert "classes (sub-folders, accepted images): (top level) 1, cat 4" in format_report(r)
+    with pytest.raises(DatasetAddError, match=r"--classes subfolder: .*1 accepted image\(s\) lie directly in the folder"):
+        add(repo, "animals2", src, classes="subfolder")
+
+
+def test_class_subfolders_become_classes_that_curate_reads(repo):
+    src = repo / "data" / "sources" / "animals"
+    for k, (cls, n) in enumerate((("cat", 4), ("dog", 5), ("wild", 6))):
+        noise_images(src / cls, n, seed=10 + k, prefix=cls)
+    r = add(repo, "animals", src)
+    assert r.entry["classes"] == {"from": "subfolder"} and "used as classes" in r.text
+    after = read_yaml(repo / "params" / "datasets.yaml")["animals"]
+    assert after["classes"] == {"from": "subfolder"}
+    assert dataset_entry(after, repo / "params")["classes"]["from"] == "subfolder"
+    params = {"seed": 0, "datasets": {"animals": dataset_entry(after, repo / "params")}}
+    curate.run(params, "animals", repo / "data" / "curated" / "animals")
+    with open(repo / "data" / "curated" / "animals" / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["class"] for r in rows) == ["cat"] * 4 + ["dog"] * 5 + ["wild"] * 6
+    r2 = add(repo, "animals_flat", src, classes="none")
+    assert "classes" not in r2.entry and "not used as classes: --classes none" in r2.text
 
 
 def test_face_mode_needs_landmarks(repo):

@@ -67,6 +67,7 @@ LISTING_REASONS = ("hidden_file", "hidden_folder", "symlink_outside", "symlink_f
 WHERE = "fewgan dataset add NAME"
 #: refused files named one per comment line in the entry (all of them are in the printed report)
 MAX_LISTED = 20
+CLASS_CHOICES = ("auto", "subfolder", "none")
 
 
 class DatasetAddError(ValueError):
@@ -107,6 +108,7 @@ class Report:
     formats: dict[str, int] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # width/height: (min, median, max)
     classes: dict[str, int] = field(default_factory=dict)  # accepted images per top-level sub-folder
+    class_note: str = ""  # whether the entry uses those sub-folders as classes, and why
     landmarks: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # each one stops a registration (a dry run lists them)
@@ -513,7 +515,8 @@ def _scan(report: Report, entry: dict, folder: Path, lm: tuple[str, list[str]] |
         report.classes = {t or "(top level)": n for t, n in sorted(tops.items())}
         if "" in tops:
             report.warnings.append(f"{tops['']} accepted image(s) lie directly in the folder, beside the class "
-                                   "sub-folders: they belong to no class")
+                                   "sub-folders: they belong to no class (with classes from sub-folders, curate "
+                                   "skips them as no_class)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -557,7 +560,7 @@ def _entry_text(report: Report, entry: dict, when: str) -> str:
     if r.classes:
         lines.append("# classes (sub-folders, accepted images): "
                      + _comment(", ".join(f"{k} {v}" for k, v in r.classes.items()))
-                     + " (not used yet: trained as one dataset)\n")
+                     + f" ({_comment(r.class_note)})\n")
     shown = sorted(r.refused, key=lambda f: (f.reason, f.file))
     for f in shown[:MAX_LISTED]:
         face = f" face {f.face}" if f.face is not None else ""
@@ -574,10 +577,9 @@ def _entry_text(report: Report, entry: dict, when: str) -> str:
                     if src["root"] == "shared_data" else "relative to the repository root")
     lines.append(_line(4, "root", src["root"], root_meaning))
     lines.append(_line(4, "path", _yaml_str(src["path"]), "the image folder, relative to root"))
-    if "layout" in src:
-        lines.append(_line(4, "layout", _yaml_str(src["layout"]),
-                           "documentation only (the schema has no class key yet)"))
     lines.append(_line(2, "mode", entry["mode"], MODE_MEANING[entry["mode"]]))
+    if "classes" in entry:
+        lines.append(_line(2, "classes", "{from: subfolder}", "an image's class = its first sub-folder"))
     if "landmarks" in entry:
         lmk = entry["landmarks"]
         lines.append(_line(2, "landmarks", "", "face landmarks for the alignment"))
@@ -601,11 +603,14 @@ def _entry_text(report: Report, entry: dict, when: str) -> str:
 def add_dataset(name: str, path: str | os.PathLike, *, mode: str = "center", resolution: int | None = None,
                 shots: int | None = None, landmarks: Any = None, landmarks_format: str | None = None,
                 detector: str | None = None, description: str | None = None, domain: str | None = None,
-                params_dir: Path = Path("params"), dry_run: bool = False,
+                classes: str = "auto", params_dir: Path = Path("params"), dry_run: bool = False,
                 now: dt.datetime | None = None) -> Report:
     """Scan the image folder `path`, and (unless `dry_run`) append an entry `name` to
     `params_dir/datasets.yaml`. Returns the findings; raises DatasetAddError (with `.report` when the folder
-    was scanned) when the folder cannot be registered."""
+    was scanned) when the folder cannot be registered. `classes`: auto (class-conditional from sub-folders when
+    the folder holds two or more sub-folders and no loose images), subfolder, or none."""
+    if classes not in CLASS_CHOICES:
+        raise DatasetAddError(f"--classes {classes!r}: choose one of {', '.join(CLASS_CHOICES)}")
     try:
         check_name(name, "dataset", WHERE)
     except InvalidNameError as e:
@@ -710,9 +715,20 @@ def add_dataset(name: str, path: str | os.PathLike, *, mode: str = "center", res
         "source": {"kind": "folder", "root": source["root"], "path": source["path"]},
         "mode": mode,
     }
-    if report.classes:
-        entry["source"]["layout"] = "class sub-folders: " + ", ".join(
-            f"{k}/ ({v})" if k != "(top level)" else f"top level ({v})" for k, v in report.classes.items())
+    loose = report.classes.get("(top level)", 0)
+    if classes == "subfolder" and (not report.classes or loose):
+        why = (f"{loose} accepted image(s) lie directly in the folder and would belong to no class: move them into "
+               "a class sub-folder" if loose else "the folder has fewer than two sub-folders with accepted images")
+        raise DatasetAddError(f"--classes subfolder: {_show(str(folder))}: {why}. Nothing was written.", report)
+    if classes == "subfolder" or (classes == "auto" and report.classes and not loose):
+        entry["classes"] = {"from": "subfolder"}
+        report.class_note = ("used as classes: a model that supports classes (BigGAN) trains on them, evaluate "
+                             "reports each class too; --classes none trains one unconditional dataset")
+    elif report.classes:
+        report.class_note = ("not used as classes: " + ("--classes none" if classes == "none" else
+                             f"{loose} image(s) lie outside the sub-folders; move them into one and run again, "
+                             "or add classes: {from: subfolder} by hand (curate then skips them)")
+                             + "; trained as one dataset")
     if lm:
         entry["landmarks"] = {"format": lm[0], "path": lm[1] if len(lm[1]) > 1 else lm[1][0]}
         if report.landmarks and report.landmarks["unknown_names"]:
@@ -795,7 +811,7 @@ def format_report(report: Report) -> str:
     if r.classes:
         out.append("  classes (sub-folders, accepted images): "
                    + ", ".join(f"{_show(k)} {v}" for k, v in r.classes.items())
-                   + " (recorded in source.layout; not used for training yet)")
+                   + f" ({r.class_note})")
     if r.landmarks:
         lm = r.landmarks
         out.append(f"  landmarks: {lm['format']} {', '.join(_show(f) for f in lm['files'])}: names {lm['names']} "
@@ -838,7 +854,7 @@ def _cmd_add(args: argparse.Namespace) -> None:
         report = add_dataset(args.name, args.path, mode=args.mode, resolution=args.resolution, shots=args.shots,
                              landmarks=args.landmarks, landmarks_format=args.landmarks_format,
                              detector=args.detector, description=args.description, domain=args.domain,
-                             params_dir=Path(args.params_dir), dry_run=args.dry_run)
+                             classes=args.classes, params_dir=Path(args.params_dir), dry_run=args.dry_run)
     except DatasetAddError as e:
         if e.report is not None:
             print(format_report(e.report))
@@ -871,6 +887,9 @@ def register_cli(subparsers: Any) -> None:
     a.add_argument("--landmarks-format", choices=LANDMARK_FORMATS, default=None,
                    help="landmark file format (default: from the name: .txt celeba, .xml dlib_xml, .json json)")
     a.add_argument("--detector", default=None, help="face mode without landmarks: detector plugin (dlib)")
+    a.add_argument("--classes", choices=CLASS_CHOICES, default="auto",
+                   help="auto (default): classes from the sub-folders when there are two or more and no loose "
+                        "images; subfolder: always (loose images are skipped); none: one unconditional dataset")
     a.add_argument("--description", default=None, help="free text for the report")
     a.add_argument("--domain", default=None, help="what the images show (free text)")
     a.add_argument("--params-dir", default="params", help="the params folder (default: params)")
