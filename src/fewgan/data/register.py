@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import sys
 from collections import Counter
@@ -204,11 +203,13 @@ def _shared_root(repo: Path, params_dir: Path) -> tuple[Path, str]:
     """The shared real-image folder as curate will find it (env > base.yaml shared_data_root > default);
     relative settings are relative to the repository root (curate's working directory)."""
     base: dict = {}
-    try:
-        loaded = read_yaml(params_dir / "base.yaml")
+    if (params_dir / "base.yaml").is_file():  # absent: the default; unreadable: an error, never a silent default
+        try:
+            loaded = read_yaml(params_dir / "base.yaml")
+        except (OSError, ValueError) as e:
+            raise DatasetAddError(f"{params_dir / 'base.yaml'}: cannot read it ({e}); it says where the shared "
+                                  "real-image folder is (shared_data_root): fix the file and run again") from None
         base = loaded if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):
-        pass
     root, how = shared_data_root(base)
     if how == "params.shared_data_root":
         how = f"shared_data_root: {base['shared_data_root']} in {params_dir / 'base.yaml'}"
@@ -766,7 +767,6 @@ def _append(dfile: Path, original: bytes, text: str, before: dict, name: str, en
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            shutil.copymode(target, tmp)
 
     if target.read_bytes() != original:
         raise DatasetAddError(f"{dfile} changed while the folder was scanned; run the command again")
