@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fewgan.images import labelled_rows_png, to_uint8
-from fewgan.invert.core import Distance, invert, reconstruction_metrics
+from fewgan.invert.core import BACKTRACK_BETAS, PROJECTOR_BETAS, Distance, invert, reconstruction_metrics
 from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file, torch_load
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
 
     settings = {
         "recipe": cfg["recipe"], "steps": int(cfg["steps"]), "lr": float(cfg["lr"]),
-        "betas": [0.5, 0.999] if cfg["recipe"] == "backtrack" else [0.9, 0.999],
+        "betas": list(BACKTRACK_BETAS if cfg["recipe"] == "backtrack" else PROJECTOR_BETAS),
         "loss": ("sum over images of LPIPS(avgpool2(G(w)), avgpool2(x)) + mse_weight * MSE(G(w), x)"
                  if cfg["recipe"] == "backtrack" else
                  "sum over images of LPIPS(G(w + noise), x) at <= max_lpips_resolution px"),
