@@ -185,11 +185,16 @@ def per_class_rows(cells: list[Cell], datasets: list[DatasetInfo]) -> list[dict]
     return rows
 
 
+def _plus_minus(value: Any, std: Any, decimals: int) -> str:
+    """"value ± std" (KID and its spread over subsets); "n/a" without a value."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    return R.fmt(value, decimals) + ("" if std is None or pd.isna(std) else f" ± {R.fmt(std, decimals)}")
+
+
 def _per_class_display(rows: list[dict], decimals: int) -> pd.DataFrame:
     f = lambda v: R.fmt(v, decimals)  # noqa: E731
-
-    def pm(a, b):
-        return "n/a" if a is None or pd.isna(a) else (f(a) + ("" if b is None or pd.isna(b) else f" ± {f(b)}"))
+    pm = lambda a, b: _plus_minus(a, b, decimals)  # noqa: E731
 
     out = []
     for r in rows:
@@ -218,9 +223,7 @@ PER_CLASS_CAPTION = ("Class-conditional generators are also evaluated per class:
 def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
     """The human-facing results table: the feature-extractor label sits right next to the FID values."""
     f = lambda v: R.fmt(v, decimals)  # noqa: E731
-
-    def pm(a, b):
-        return "n/a" if a is None or pd.isna(a) else (f(a) + ("" if b is None or pd.isna(b) else f" ± {f(b)}"))
+    pm = lambda a, b: _plus_minus(a, b, decimals)  # noqa: E731
 
     # within each dataset, best rank first (rows without a rank last), datasets in params order
     order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
