@@ -151,7 +151,7 @@ def test_biggan_trains_conditionally_and_is_evaluated_per_class(classed, params,
 
     monkeypatch.setattr(BigGAN, "inversion_start", start_spy)
     monkeypatch.setattr(IS, "_build_lpips", lambda net, params, device: (
-        lambda a, b: (a - b).abs().flatten(1).mean(1), {"fallback": "test stand-in"}))
+        lambda a, b: (a - b).abs().flatten(1).mean(1), {"fallback": "test stand-in", "note": "test stand-in"}))
     inv = yaml_invert()
     inv.update(recipe="backtrack", steps=2, snapshots="all", batch_size=100, max_images=0, include_train=0,
                log_every=1)
