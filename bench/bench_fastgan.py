@@ -13,7 +13,7 @@ Variants (each runs in its own subprocess, so ru_maxrss is that variant's peak m
 * ``baseline-retain`` - the same baseline loop with fewgan's CPU allocator setting
   (`fewgan.allocator`, resources.cpu_allocator: retain), to separate the allocator's effect from the
   step's own.
-* ``fewgan`` - `fewgan.train.step.train_step` (the training loop's own step) on FastGAN's
+* ``fewgan`` - `fewgan.train.trainer.Trainer.step` (the training loop's own step) on FastGAN's
   `discriminator_loss` / `generator_loss` / `make_optimizers` (fused Adam, one
   LPIPS call on the concatenated batch with the targets' VGG pass under no_grad, D frozen in the G
   step, each target image through VGG once, NHWC on CUDA) and the training loop's EMA (lerp), under the allocator setting the pipeline's stages use (retain).
@@ -81,7 +81,7 @@ def _build_lpips(device):
 
 # ---- baseline: the official step written plainly --------------------------------------------------
 def baseline_runner(args, device):
-    from fewgan.models.fastgan import FastGAN, _quadrant
+    from fewgan.models.fastgan.model import FastGAN, _quadrant
     from fewgan.params import model_cfg
 
     model = FastGAN(model_cfg("fastgan", {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "recon_loss": "l1",
@@ -134,32 +134,27 @@ def baseline_runner(args, device):
 
 # ---- fewgan ---------------------------------------------------------------------------------------
 def fewgan_runner(args, device):
-    """fewgan's step as training runs it: `fewgan.train.step.train_step` on FastGAN."""
-    from fewgan.models.fastgan import FastGAN
+    """fewgan's step as training runs it: `Trainer.step` (fewgan.train.trainer) on FastGAN."""
+    from fewgan.models.base import TrainContext
     from fewgan.params import model_cfg
-    from fewgan.train.ema import EMA
-    from fewgan.train.step import Nets, train_step
+    from fewgan.train.trainer import build_trainer
 
     cfg = model_cfg("fastgan", {"ngf": args.ngf, "ndf": args.ndf, "nz": 256, "parity": args.maths == "parity",
                                 "recon_loss": "lpips_untrained" if args.recon == "lpips" else "l1"})
-    model = FastGAN(cfg, args.resolution).to(device)
-    model.set_memory_format(device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on")
-    model.fallbacks()  # builds the LPIPS network now (lazily built otherwise)
-    opts = model.make_optimizers()
-    ema = EMA(model.G, average_buffers=model.ema_buffers)
-    G, D = model.G, model.D
-    if (device.type == "cuda" and args.compile) or args.compile_cpu:
-        G, D = torch.compile(G), torch.compile(D)
-    nets = Nets(G, D, D)
+    compile_nets = (device.type == "cuda" and args.compile) or args.compile_cpu
+    ctx = TrainContext(batch_size=args.batch, iterations=args.iters, device=str(device),
+                       precision="bf16" if args.variant == "fewgan-bf16" else "fp32")
+    trainer = build_trainer("fastgan", cfg, args.resolution, ctx,
+                            channels_last=device.type == "cuda" if args.channels_last == "auto" else args.channels_last == "on",
+                            wrap=torch.compile if compile_nets else None)
+    trainer.gan.fallbacks()  # builds the LPIPS network now (lazily built otherwise)
     aug = _augment(torch.Generator(device=device).manual_seed(1))
     real = torch.rand(args.batch, 3, args.resolution, args.resolution, device=device) * 2 - 1
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.variant == "fewgan-bf16")
 
     def step(i):
-        res = train_step(model, nets, opts, ema, step=i, reals=lambda j: (real, None),
-                         latents=lambda: torch.randn(args.batch, 256, device=device), augment=aug,
-                         batch_size=args.batch, autocast=amp)
-        return res.loss_D, res.loss_G
+        res = trainer.step(i, reals=lambda j: (real, None),
+                           latents=lambda: torch.randn(args.batch, 256, device=device), augment=aug)
+        return res.losses["D"], res.losses["G"]
 
     return step
 

@@ -174,7 +174,8 @@ def test_typo_in_an_overridden_experiment_list_is_still_an_error(params_dir):
 def test_command_line_experiment_override(params_dir, tmp_path):
     out = tmp_path / "active.yaml"
     p = write_active("smoke", params_dir, out, datasets=["celebahq_stargan_v2"], models=["dcgan"])
-    assert p["experiment"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"]}
+    stages = {"score": ["dcgan"], "select": ["dcgan"], "invert": ["dcgan"], "evaluate": ["dcgan"]}
+    assert p["experiment"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"], "stage_models": stages}
     assert load_active(out, check_fresh=False)["_meta"]["experiment_override"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"]}
     with pytest.raises(ParamsError, match=r"fewgan params \(command line\): experiment.datasets names unknown dataset 'nope'"):
         write_active("smoke", params_dir, out, datasets=["nope"])
@@ -188,24 +189,27 @@ def test_model_cfg_is_the_yaml_with_overrides(params_dir):
 
 
 def test_every_registered_model_has_a_schema_module_and_a_yaml():
-    from fewgan.models import _import_builtin, registered_models
-    from fewgan.schemas.models import model_schemas
+    from fewgan.models.base import registered_models
+    from fewgan.models.registry import import_all_models
+    from fewgan.models.specs import model_schemas
 
-    _import_builtin()
+    import_all_models()
     builtin = {n for n, c in registered_models().items() if c.__module__.startswith("fewgan.models.")}
     assert builtin == set(model_schemas())
     assert builtin == {p.stem for p in (REPO / "params" / "models").glob("*.yaml")}
 
 
 def test_fewgan_params_imports_no_torch(tmp_path):
-    """`fewgan params` only validates YAML: no torch, no model code (fast; bench: `fewgan params` < 1 s)."""
+    """`fewgan params` only validates YAML: no torch, no model code (fast; bench: `fewgan params` < 1 s). It reads
+    the models' specs (fewgan.models.<m>.spec, plain data), never their model.py / nets.py."""
     import subprocess
     import sys
 
     shutil.copytree(REPO / "params", tmp_path / "params")
     code = ("import sys; from fewgan.cli import main; rc = main(['params', '--profile', 'smoke']); "
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'PIL', 'pandas') "
-            "or m.startswith('fewgan.models')); print(rc, heavy)")
+            "or (m.startswith('fewgan.models') and m.rsplit('.', 1)[-1] in ('model', 'nets', 'base', 'registry'))); "
+            "print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr
 
@@ -225,3 +229,16 @@ def test_a_name_with_a_trailing_newline_is_not_a_name():
     assert is_valid_name("celebahq") and not is_valid_name("celebahq\n")
     with pytest.raises(InvalidNameError, match="celebahq"):
         check_name("celebahq\n", "dataset", "--dataset")
+
+
+def test_stage_models_are_derived_and_an_edit_that_breaks_them_is_refused(params_dir, tmp_path):
+    """experiment.stage_models follows from experiment.models and the models' capabilities (spec.py); an
+    active file edited so that they disagree (e.g. `dvc exp run -S` on experiment.models alone) is refused."""
+    out = tmp_path / "active.yaml"
+    write_active("smoke", params_dir, out)
+    data = yaml.safe_load(out.read_text())
+    assert data["experiment"]["stage_models"]["invert"] == data["experiment"]["models"]
+    data["experiment"]["models"] = ["dcgan"]
+    out.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=r"experiment.stage_models = .* does not follow from experiment.models"):
+        load_active(out, check_fresh=False)

@@ -603,7 +603,7 @@ SNAPSHOT_DAMAGE = ["truncate-empty", "truncate-half", "truncate-random", "trunca
 
 
 def test_damaged_snapshot_and_resume_state(project, caplog):
-    from fewgan.models import load_snapshot
+    from fewgan.models.registry import load_snapshot
 
     rng = random.Random(f"{SEED}:snapshot")
     snap = Path(f"{CELL}/train/snapshots/snapshot_0000016.pt")
@@ -793,7 +793,7 @@ def _evil(path: Path, marker: Path, fmt: str) -> None:
 
 def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, caplog):
     from fewgan.metrics import fid as F
-    from fewgan.models import SNAPSHOT_FORMAT
+    from fewgan.models.registry import SNAPSHOT_FORMAT
     from fewgan.train.state import RESUME_FORMAT
 
     marker = project.root / "PWNED"

@@ -45,14 +45,38 @@ def test_cli_has_one_command_per_stage_with_the_tables_options():
 
 def test_code_dependencies_follow_the_imports():
     train = code_deps(BY_NAME["train"])
-    # the loop builds models by name; the models' LPIPS and schemas are reached through them
-    assert {"src/fewgan/train", "src/fewgan/models", "src/fewgan/nets", "src/fewgan/schemas",
+    # the loop builds models by name (discovery: every model folder's model.py and what it imports)
+    assert {"src/fewgan/train", "src/fewgan/models/base.py", "src/fewgan/models/registry.py",
+            "src/fewgan/models/fastgan/model.py", "src/fewgan/models/fastgan/nets.py",
+            "src/fewgan/models/biggan/spec.py", "src/fewgan/nets", "src/fewgan/schemas",
             "src/fewgan/weights.py"} <= set(train)
     score = code_deps(BY_NAME["score"])
-    assert {"src/fewgan/metrics", "src/fewgan/models", "src/fewgan/weights.py", "src/fewgan/data"} <= set(score)
+    assert {"src/fewgan/metrics", "src/fewgan/models/dcgan/model.py", "src/fewgan/weights.py",
+            "src/fewgan/data"} <= set(score)
     assert "src/fewgan/cli.py" not in score  # routing only
-    assert "fewgan.models.fastgan" in import_closure("fewgan.train.loop")
+    assert "fewgan.models.fastgan.model" in import_closure("fewgan.train.loop")
+    # stages that only validate params depend on the models' specs, not on their code
+    for light in ("curate", "split", "select", "report"):
+        deps = code_deps(BY_NAME[light])
+        assert "src/fewgan/models/fastgan/spec.py" in deps, light
+        assert not [d for d in deps if d.endswith(("/model.py", "/nets.py", "models/base.py"))], (light, deps)
     assert code_deps(BY_NAME["report"]) == sorted(set(code_deps(BY_NAME["report"])))
+
+
+def test_capabilities_decide_the_stages_of_a_cell(monkeypatch):
+    from fewgan.models import specs
+    from fewgan.stages import expand_matrix, stage_models
+
+    real = specs.model_specs()
+    fake = dict(real, painter=specs.ModelSpec("painter", {}, frozenset({"translates"}), "x"))
+    monkeypatch.setattr(specs, "model_specs", lambda: fake)
+    got = stage_models(["fastgan", "painter"])
+    assert got == {"score": ["fastgan"], "select": ["fastgan"], "invert": ["fastgan"], "evaluate": ["fastgan"]}
+    paths = expand_matrix(("runs/{dataset}/{model}/train", "runs/{dataset}/{model}/invert/inversion.json"),
+                          ["d"], ["fastgan", "painter"])
+    assert paths == ["runs/d/fastgan/invert/inversion.json", "runs/d/fastgan/train", "runs/d/painter/train"]
+    with pytest.raises(KeyError, match="no folder"):
+        stage_models(["nope"])
 
 
 class Tracked(dict):

@@ -49,38 +49,37 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------------
 def train_step_seconds(params: dict, model_name: str, resolution: int, batch: int, repeats: int,
                        device: str = "cpu") -> dict:
-    """Median seconds of one training iteration: `fewgan.train.step.train_step`, as the loop runs it."""
-    from fewgan.models import build_model
+    """Median seconds of one training iteration: `Trainer.step` (fewgan.train.trainer), as the loop runs it."""
+    from fewgan.models.base import TrainContext
     from fewgan.train.diffaugment import augment
-    from fewgan.train.ema import EMA
-    from fewgan.train.loop import augment_policy
-    from fewgan.train.step import Nets, train_step
+    from fewgan.train.record import augment_policy
+    from fewgan.train.trainer import build_trainer
 
     torch.manual_seed(0)
     cfg = copy.deepcopy(params["models"][model_name])
-    gan = build_model(model_name, cfg, resolution).to(device)
-    gan.configure(params)
+    ctx = TrainContext(batch_size=batch, iterations=int(params["train"]["iterations"]), device=device,
+                       weights=params["evaluation"]["weights"])
+    trainer = build_trainer(model_name, cfg, resolution, ctx)
+    gan = trainer.gan
     fallbacks = list(gan.fallbacks())
-    opts = gan.make_optimizers()
-    ema = EMA(gan.G, gan.ema_buffers)
     policy, _ = augment_policy(params, model_name)
     real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     gen = torch.Generator().manual_seed(0)
-    nets = Nets(gan.G, gan.D, gan.D)
     state = {"step": 0}
 
     def step() -> None:
-        train_step(gan, nets, opts, ema, step=state["step"], reals=lambda j: (real, None),
-                   latents=lambda: gan.sample_latents(batch, generator=gen).to(device),
-                   augment=lambda x: augment(x, policy), batch_size=batch)
+        trainer.step(state["step"], reals=lambda j: (real, None),
+                     latents=lambda: gan.sample_latents(batch, generator=gen).to(device),
+                     augment=lambda x: augment(x, policy))
         if device != "cpu":
             torch.cuda.synchronize()
         state["step"] += 1
 
     seconds = _median_time(step, repeats)
-    gen_time = _median_time(lambda: _generate_batch(gan, ema.module, batch, device), repeats)
+    gen_time = _median_time(lambda: _generate_batch(gan, trainer.sampling_network(), batch, device), repeats)
     return {"model": model_name, "resolution": resolution, "batch": batch, "s_per_iter": seconds,
-            "generate_s_per_image": gen_time / batch, "params_G": sum(p.numel() for p in gan.G.parameters()),
+            "generate_s_per_image": gen_time / batch,
+            "params_G": sum(p.numel() for p in gan.network(gan.primary).parameters()),
             "peak_rss_mb": _peak_rss_mb(), "fallbacks": fallbacks}
 
 
@@ -128,7 +127,7 @@ def swd_msssim_seconds(n_images: int, pairs: int, resolution: int, repeats: int)
 def inversion_seconds(params: dict, model_name: str, resolution: int, n_images: int, steps: int) -> dict:
     from fewgan.invert.core import invert
     from fewgan.nets.lpips import build_lpips
-    from fewgan.models import build_model
+    from fewgan.models.registry import build_model
 
     torch.manual_seed(0)
     gan = build_model(model_name, params["models"][model_name], resolution)

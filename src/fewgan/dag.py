@@ -74,7 +74,8 @@ def dvc_stage(stage: Stage) -> dict:
     if stage.scope == "dataset":
         return {"foreach": "${experiment.datasets}", "do": body}
     if stage.scope == "cell":
-        return {"matrix": {"dataset": "${experiment.datasets}", "model": "${experiment.models}"}, **body}
+        models = f"${{experiment.stage_models.{stage.name}}}" if stage.needs else "${experiment.models}"
+        return {"matrix": {"dataset": "${experiment.datasets}", "model": models}, **body}
     return body
 
 

@@ -161,6 +161,7 @@ def resolve(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[dict, dict[str
         if isinstance(entry, dict):
             _fill(entry, defaults, origin, str(defaults_file), f"datasets.{name}.")
     params["profile"] = profile
+    derive_stage_models(params)
     files = source_files(params_dir) + [prof_file]
     params["_meta"] = {"sources": _sources_digest(files),
                        # each experiment list as written, so a typo is caught even where a profile overrides it
@@ -203,6 +204,19 @@ def _explain(err: jsonschema.ValidationError, origin: dict[str, str]) -> str:
     return f"{_where(path, origin)}: key '{dotted}': {err.message}"
 
 
+def derive_stage_models(params: dict) -> None:
+    """experiment.stage_models: for each stage that needs a capability, the experiment's models that declare
+    it (fewgan.stages.stage_models). Skipped while the model list is not a list of known models (the schema and
+    `validate` report that)."""
+    from fewgan.models.specs import model_specs
+    from fewgan.stages import stage_models
+
+    exp = params.get("experiment")
+    if isinstance(exp, dict) and isinstance(exp.get("models"), list) and all(
+            isinstance(m, str) for m in exp["models"]) and set(exp["models"]) <= set(model_specs()):
+        exp["stage_models"] = stage_models(exp["models"])
+
+
 def validate(params: dict, origin: dict[str, str] | None = None) -> None:
     """Raise ParamsError naming the file and key of every problem found."""
     origin = origin or {}
@@ -236,6 +250,14 @@ def validate(params: dict, origin: dict[str, str] | None = None) -> None:
                     hint = difflib.get_close_matches(str(name), list(known), n=1)
                     problems.append(f"{entry['file']}: experiment.{key} names unknown {kind} '{name}'" +
                                     (f" (did you mean '{hint[0]}'?)" if hint else f"; known: {sorted(known)}"))
+    if isinstance(final.get("stage_models"), dict) and isinstance(final.get("models"), list):
+        want = copy.deepcopy(params)
+        derive_stage_models(want)
+        if want["experiment"].get("stage_models", final["stage_models"]) != final["stage_models"]:
+            problems.append(f"{_where(['experiment', 'stage_models'], origin)}: experiment.stage_models = "
+                            f"{final['stage_models']} does not follow from experiment.models and the models' "
+                            f"capabilities (expected {want['experiment']['stage_models']}); it is derived: re-run "
+                            "`fewgan params` (or set experiment.stage_models along with experiment.models)")
     for key in WRITE_PATH_KEYS:
         value = lookup(params, key)
         parts = PurePath(value).parts if isinstance(value, str) else ()
@@ -261,6 +283,7 @@ def write_active(profile: str, params_dir: Path = PARAMS_DIR, out: Path | None =
             _mark(origin, f"experiment.{k}", chosen[k], f"fewgan params --{k}")
         params["_meta"]["experiment_lists"].append({"file": "fewgan params (command line)", **chosen})
         params["_meta"]["experiment_override"] = chosen
+        derive_stage_models(params)
     validate(params, origin)
     out = out or params_dir / "active.yaml"
     atomic_write_yaml(out, params, header=ACTIVE_HEADER.format(profile=profile))

@@ -149,7 +149,7 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     if not src.is_file():
         raise FileNotFoundError(f"{src}: the selected snapshot (iteration {best['iteration']}) is missing; "
                                 "re-run `fewgan train` or `fewgan score`")
-    from fewgan.models import SNAPSHOT_FORMAT
+    from fewgan.models.specs import SNAPSHOT_FORMAT
     from fewgan.io import torch_load
 
     snap = torch_load(src, map_location="cpu")  # CRC-checked, weights_only: a damaged file stops here

@@ -26,6 +26,12 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent  # src/fewgan
 #: modules that only route a command (the CLI door, this table): their changes re-run nothing
 ROUTING_MODULES = ("fewgan", "fewgan.cli", "fewgan.stages")
+#: modules that import a package's members by discovery (no import statement names them): importing one
+#: counts as importing every module whose dotted name matches the pattern (the models' folders)
+DISCOVERY = {"fewgan.models.specs": "fewgan.models.*.spec", "fewgan.models.registry": "fewgan.models.*.model"}
+#: packages whose code dependencies are their module files, not the whole folder: every stage validates
+#: params against the models' spec.py, and must not re-run when a model's code changes
+FILE_GRANULAR = ("fewgan.models",)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Stage:
     threads: bool = False  # takes --threads (torch threads; Snakemake `threads:`)
     gpu: bool = False      # uses the GPU when params device says so
     scratch: dict[str, str] = field(default_factory=dict)  # path options not declared to the engines (resume state)
+    needs: str | None = None  # scope 'cell': the capability a model must declare (its spec.py) for the cell to have it
 
     @property
     def data_deps(self) -> tuple[str, ...]:
@@ -90,6 +97,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("score", "FID, KID and SWD of every snapshot", "evaluate", "cell",
           "fewgan.metrics.score:stage", out=f"{CELL}/score",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
+          needs="latents",
           outs=(Out(f"{CELL}/score/scores.csv", "plot",
                     plot={"x": "iteration", "y": "fid", "title": "FID per snapshot: {dataset} / {model}",
                           "x_label": "training iteration", "y_label": "FID"}),
@@ -104,13 +112,14 @@ STAGES: tuple[Stage, ...] = (
           "Inception weights)", "evaluate", "cell",
           "fewgan.select:stage", out=f"{CELL}/select",
           args={"scores": f"{CELL}/score", "train_dir": f"{CELL}/train"},
-          deps=(f"{CELL}/score/scores.csv", f"{CELL}/score/scores.json", f"{CELL}/train"),
+          deps=(f"{CELL}/score/scores.csv", f"{CELL}/score/scores.json", f"{CELL}/train"), needs="latents",
           outs=(Out(f"{CELL}/select/best.json"), Out(f"{CELL}/select/generator.pt"),
                 Out(f"{CELL}/select/stage.json")),
           params=("evaluation.select",)),
     Stage("invert", "invert held-out test images at every snapshot (FastGAN Table 5)", "evaluate", "cell",
           "fewgan.invert.stage:stage", out=f"{CELL}/invert",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
+          needs="invertible",
           outs=(Out(f"{CELL}/invert/inversion.csv", "plot",
                     plot={"x": "iteration", "y": "lpips_mean",
                           "title": "Inversion of held-out test images: {dataset} / {model}",
@@ -123,7 +132,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "FID, KID, SWD, MS-SSIM of the selected generator", "evaluate", "cell",
           "fewgan.metrics.evaluate:stage", out=f"{CELL}/evaluate",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "select": f"{CELL}/select"},
-          deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/select/generator.pt"),
+          deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/select/generator.pt"), needs="latents",
           outs=(Out(f"{CELL}/evaluate/metrics.json"),
                 Out(f"{CELL}/evaluate/summary.json", "metrics"),  # headline numbers (fewgan.metrics.summary)
                 Out(f"{CELL}/evaluate/samples.png", caption="samples.rst", category="samples"),
@@ -187,6 +196,42 @@ def fill(template: str, dataset: str | None = None, model: str | None = None) ->
 
 
 # --------------------------------------------------------------------------------------------------
+# which cells have which stages: the models' capabilities (fewgan.models.specs)
+# --------------------------------------------------------------------------------------------------
+def cell_models(stage: Stage, models: list[str]) -> list[str]:
+    """The models of the experiment whose cells have `stage` (those declaring the capability it needs)."""
+    if stage.scope != "cell" or stage.needs is None:
+        return list(models)
+    from fewgan.models.specs import models_with
+
+    return models_with(stage.needs, list(models))
+
+
+def stage_models(models: list[str]) -> dict[str, list[str]]:
+    """{cell stage that needs a capability: the models that have it}; written into params/active.yaml as
+    experiment.stage_models by `fewgan params`, because DVC's matrix can only list, not filter."""
+    return {s.name: cell_models(s, models) for s in STAGES if s.scope == "cell" and s.needs}
+
+
+def producer(template: str) -> Stage | None:
+    """The cell stage whose output folder a path template lies in (runs/{dataset}/{model}/<stage>/...)."""
+    for s in STAGES:
+        if s.scope == "cell" and (template == s.out or template.startswith(s.out + "/")):
+            return s
+    return None
+
+
+def expand_matrix(templates: tuple[str, ...], datasets: list[str], models: list[str]) -> list[str]:
+    """Scope 'all': every template over the experiment matrix, each over the cells that have its stage."""
+    paths = set()
+    for t in templates:
+        s = producer(t)
+        for m in (cell_models(s, models) if s else models):
+            paths |= {fill(t, d, m) for d in datasets}
+    return sorted(paths)
+
+
+# --------------------------------------------------------------------------------------------------
 # code dependencies, from the imports
 # --------------------------------------------------------------------------------------------------
 def _module_file(module: str) -> Path | None:
@@ -197,6 +242,17 @@ def _module_file(module: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
+
+
+def _discovered(pattern: str) -> set[str]:
+    """The modules matching a DISCOVERY pattern, e.g. fewgan.models.*.spec (one per model folder)."""
+    import fnmatch
+
+    package = pattern.split("*")[0].rstrip(".")
+    root = _module_file(package).parent
+    names = {".".join([package, *p.relative_to(root).with_suffix("").parts]).removesuffix(".__init__")
+             for p in root.rglob("*.py")}
+    return {n for n in names if fnmatch.fnmatchcase(n, pattern)}
 
 
 def _imports(module: str) -> set[str]:
@@ -222,6 +278,8 @@ def _imports(module: str) -> set[str]:
                     found.add(f"{base}.{a.name}")
     parts = module.split(".")
     found |= {".".join(parts[:i]) for i in range(1, len(parts))}  # importing a.b.c runs a and a.b
+    if module in DISCOVERY:
+        found |= _discovered(DISCOVERY[module])
     return {m for m in found if _module_file(m) is not None}
 
 
@@ -246,7 +304,9 @@ def code_deps(stage: Stage) -> list[str]:
         if m in ROUTING_MODULES:
             continue
         parts = m.split(".")
-        if len(parts) == 2 and _module_file(m).name != "__init__.py":
+        if any(m == p or m.startswith(p + ".") for p in FILE_GRANULAR):
+            deps.add(str(_module_file(m).relative_to(SRC.parent.parent)))
+        elif len(parts) == 2 and _module_file(m).name != "__init__.py":
             deps.add(f"src/fewgan/{parts[1]}.py")
         else:
             deps.add(f"src/fewgan/{parts[1]}")

@@ -11,7 +11,8 @@ from torch import nn
 
 import fewgan.models
 from fewgan.io import atomic_torch_save, read_yaml
-from fewgan.models import SNAPSHOT_FORMAT, registered_models
+from fewgan.models.base import registered_models
+from fewgan.models.registry import SNAPSHOT_FORMAT
 from fewgan.models.base import GANModel, register_model
 
 TINY = "invert_tiny"
@@ -73,7 +74,6 @@ def _one_thread(_small_torch):
 @pytest.fixture
 def no_builtins(monkeypatch):
     """Build only the tiny test model (built-in models may not exist yet / are slow to import)."""
-    monkeypatch.setattr(fewgan.models, "_import_builtin", lambda: None)
 
 
 @pytest.fixture

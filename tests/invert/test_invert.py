@@ -87,7 +87,7 @@ def test_projector_schedule_matches_stylegan2_ada():
 # ---- convergence on images the generator can produce ---------------------------------------------------
 @pytest.mark.parametrize("recipe", ["backtrack", "projector"])
 def test_inversion_recovers_generated_images(recipe, no_builtins):
-    from fewgan.models import build_model
+    from fewgan.models.registry import build_model
 
     model = build_model(TINY, {"z_dim": 8}, RES)
     G = make_G(3)

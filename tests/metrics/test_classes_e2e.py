@@ -19,8 +19,8 @@ from fewgan.data import curate, split
 from fewgan.data.loading import load_images
 from fewgan.metrics import evaluate as E
 from fewgan.metrics import fid as F
-from fewgan.models import load_snapshot
-from fewgan.models.biggan import BigGAN
+from fewgan.models.registry import load_snapshot
+from fewgan.models.biggan.model import BigGAN
 from fewgan.params import dataset_entry, model_cfg
 from fewgan.train import loop
 

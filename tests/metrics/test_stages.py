@@ -14,7 +14,7 @@ from fewgan.io import atomic_torch_save, read_json, sha256_file
 from fewgan.metrics import evaluate as E
 from fewgan.metrics import score as SC
 from fewgan.select import select
-from fewgan.models import SNAPSHOT_FORMAT, load_snapshot
+from fewgan.models.registry import SNAPSHOT_FORMAT, load_snapshot
 from fewgan.models.base import GANModel, register_model, registered_models
 
 RES = 32
@@ -74,7 +74,7 @@ def test_score_select_evaluate(run_dir, params):
     # SWD per snapshot = an independent SWD of the same fakes (fake_batches is seeded) against the train split
     from fewgan.metrics import fid as F
     from fewgan.metrics import swd as S
-    from fewgan.models import load_snapshot as _load
+    from fewgan.models.registry import load_snapshot as _load
 
     for r in rows:
         gan, G, _ = _load(run_dir / "train" / r["snapshot"])

@@ -12,10 +12,10 @@ import torch
 import yaml
 
 from fewgan.models.base import registered_models
-from fewgan.models.biggan import (BigGAN, ortho_parameters, ortho_value_and_grad, orthogonal_regularization,
+from fewgan.models.biggan.model import (BigGAN, ortho_parameters, ortho_value_and_grad, orthogonal_regularization,
                                   truncated_normal)
-from fewgan.models.biggan_nets import Discriminator, Generator, count_parameters
-from fewgan.schemas.models.biggan import SCHEMA
+from fewgan.models.biggan.nets import Discriminator, Generator, count_parameters
+from fewgan.models.biggan.spec import SCHEMA
 from fewgan.train.ema import EMA
 
 REPO = Path(__file__).resolve().parents[2]

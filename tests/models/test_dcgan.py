@@ -11,8 +11,8 @@ import yaml
 from torch import nn
 
 from fewgan.models.base import registered_models
-from fewgan.models.dcgan import DCGAN as _DCGAN
-from fewgan.schemas.models.dcgan import SCHEMA
+from fewgan.models.dcgan.model import DCGAN as _DCGAN
+from fewgan.models.dcgan.spec import SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = lambda x: x  # noqa: E731

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from fewgan.models.base import TrainContext
+
 from fewgan.io import read_yaml
-from fewgan.models.fastgan import FastGAN as _FastGAN
-from fewgan.models.fastgan import _quadrant, _resize, _SplitLPIPS
-from fewgan.models.fastgan_nets import Discriminator, Generator
+from fewgan.models.fastgan.model import FastGAN as _FastGAN
+from fewgan.models.fastgan.model import _quadrant, _resize, _SplitLPIPS
+from fewgan.models.fastgan.nets import Discriminator, Generator
 
 SMALL = {"ngf": 8, "ndf": 8, "dec_width": 8, "recon_loss": "l1"}
 YAML = read_yaml(Path(__file__).resolve().parents[2] / "params/models/fastgan.yaml")
@@ -263,10 +265,10 @@ def test_lpips_vgg_needs_params_and_records_fallback(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no VGG16 file anywhere
     monkeypatch.delenv("FEWGAN_VGG16_WEIGHTS", raising=False)
     m = FastGAN(dict(SMALL, recon_loss="lpips_vgg"), 64)
-    with pytest.raises(RuntimeError, match=r"model.configure\(params\)"):
+    with pytest.raises(RuntimeError, match=r"model.setup\(TrainContext"):
         m.fallbacks()
-    m.configure({"evaluation": {"weights": {"download": False, "allow_untrained_fallback": True,
-                                                   "cache_dir": str(tmp_path / "cache")}}})
+    m.setup(TrainContext(batch_size=4, iterations=1, weights={"download": False, "allow_untrained_fallback": True,
+                                                             "cache_dir": str(tmp_path / "cache")}))
     fb = m.fallbacks()
     assert len(fb) == 1 and fb[0].startswith("FastGAN reconstruction loss:")
     assert m.describe()["recon"]["fallback"] == fb[0]
@@ -277,9 +279,9 @@ def test_offline_reconstruction_loss_is_l1_when_asked_and_labelled(tmp_path, mon
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no VGG16 file anywhere
     monkeypatch.delenv("FEWGAN_VGG16_WEIGHTS", raising=False)
     m = FastGAN(dict(SMALL, recon_loss="lpips_vgg", recon_offline="l1"), 64)
-    m.configure({"evaluation": {"weights": {"download": False, "allow_untrained_fallback": True,
-                                            "cache_dir": str(tmp_path / "cache"), "vgg16": {"path": None,
-                                            "url": None, "sha256": None}}}})
+    m.setup(TrainContext(batch_size=4, iterations=1, weights={
+        "download": False, "allow_untrained_fallback": True, "cache_dir": str(tmp_path / "cache"),
+        "vgg16": {"path": None, "url": None, "sha256": None}}))
     fb = m.fallbacks()
     assert len(fb) == 1 and "L1 instead of LPIPS-VGG" in fb[0] and "recon_offline" in fb[0]
     a, b = real_batch(3, 32, 1), real_batch(3, 32, 2)
@@ -290,12 +292,12 @@ def test_offline_reconstruction_loss_is_l1_when_asked_and_labelled(tmp_path, mon
 def test_bf16_autocast_step_keeps_fp32_weights_state_and_finite_losses():
     """train.precision: bf16 runs G, D and the LPIPS reconstruction under CPU autocast; weights, Adam state,
     the loss reductions and the EMA stay float32."""
-    from fewgan.train.ema import EMA
-    from fewgan.train.step import Nets, train_step
+    from fewgan.train.trainer import Trainer
 
     torch.manual_seed(0)
     m = FastGAN(dict(SMALL, recon_loss="lpips_untrained"), 64)
-    opts, ema = m.make_optimizers(), EMA(m.G, m.ema_buffers)
+    trainer = Trainer(m, TrainContext(batch_size=4, iterations=2, precision="bf16"))
+    opts, ema = trainer.opts, trainer.emas["G"]
     real = real_batch(4, 64)
     seen = {}
     def record(mod, inp, out):
@@ -303,10 +305,8 @@ def test_bf16_autocast_step_keeps_fp32_weights_state_and_finite_losses():
 
     hook = m.D.register_forward_hook(record)
     for step in range(2):
-        res = train_step(m, Nets(m.G, m.D, m.D), opts, ema, step=step, reals=lambda j: (real, None),
-                         latents=lambda: m.sample_latents(4), augment=IDENT, batch_size=4,
-                         autocast=torch.autocast("cpu", dtype=torch.bfloat16))
-        assert math.isfinite(res.loss_D) and math.isfinite(res.loss_G)
+        res = trainer.step(step, reals=lambda j: (real, None), latents=lambda: m.sample_latents(4), augment=IDENT)
+        assert math.isfinite(res.losses["D"]) and math.isfinite(res.losses["G"])
     hook.remove()
     assert seen["D_out"].dtype == torch.bfloat16  # D really ran in bf16
     assert all(p.dtype == torch.float32 for p in list(m.G.parameters()) + list(m.D.parameters()))

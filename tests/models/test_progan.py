@@ -9,13 +9,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
+
+from fewgan.models.base import TrainContext
 import torch.nn.functional as F
 import yaml
 from torch import nn
 
 from fewgan.models.base import registered_models
-from fewgan.models.progan import SCORING_RULE, GrowthResetAdam, ProGAN, growth_at, growth_key
-from fewgan.schemas.models.progan import SCHEMA
+from fewgan.models.progan.model import SCORING_RULE, GrowthResetAdam, ProGAN, growth_at, growth_key
+from fewgan.models.progan.spec import SCHEMA
 from fewgan.train.ema import EMA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +37,7 @@ def small(res: int, **kw) -> ProGAN:
 
 def configured(res: int, batch: int = 4, iterations: int = 100, **kw) -> ProGAN:
     m = small(res, **kw)
-    m.configure({"train": {"batch_size": batch, "iterations": iterations}})
+    m.setup(TrainContext(batch_size=batch, iterations=iterations))
     return m
 
 
@@ -140,9 +142,9 @@ def test_growth_schedule_alpha_and_levels():
     assert {"level", "alpha"} <= {k.split(".")[-1] for k in m.G.state_dict()}  # buffers: in snapshots
 
 
-def test_configure_required_before_training():
+def test_setup_required_before_training():
     m = small(16)
-    with pytest.raises(RuntimeError, match="configure"):
+    with pytest.raises(RuntimeError, match=r"setup\(TrainContext"):
         m.discriminator_loss(m.G, m.D, torch.zeros(4, 3, 16, 16), m.sample_latents(4), 0, IDENT)
 
 
@@ -190,7 +192,7 @@ def test_fade_in_blends_toRGB_outputs_and_generate_upsamples_before_final():
 
 
 def _features_4x4(G, z):
-    from fewgan.models.progan_nets import pixel_norm
+    from fewgan.models.progan.nets import pixel_norm
 
     x = pixel_norm(z, G.eps)
     x = G.dense(x).view(-1, G.c4, 4, 4) + G.dense_bias.view(1, -1, 1, 1)
@@ -199,7 +201,7 @@ def _features_4x4(G, z):
 
 
 def test_minibatch_stddev_layer():
-    from fewgan.models.progan_nets import MinibatchStddev
+    from fewgan.models.progan.nets import MinibatchStddev
 
     layer = MinibatchStddev(4)
     x = torch.randn(8, 5, 4, 4)
@@ -386,7 +388,7 @@ def test_snapshot_reload_keeps_growth_and_scoring_rule():
 def test_fallbacks_and_unconditional():
     m = ProGAN(SMALL, 64, num_classes=3)
     assert m.num_classes == 3 and m.sample_latents(2, labels=torch.tensor([0, 2])).shape == (2, 16)
-    m.configure({"train": {"batch_size": 8, "iterations": 400}})  # 3,200 images: far from 64 px at 800k
+    m.setup(TrainContext(batch_size=8, iterations=400))  # 3,200 images: far from 64 px at 800k
     fb = m.fallbacks()
     assert any("3 class labels are ignored" in f for f in fb)
     assert any("reaches only 4 px" in f and SCORING_RULE in f for f in fb)

@@ -12,9 +12,9 @@ import yaml
 
 from fewgan.io import atomic_torch_save, torch_load
 from fewgan.models.base import registered_models
-from fewgan.models.stylegan2 import StyleGAN2 as _StyleGAN2
-from fewgan.schemas.models.stylegan2 import SCHEMA
-from fewgan.models.stylegan2_nets import modulated_conv2d, setup_filter, upsample2d
+from fewgan.models.stylegan2.model import StyleGAN2 as _StyleGAN2
+from fewgan.models.stylegan2.spec import SCHEMA
+from fewgan.models.stylegan2.nets import modulated_conv2d, setup_filter, upsample2d
 
 REPO = Path(__file__).resolve().parents[2]
 IDENT = lambda x: x  # noqa: E731
@@ -264,7 +264,7 @@ def test_modulated_conv_matches_fused_grouped_form():
     assert up.shape == (n, cout, 12, 12)
     wt = ww.reshape(n, cout, cin, 3, 3).transpose(1, 2).reshape(n * cin, cout, 3, 3)
     y = F.conv_transpose2d(x.reshape(1, -1, 6, 6), wt, stride=2, groups=n).reshape(n, cout, 13, 13)
-    from fewgan.models.stylegan2_nets import upfirdn2d
+    from fewgan.models.stylegan2.nets import upfirdn2d
     assert torch.allclose(up, upfirdn2d(y, f, pad=(1, 1, 1, 1), gain=4.0), atol=1e-5)
 
 

@@ -12,7 +12,6 @@ from fewgan.train import loop
 
 @pytest.fixture(autouse=True)
 def _tiny_model_only():
-    kit.isolate_builtin_models()
     kit.TinyGAN.hooks = {}
     yield
     kit.TinyGAN.hooks = {}

@@ -19,7 +19,6 @@ from fewgan.train import loop  # noqa: E402
 def main() -> None:
     tmp = Path(sys.argv[1])
     cfg = json.loads((tmp / "worker.json").read_text())
-    kit.isolate_builtin_models()
     images, names = kit.toy_images(n=cfg["n_images"])
     loop.load_train_images = lambda c, s, r: (images.clone(), list(names))
     loop.load_train_labels = lambda split_dir, names: (None, {})
@@ -27,7 +26,7 @@ def main() -> None:
     res = loop.train(params, kit.DATASET, kit.MODEL, tmp / "curated", tmp / "split", tmp / "out", tmp / "work",
                      threads=1)
     rank = int(os.environ["RANK"])
-    torch.save({"model": res.model.state_dict(), "G_ema": res.ema.state_dict(), "run": res.run},
+    torch.save({"model": res.model.state_dict(), "G_ema": res.trainer.emas["G"].state_dict(), "run": res.run},
                tmp / f"rank{rank}.pt")
 
 

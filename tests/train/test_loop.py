@@ -13,7 +13,7 @@ import yaml
 
 import fewgan_train_testkit as kit
 from fewgan.io import torch_load
-from fewgan.models import load_snapshot
+from fewgan.models.registry import load_snapshot
 from fewgan.train import loop
 from fewgan.train.data import Batches
 from fewgan.train.loop import TrainingDivergedError, TrainingInterrupted
@@ -153,7 +153,7 @@ def test_outputs_logs_and_run_json(toy_data, dirs):
     # snapshots load through the consumers' reader and hold the EMA generator
     gan, G, meta = load_snapshot(out / "snapshots" / "snapshot_0000006.pt")
     assert meta["iteration"] == 6 and meta["dataset"] == kit.DATASET and meta["model"] == kit.MODEL
-    for k, v in res.ema.module.state_dict().items():
+    for k, v in res.trainer.emas["G"].module.state_dict().items():
         assert torch.equal(G.state_dict()[k], v), k
     # sample grids: grid_size^2 images of R x R; interpolation: interpolation_steps in a row
     from PIL import Image

@@ -7,7 +7,7 @@ import os
 
 from fewgan.dag import command
 from fewgan.names import NAME_PATTERN
-from fewgan.stages import BY_NAME, code_deps, snakemake_threads
+from fewgan.stages import BY_NAME, code_deps, expand_matrix, snakemake_threads
 
 
 DATASETS = config["experiment"]["datasets"]
@@ -26,8 +26,8 @@ def _files(path):
 
 
 def _matrix(templates):
-    """Scope 'all': every template expanded over the experiment matrix."""
-    return sorted({p for t in templates for p in expand(t, dataset=DATASETS, model=MODELS)})
+    """Scope 'all': every template expanded over the cells that have its stage (fewgan.stages.expand_matrix)."""
+    return expand_matrix(templates, DATASETS, MODELS)
 
 
 def stage_input(name):

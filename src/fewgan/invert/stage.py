@@ -141,9 +141,9 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     """Invert the test images (and optionally `include_train` train images) through the selected snapshots
     of runs/<dataset>/<model>/train; write inversion.csv, inversion.json and reconstructions.png to out_dir.
     Returns the inversion.json content."""
-    from fewgan.models import load_snapshot
+    from fewgan.models.registry import load_snapshot
 
-    from fewgan.models import list_snapshots
+    from fewgan.models.registry import list_snapshots
 
     cfg = params["invert"]
     train_dir, out_dir = Path(train_dir), Path(out_dir)

@@ -39,7 +39,7 @@ GRID = 64  # images in samples.png
 
 def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: Path, split_dir: Path,
         out_dir: Path, threads: int) -> dict:
-    from fewgan.models import load_snapshot
+    from fewgan.models.registry import load_snapshot
     from fewgan.provenance import collect
 
     torch.set_num_threads(int(threads))

@@ -80,7 +80,7 @@ def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric
 def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Path, split_dir: Path,
         out_dir: Path, threads: int) -> dict:
     """FID (and KID) of every snapshot in train_dir/snapshots -> scores.csv, scores.json, fid_curve.png."""
-    from fewgan.models import list_snapshots, load_snapshot
+    from fewgan.models.registry import list_snapshots, load_snapshot
     from fewgan.provenance import collect
 
     torch.set_num_threads(int(threads))

@@ -11,7 +11,7 @@ value silently taken from code).
     schemas.invert      params/invert.yaml
     schemas.report      params/report.yaml
     schemas.resources   params/resources.yaml
-    schemas.models.<m>  params/models/<m>.yaml (one module per model, found by name)
+    models.<m>.spec  params/models/<m>.yaml (fewgan.models.specs: one folder per model, found by discovery)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def params_schema() -> dict[str, Any]:
     from fewgan.schemas.dataset import DATASET_SCHEMA
     from fewgan.schemas.evaluation import EVALUATION_SCHEMA
     from fewgan.schemas.invert import INVERT_SCHEMA
-    from fewgan.schemas.models import model_schemas
+    from fewgan.models.specs import model_schemas
     from fewgan.schemas.report import REPORT_SCHEMA
     from fewgan.schemas.resources import RESOURCES_SCHEMA
     from fewgan.schemas.train import TRAIN_SCHEMA
@@ -53,7 +53,10 @@ def params_schema() -> dict[str, Any]:
             "device": {"type": "string", "pattern": r"^(auto|cpu|cuda(:\d+)?)$"},
             # where datasets with source.root 'shared_data' live (env FEWGAN_SHARED_DATA overrides)
             "shared_data_root": {"type": ["string", "null"]},
-            "experiment": strict({"datasets": name_list, "models": name_list}),
+            # stage_models: derived by `fewgan params` from the models' capabilities (fewgan.stages.stage_models)
+            "experiment": strict({"datasets": name_list, "models": name_list,
+                                  "stage_models": {"type": "object", "additionalProperties": {
+                                      "type": "array", "items": {"type": "string"}}}}),
             "datasets": {"type": "object", "additionalProperties": DATASET_SCHEMA,
                          "propertyNames": {"pattern": NAME_PATTERN, "not": {"pattern": NAME_FORBIDDEN}}},
             "models": {"type": "object", "additionalProperties": False, "properties": model_schemas()},

@@ -1,7 +1,7 @@
 """params/train.yaml: the shared training loop (fewgan.train.loop)."""
 
 from fewgan.schemas import strict
-from fewgan.schemas.models import POLICY_PATTERN
+from fewgan.models.specs import POLICY_PATTERN
 
 TRAIN_SCHEMA = strict({
     "iterations": {"type": "integer", "minimum": 1,

@@ -3,7 +3,7 @@
     python -m fewgan.train.bench --model fastgan --resolution 256 --batch 8 --threads 2 --repeats 5
 
 Builds the model with params/models/<model>.yaml (no training, no data needed) and reports medians in
-milliseconds. `--step` also times full loop iterations (one D + one G step via the model's losses,
+milliseconds. `--step` also times full loop iterations (the model's phases, e.g. one D + one G step,
 plus the loop's own work) on random images.
 """
 
@@ -16,12 +16,11 @@ import time
 
 import torch
 
-from fewgan.models import build_model
+from fewgan.models.base import TrainContext
 from fewgan.params import model_cfg
 from fewgan.train.data import Batches
 from fewgan.train.diffaugment import augment
-from fewgan.train.ema import EMA
-from fewgan.train.step import Nets, train_step
+from fewgan.train.trainer import build_trainer
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -52,33 +51,32 @@ def main(argv: list[str] | None = None) -> dict:
     for kv in a.set:
         k, v = kv.split("=", 1)
         overrides[k] = yaml.safe_load(v)
-    torch.manual_seed(0)
-    gan = build_model(a.model, model_cfg(a.model, overrides), a.resolution)
     from fewgan.params import resolve
 
-    gan.configure(resolve("demo")[0])
-    ema = EMA(gan.G, gan.ema_buffers)
+    demo = resolve("demo")[0]
+    torch.manual_seed(0)
+    ctx = TrainContext(batch_size=a.batch, iterations=demo["train"]["iterations"],
+                       weights=demo["evaluation"]["weights"])
+    trainer = build_trainer(a.model, model_cfg(a.model, overrides), a.resolution, ctx)
+    gan = trainer.gan
+    ema = trainer.emas[gan.primary]
     x = torch.rand(a.batch, 3, a.resolution, a.resolution) * 2 - 1
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (max(4 * a.batch, 32), 3, a.resolution, a.resolution), dtype=torch.uint8)
     batches = Batches(images, a.batch, 0, 0, 1, False, torch.device("cpu"), False)
     out = {
         "model": a.model, "resolution": a.resolution, "batch": a.batch, "threads": a.threads,
-        "params_G": sum(p.numel() for p in gan.G.parameters()),
+        "params_G": sum(p.numel() for p in gan.network(gan.primary).parameters()),
         "diffaugment_ms": _median_ms(lambda: augment(x, a.policy, g), a.repeats),
-        "ema_update_ms": _median_ms(lambda: ema.update(gan.G, 0.999), a.repeats),
+        "ema_update_ms": _median_ms(lambda: ema.update(gan.network(gan.primary), 0.999), a.repeats),
         "batch_ms": _median_ms(lambda: batches(3), a.repeats),
     }
     if a.step:
-        opts = gan.make_optimizers()
         s = {"i": 0}
 
-        nets = Nets(gan.G, gan.D, gan.D)
-
         def step():
-            train_step(gan, nets, opts, ema, step=s["i"], reals=lambda j: batches(s["i"] * gan.d_steps + j),
-                       latents=lambda: gan.sample_latents(a.batch), augment=lambda t: augment(t, a.policy, g),
-                       batch_size=a.batch)
+            trainer.step(s["i"], reals=lambda j: batches(s["i"] * trainer.reals_per_iteration + j),
+                         latents=lambda: gan.sample_latents(a.batch), augment=lambda t: augment(t, a.policy, g))
             s["i"] += 1
 
         out["iteration_ms"] = _median_ms(step, a.repeats)

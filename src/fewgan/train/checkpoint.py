@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from fewgan.io import atomic_dir, atomic_torch_save, atomic_write_json, atomic_write_text, torch_load
-from fewgan.models import SNAPSHOT_FORMAT
+from fewgan.models.registry import SNAPSHOT_FORMAT
 from fewgan.train.state import RESUME_FORMAT
 
 log = logging.getLogger("fewgan.train")
@@ -39,12 +39,14 @@ def cpu_state(sd: dict) -> dict:
 
 
 def write_snapshot(path: Path, *, model: str, model_cfg: dict, resolution: int, num_classes: int,
-                   iteration: int, dataset: str, G_ema: dict, fallbacks: list[str]) -> None:
-    """The EMA generator and what is needed to rebuild it (`fewgan.models.load_snapshot` reads it)."""
+                   iteration: int, dataset: str, networks: dict[str, dict], fallbacks: list[str]) -> None:
+    """The saved networks (`<net>_ema` for averaged ones, `<net>` for the model's snapshot_networks) and
+    what is needed to rebuild the model (`fewgan.models.load_snapshot` reads it)."""
     atomic_torch_save(path, {
         "format": SNAPSHOT_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": resolution,
         **({"num_classes": num_classes} if num_classes else {}),
-        "iteration": iteration, "dataset": dataset, "G_ema": cpu_state(G_ema), "fallbacks": list(fallbacks),
+        "iteration": iteration, "dataset": dataset, **{k: cpu_state(v) for k, v in networks.items()},
+        "fallbacks": list(fallbacks),
     })
 
 

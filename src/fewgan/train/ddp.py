@@ -85,3 +85,13 @@ def broadcast_buffers(d: Dist, *modules: nn.Module) -> None:
     for m in modules:
         for b in m.buffers():
             dist.broadcast(b, src=0)
+
+
+def wrapper(d: Dist, device: torch.device):
+    """The trainer's `wrap` for this process group: DDP on multi-process runs, None (no wrapping) otherwise."""
+    if not d.enabled:
+        return None
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return lambda module: DDP(module, device_ids=ids)

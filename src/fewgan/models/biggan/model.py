@@ -1,7 +1,7 @@
 """BigGAN (Brock, Donahue & Simonyan, ICLR 2019) as a fewgan GANModel, after ajbrock/BigGAN-PyTorch.
 
-Networks: `fewgan.models.biggan_nets`. Hyperparameters: params/models/biggan.yaml (the only source of
-defaults; schema `fewgan.schemas.models.biggan`).
+Networks: `fewgan.models.biggan.nets`. Hyperparameters: params/models/biggan.yaml (the only source of
+defaults; schema `fewgan.models.biggan.spec`).
 
 Latents: z ~ N(0, I) of size z_chunk * (number of G blocks + 1). Conditional models (num_classes > 1)
 carry the class index as one extra last column (float), so a latent is (n, z_dim + 1); `generate`,
@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.models.biggan_nets import SUPPORTED_RESOLUTIONS, Discriminator, Generator
-from fewgan.models.progan import validate_cfg
-from fewgan.schemas.models.biggan import SCHEMA
+from fewgan.models.biggan.nets import SUPPORTED_RESOLUTIONS, Discriminator, Generator
+from fewgan.models.progan.model import validate_cfg
+from fewgan.models.biggan.spec import SCHEMA
 
 #: G parameter names that the orthogonal regulariser skips besides 1-d ones (train_fns.py blacklist)
 ORTHO_SKIP = ("shared.weight",)

@@ -34,3 +34,6 @@ SCHEMA = {
     },
 }
 SCHEMA["required"] = sorted(SCHEMA["properties"])
+
+#: what the model can do (fewgan.models.specs.CAPABILITIES); the stage table reads it
+CAPABILITIES = ("latents", "invertible", "conditional", "truncation")

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.schemas.models import validate_block
-from fewgan.schemas.models.dcgan import SCHEMA
+from fewgan.models.specs import validate_block
+from fewgan.models.dcgan.spec import SCHEMA
 
 SUPPORTED_RESOLUTIONS = (32, 64, 128, 256)
 

@@ -1,6 +1,6 @@
 """StyleGAN2 (+ DiffAugment) baseline as a fewgan GANModel.
 
-Networks: `fewgan.models.stylegan2_nets` (skip G, residual D, equalised lr, modulated convs, noise, mbstd).
+Networks: `fewgan.models.stylegan2.nets` (skip G, residual D, equalised lr, modulated convs, noise, mbstd).
 Loss: non-saturating logistic loss with R1 on reals and path-length regularisation (StyleGAN2 paper;
 stylegan2-ada-pytorch training/loss.py), optionally lazy (R1 every `r1_interval` D steps, path length
 every `pl_interval` G steps, each term multiplied by its interval), style mixing, and the
@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.models.stylegan2_nets import Discriminator, Generator
-from fewgan.schemas.models import validate_block
-from fewgan.schemas.models.stylegan2 import SCHEMA
+from fewgan.models.stylegan2.nets import Discriminator, Generator
+from fewgan.models.specs import validate_block
+from fewgan.models.stylegan2.spec import SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ Maths (REFERENCE.md section 1, checked against the official train.py as it survi
 
 Reconstruction loss (`recon_loss`): `lpips_vgg` (default; paper) uses
 `fewgan.nets.lpips.build_lpips("vgg", params, device)`, which needs the resolved params to find the
-VGG16 weights: the loop calls `model.configure(params)` once before training (without it the
+VGG16 weights: the trainer calls `model.setup(TrainContext)` once before training (without it the
 first D step raises an error saying so). `lpips_untrained` builds the same LPIPS with a seeded random
 VGG backbone (no params needed; for smoke tests), `l1` uses the per-image mean absolute error. The
 LPIPS network is built lazily on first use (or by `fallbacks()`), is frozen, and is kept outside the
@@ -46,14 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.models.fastgan_nets import SUPPORTED_RESOLUTIONS, Discriminator, Generator
-from fewgan.schemas.models import validate_block
-from fewgan.schemas.models.fastgan import SCHEMA
+from fewgan.models.base import TrainContext, Augment, GANModel, LossLogs, register_model
+from fewgan.models.fastgan.nets import SUPPORTED_RESOLUTIONS, Discriminator, Generator
+from fewgan.models.specs import validate_block
+from fewgan.models.fastgan.spec import SCHEMA
 
 log = logging.getLogger(__name__)
 
-from fewgan.schemas.models.fastgan import RECON_LOSSES  # noqa: E402,F401 (re-exported)
+from fewgan.models.fastgan.spec import RECON_LOSSES  # noqa: E402,F401 (re-exported)
 HINGE_LOW = 0.8  # official train_d: relu(rand * 0.2 + 0.8 -/+ pred): margin ~ U(0.8, 1.0)
 HINGE_WIDTH = 0.2
 
@@ -165,10 +165,10 @@ class FastGAN(GANModel):
         self.g_forwards = 0  # G forward passes run by the losses (tests check the fake sharing)
 
     # ---- reconstruction loss ------------------------------------------------------------------
-    def configure(self, params: Mapping[str, Any]) -> None:
-        """GANModel hook: the loop passes the resolved params (needs params['evaluation']['weights'] to
-        find the LPIPS-VGG backbone)."""
-        self._lpips_params = dict(params)
+    def setup(self, ctx: TrainContext) -> None:
+        """GANModel hook: the run's context says where the LPIPS-VGG backbone is (params evaluation.weights)."""
+        super().setup(ctx)
+        self._lpips_params = ctx.resolve_weights_params()
 
     def _build_recon(self) -> None:
         kind = self.cfg["recon_loss"]
@@ -181,7 +181,7 @@ class FastGAN(GANModel):
         if kind == "lpips_vgg":
             if self._lpips_params is None:
                 raise RuntimeError("FastGAN recon_loss 'lpips_vgg' needs the resolved params to find the VGG16 "
-                                   "weights: call model.configure(params) before training, or set "
+                                   "weights: call model.setup(TrainContext(...)) before training, or set "
                                    "models.fastgan.recon_loss to 'lpips_untrained' or 'l1' in params")
             module, info = flp.build_lpips("vgg", self._lpips_params, "cpu")
             fallback = info.get("fallback")

@@ -1,7 +1,7 @@
 """params/models/dcgan.yaml (DCGAN, Radford et al. ICLR 2016; see fewgan.models.dcgan)."""
 
 from fewgan.schemas import strict
-from fewgan.schemas.models import BETAS, POLICY_PATTERN
+from fewgan.models.specs import BETAS, POLICY_PATTERN
 
 SCHEMA = strict({
     "z_dim": {"type": "integer", "minimum": 1},
@@ -15,3 +15,6 @@ SCHEMA = strict({
     "ema_decay": {"type": "number", "minimum": 0, "maximum": 1},
     "augment_policy": {"type": "string", "pattern": POLICY_PATTERN},
 })
+
+#: what the model can do (fewgan.models.specs.CAPABILITIES); the stage table reads it
+CAPABILITIES = ("latents", "invertible")

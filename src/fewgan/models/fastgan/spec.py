@@ -1,7 +1,7 @@
 """params/models/fastgan.yaml (FastGAN, Liu et al. ICLR 2021; see fewgan.models.fastgan)."""
 
 from fewgan.schemas import strict
-from fewgan.schemas.models import BETAS, POLICY_PATTERN
+from fewgan.models.specs import BETAS, POLICY_PATTERN
 
 RECON_LOSSES = ("lpips_vgg", "lpips_untrained", "l1")
 
@@ -21,3 +21,6 @@ SCHEMA = strict({
     "augment_policy": {"type": "string", "pattern": POLICY_PATTERN,
                        "description": "DiffAugment policy the training loop applies (official: color,translation)"},
 })
+
+#: what the model can do (fewgan.models.specs.CAPABILITIES); the stage table reads it
+CAPABILITIES = ("latents", "invertible")

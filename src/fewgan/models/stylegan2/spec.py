@@ -1,7 +1,7 @@
 """params/models/stylegan2.yaml (StyleGAN2 + DiffAugment; see fewgan.models.stylegan2)."""
 
 from fewgan.schemas import strict
-from fewgan.schemas.models import BETAS, POLICY_PATTERN, POS_INT
+from fewgan.models.specs import BETAS, POLICY_PATTERN, POS_INT
 
 SCHEMA = strict({
     "z_dim": POS_INT, "w_dim": POS_INT,
@@ -31,3 +31,6 @@ SCHEMA = strict({
     "inversion_seed": {"type": "integer"},
     "sample_noise_mode": {"enum": ["random", "const"]},
 })
+
+#: what the model can do (fewgan.models.specs.CAPABILITIES); the stage table reads it
+CAPABILITIES = ("latents", "invertible", "truncation")

@@ -1,13 +1,13 @@
 """ProGAN (Karras, Aila, Laine & Lehtinen, "Progressive Growing of GANs", ICLR 2018) as a fewgan GANModel.
 
-Networks: `fewgan.models.progan_nets`. Hyperparameters: params/models/progan.yaml (the only source of
-defaults; schema `fewgan.schemas.models.progan`).
+Networks: `fewgan.models.progan.nets`. Hyperparameters: params/models/progan.yaml (the only source of
+defaults; schema `fewgan.models.progan.spec`).
 
 Growth schedule (train.py TrainingSchedule, in images, not iterations): with S = stabilize_images and
 F = fade_images, the networks train S images at start_resolution, then alternate a fade-in of the next
 level over F images (alpha ramps linearly 0 -> 1) and a stabilisation over S images, until the dataset
 resolution is reached; it stays there. Images shown before step s = s * train.batch_size (the global batch,
-from `configure(params)`). The state (level, alpha) is recomputed from `step` at the start of each loss call
+from `setup(TrainContext)`). The state (level, alpha) is recomputed from `step` at the start of each loss call
 and written into buffers of G and D, so snapshots, the EMA copy (which copies non-statistics buffers) and
 resume all carry it.
 
@@ -41,9 +41,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from fewgan.models.base import Augment, GANModel, LossLogs, register_model
-from fewgan.models.progan_nets import Discriminator, Generator, downsample, nf, upsample
-from fewgan.schemas.models.progan import SCHEMA
+from fewgan.models.base import TrainContext, Augment, GANModel, LossLogs, register_model
+from fewgan.models.progan.nets import Discriminator, Generator, downsample, nf, upsample
+from fewgan.models.progan.spec import SCHEMA
 
 MIN_RESOLUTION, MAX_RESOLUTION = 4, 1024
 SCORING_RULE = "generated at the current resolution and nearest-upsampled to the dataset resolution"
@@ -154,14 +154,14 @@ class ProGAN(GANModel):
         self.G = Generator(r, latent_size=self.z_dim, normalize_latents=bool(c["normalize_latents"]),
                            pixelnorm_epsilon=float(c["pixelnorm_epsilon"]), level=level, alpha=alpha, **nets)
         self.D = Discriminator(r, mbstd_group_size=int(c["mbstd_group_size"]), level=level, alpha=alpha, **nets)
-        self.batch_size: int | None = None  # global batch, from configure(params)
+        self.batch_size: int | None = None  # global batch, from setup(TrainContext)
         self.iterations: int | None = None
 
     # ---- growth ----------------------------------------------------------------------------------
     def growth_at_step(self, step: int) -> tuple[int, float]:
         if self.batch_size is None:
-            raise RuntimeError("ProGAN: call configure(params) before training: the growth schedule is in images "
-                               "and needs params['train']['batch_size']")
+            raise RuntimeError("ProGAN: call model.setup(TrainContext(...)) before training: the growth schedule is "
+                               "in images and needs the global batch size")
         c = self.cfg
         return growth_at(step * self.batch_size, self.resolution, c["start_resolution"], c["stabilize_images"],
                          c["fade_images"])
@@ -179,10 +179,12 @@ class ProGAN(GANModel):
             x = torch.lerp(upsample(downsample(x)), x, alpha)
         return x
 
-    def configure(self, params: Mapping[str, Any]) -> None:
-        train = params["train"]
-        self.batch_size = int(train["batch_size"])
-        self.iterations = int(train["iterations"]) if train.get("iterations") is not None else None
+    def setup(self, ctx: TrainContext) -> None:
+        """The growth schedule counts images: it needs the global batch (and the run's length, for the
+        fallback that says how far growth gets)."""
+        super().setup(ctx)
+        self.batch_size = int(ctx.batch_size)
+        self.iterations = int(ctx.iterations)
 
     # ---- sampling -------------------------------------------------------------------------------
     def sample_latents(self, n: int, *, generator: torch.Generator | None = None,

@@ -2,7 +2,7 @@
 self-supervised discriminator with three reconstruction decoders.
 
 Written from the paper and REFERENCE.md section 1 (facts checked against the official code as it
-survives in hugobb/FastGAN-pytorch `models.py`); the losses live in `fewgan.models.fastgan`.
+survives in hugobb/FastGAN-pytorch `models.py`); the losses live in `fewgan.models.fastgan.model`.
 
 Resolutions 64, 128, 256, 512 and 1024 are supported (the official code builds 256, 512, 1024 and
 crashes at 128). Layer widths depend on the *spatial size* of a feature map, never on the image

@@ -1,0 +1,1 @@
+"""BigGAN (Brock, Donahue & Simonyan, ICLR 2019): spec.py (params schema, capabilities), model.py (GANModel), nets.py (networks)."""

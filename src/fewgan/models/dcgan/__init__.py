@@ -1,0 +1,1 @@
+"""DCGAN (Radford, Metz & Chintala, ICLR 2016): spec.py (params schema, capabilities), model.py (GANModel)."""

@@ -1,0 +1,1 @@
+"""StyleGAN2 (+ DiffAugment) baseline: spec.py (params schema, capabilities), model.py (GANModel), nets.py (networks)."""
