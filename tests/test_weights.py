@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import fewgan.weights as W
+from fewgan.weights import registry, resolver
 from fewgan.io import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def _isolated(monkeypatch, tmp_path):
     def no_network(url, dest):
         raise OSError(f"network disabled in tests ({url})")
 
-    monkeypatch.setattr(W, "FETCH", no_network)
+    monkeypatch.setattr(resolver, "FETCH", no_network)
 
 
 def _tensor_file(path: Path, seed: int = 1) -> Path:
@@ -68,7 +69,7 @@ def test_download_from_file_url_checks_sha256_and_caches(tmp_path, monkeypatch):
     params = _params(tmp_path, fallback=False, download=True)
     params["evaluation"]["weights"]["alexnet"].update(url=src.as_uri(), sha256=digest)
     calls = []
-    monkeypatch.setattr(W, "FETCH", lambda url, dest: (calls.append(url), W._urlopen_fetch(url, dest)))
+    monkeypatch.setattr(resolver, "FETCH", lambda url, dest: (calls.append(url), resolver._urlopen_fetch(url, dest)))
     info = W.resolve("alexnet", params)
     cached = tmp_path / "wcache" / W.KNOWN["alexnet"].filename
     assert info.path == cached.resolve() and info.sha256 == digest and calls == [src.as_uri()]
@@ -84,7 +85,7 @@ def test_download_with_wrong_checksum_is_not_kept(tmp_path, monkeypatch):
     src = _tensor_file(tmp_path / "tampered.pth")
     params = _params(tmp_path, fallback=False, download=True)
     params["evaluation"]["weights"]["vgg16"]["url"] = src.as_uri()
-    monkeypatch.setattr(W, "FETCH", W._urlopen_fetch)
+    monkeypatch.setattr(resolver, "FETCH", resolver._urlopen_fetch)
     with pytest.raises(W.WeightsUnavailableError, match="expected 397923af"):
         W.resolve("vgg16", params)
     assert not (tmp_path / "wcache" / W.KNOWN["vgg16"].filename).exists()
@@ -94,7 +95,7 @@ def test_download_with_wrong_checksum_is_not_kept(tmp_path, monkeypatch):
 def test_official_checksum_marks_standard(tmp_path, monkeypatch):
     f = _tensor_file(tmp_path / "w.pth")
     digest = sha256_file(f)
-    monkeypatch.setitem(W.KNOWN, "alexnet", W._Known("alexnet", "FEWGAN_ALEXNET_WEIGHTS", "a.pth",
+    monkeypatch.setitem(W.KNOWN, "alexnet", registry._Known("alexnet", "FEWGAN_ALEXNET_WEIGHTS", "a.pth",
                                                      "file:///none", digest, None))
     params = _params(tmp_path, fallback=False)
     params["evaluation"]["weights"]["alexnet"] = {"path": str(f)}  # default sha256 = the known one

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import fewgan.weights as W
+from fewgan.weights import installer, registry, resolver
 from fewgan.io import sha256_file
 
 NAMES = ("inception-v3-compat", "vgg16", "alexnet")
@@ -38,13 +39,13 @@ def fakes(monkeypatch, tmp_path) -> dict[str, Path]:
     def no_network(url, dest):
         raise OSError(f"network disabled in tests ({url})")
 
-    monkeypatch.setattr(W, "FETCH", no_network)
+    monkeypatch.setattr(resolver, "FETCH", no_network)
     files = {}
     for i, name in enumerate(NAMES):
         old = W.KNOWN[name]
         f = _fake_file(tmp_path / "downloads" / f"{name}-download.pth", seed=10 + i)
         files[name] = f
-        monkeypatch.setitem(W.KNOWN, name, W._Known(old.key, old.env, f"{name}-official.pth",
+        monkeypatch.setitem(W.KNOWN, name, registry._Known(old.key, old.env, f"{name}-official.pth",
                                                      f"http://127.0.0.1:9/{name}-official.pth",
                                                      sha256_file(f), f.stat().st_size))
     monkeypatch.chdir(tmp_path)  # the CLI's default params/active.yaml is absent here
@@ -106,7 +107,7 @@ def test_install_copy_that_goes_wrong_leaves_no_partial_file(fakes, tmp_path, mo
         import hashlib
         return hashlib.sha256(data).hexdigest()
 
-    monkeypatch.setattr(W, "_copy_hashing", short_copy)
+    monkeypatch.setattr(installer, "_copy_hashing", short_copy)
     with pytest.raises(W.WeightsInstallError, match="changed while being copied"):
         W.install(fakes["inception-v3-compat"])
     assert _listing(tmp_path / "installed") == []
@@ -139,10 +140,11 @@ def http_server(tmp_path):
 
 def test_download_from_local_http_server_is_checked_and_cached(fakes, tmp_path, monkeypatch, http_server):
     root, base = http_server
-    monkeypatch.setattr(W, "FETCH", lambda url, dest: W._urlopen_fetch(url, dest, timeout=10))
+    monkeypatch.setattr(resolver, "FETCH", lambda url, dest: resolver._urlopen_fetch(url, dest, timeout=10))
     for name in ("alexnet", "vgg16"):
         k = W.KNOWN[name]
-        monkeypatch.setitem(W.KNOWN, name, W._Known(k.key, k.env, k.filename, f"{base}/{k.filename}", k.sha256, k.nbytes))
+        monkeypatch.setitem(W.KNOWN, name, registry._Known(k.key, k.env, k.filename, f"{base}/{k.filename}",
+                                                           k.sha256, k.nbytes))
     (root / W.KNOWN["alexnet"].filename).write_bytes(fakes["alexnet"].read_bytes())
     (root / W.KNOWN["vgg16"].filename).write_bytes(fakes["alexnet"].read_bytes())  # the server sends the wrong file
     params = _params(tmp_path, download=True)

@@ -334,14 +334,14 @@ def test_real_folder_afhq(repo, shared_data, monkeypatch):
 
 
 def test_failed_check_after_writing_restores_the_file(repo, monkeypatch):
-    from fewgan.data import register
+    from fewgan.data.register import entry
 
     src = repo / "data" / "sources" / "ok"
     noise_images(src, 10)
     f = repo / "params" / "datasets.yaml"
     before, mode = f.read_bytes(), f.stat().st_mode
-    real = register._entry_text
-    monkeypatch.setattr(register, "_entry_text", lambda *a: real(*a) + "  broken: [not closed\n")
+    real = entry._entry_text
+    monkeypatch.setattr(entry, "_entry_text", lambda *a: real(*a) + "  broken: [not closed\n")
     with pytest.raises(DatasetAddError, match="original file was restored"):
         add(repo, "fresh", src)
     assert f.read_bytes() == before and f.stat().st_mode == mode

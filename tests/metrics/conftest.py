@@ -9,6 +9,7 @@ import torch
 import yaml
 
 import fewgan.weights as W
+from fewgan.weights import resolver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def _no_weights_from_outside(monkeypatch, tmp_path):
     def no_network(url, dest):
         raise OSError(f"network disabled in tests ({url})")
 
-    monkeypatch.setattr(W, "FETCH", no_network)
+    monkeypatch.setattr(resolver, "FETCH", no_network)
 
 
 @pytest.fixture(scope="session")

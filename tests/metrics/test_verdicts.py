@@ -45,6 +45,7 @@ import pytest
 import torch
 
 import fewgan.weights as W
+from fewgan.weights import resolver
 from fewgan.metrics import degrade as D
 from fewgan.metrics import fid as F
 from fewgan.metrics import swd as S
@@ -123,7 +124,7 @@ def fallback_extractor(tmp_path_factory) -> F.InceptionExtractor:
         mp.delenv(W.KNOWN["inception-v3-compat"].env, raising=False)
         mp.setenv(W.WEIGHTS_DIR_ENV, str(tmp / "installed"))
         mp.setattr(torch.hub, "get_dir", lambda: str(tmp / "hub"))
-        mp.setattr(W, "FETCH", lambda url, dest: (_ for _ in ()).throw(OSError(f"no network in tests ({url})")))
+        mp.setattr(resolver, "FETCH", lambda url, dest: (_ for _ in ()).throw(OSError(f"no network in tests ({url})")))
         info = W.resolve("inception-v3-compat", params)
     assert info.label == W.UNTRAINED_LABEL and not info.standard, info
     return F.InceptionExtractor(info, "cpu", channels_last=True, batch_size=16)
