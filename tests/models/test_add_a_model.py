@@ -64,7 +64,7 @@ def test_a_toy_model_is_registered_planned_by_both_engines_and_trained(tmp_path)
     assert active["experiment"]["stage_models"]["score"] == ["toy", "dcgan"]
 
     # Snakemake plans it: train, score, select, evaluate for the toy cell; invert only for dcgan
-    plan = sh("snakemake", "-n", "--cores", "2", "all", "--quiet", "rules", "-p")
+    plan = sh("snakemake", "-n", "--cores", "2", "all", "-p")
     assert "runs/demo_faces/toy/train" in plan and "runs/demo_faces/toy/evaluate" in plan
     assert "runs/demo_faces/dcgan/invert" in plan and "runs/demo_faces/toy/invert" not in plan
     # DVC plans it from the same stage table (dvc.yaml is profile-independent: nothing to regenerate)

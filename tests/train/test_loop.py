@@ -138,8 +138,14 @@ def test_outputs_logs_and_run_json(toy_data, dirs):
     assert run["iterations"] == 6 and run["batch_size"] == 4 and run["resolution"] == kit.RES
     assert run["params_G"] == sum(p.numel() for p in res.model.G.parameters())
     assert run["params_D"] == sum(p.numel() for p in res.model.D.parameters())
-    assert run["snapshots"] == [{"iteration": 3, "path": "snapshots/snapshot_0000003.pt"},
-                                {"iteration": 6, "path": "snapshots/snapshot_0000006.pt"}]
+    assert [{k: e[k] for k in ("iteration", "path")} for e in run["snapshots"]] == [
+        {"iteration": 3, "path": "snapshots/snapshot_0000003.pt"}, {"iteration": 6, "path": "snapshots/snapshot_0000006.pt"}]
+    # the compute axis: images shown, training seconds and FLOPs so far, per snapshot
+    s3, s6 = run["snapshots"]
+    assert (s3["kimg"], s6["kimg"]) == (3 * 4 / 1000, 6 * 4 / 1000) and s3["device"] == "cpu"
+    per_it = run["compute"]["flops_per_iteration"]["None"]  # TinyGAN: one cost class
+    assert per_it > 0 and (s3["flops"], s6["flops"]) == (3 * per_it, 6 * per_it) == (run["compute"]["flops"] // 2, run["compute"]["flops"])
+    assert 0 < s3["train_seconds"] <= s6["train_seconds"] <= run["wall_seconds"]
     assert run["samples"] == ["iter_0000003.png", "iter_0000006.png"]
     assert run["device"] == "cpu" and run["fallbacks"] == [] and run["n_train_images"] == 12
     assert run["augment_policy"] == "color,translation,cutout" and run["augment_policy_source"] == "train.augment_policy"

@@ -213,6 +213,12 @@ class GANModel(nn.Module):
         """EMA decay for this step (StyleGAN2 overrides with its kimg-based ramp)."""
         return self.ema_decay
 
+    def cost_key(self, step: int):
+        """The cost class of iteration `step` (fewgan.train.flops): steps with equal keys do the same
+        arithmetic. None (default): every step costs the same. Models with lazy regularisers or growing
+        networks return what changes the work (StyleGAN2: whether R1 / path length run; ProGAN: the level)."""
+        return None
+
     # ---- latent GANs: the two losses the default phases call ------------------------------------------
     def discriminator_phase(self, nets: Nets, batch: Batch, step: int, augment: Augment):
         return self.discriminator_loss(nets["G"], nets["D"], batch.reals, batch.z, step, augment,

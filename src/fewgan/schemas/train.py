@@ -6,6 +6,13 @@ from fewgan.models.specs import POLICY_PATTERN
 TRAIN_SCHEMA = strict({
     "iterations": {"type": "integer", "minimum": 1,
                    "description": "training iterations (D step(s) + one G step each); paper 50,000"},
+    "budget": {"description": "stop before train.iterations once this much is spent: {kimg: N} (images shown), "
+                              "{flops: N} (training FLOPs, fewgan.train.flops) or {seconds: N} (training steps' wall "
+                              "time: machine-dependent); null: train.iterations alone",
+               "oneOf": [{"type": "null"},
+                         {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+                          "properties": {u: {"type": "number", "exclusiveMinimum": 0}
+                                         for u in ("kimg", "flops", "seconds")}}]},
     "batch_size": {"type": "integer", "minimum": 1,
                    "description": "global batch, split evenly over DDP ranks; FastGAN 8"},
     "snapshot_every": {"type": "integer", "minimum": 1,

@@ -39,14 +39,15 @@ def cpu_state(sd: dict) -> dict:
 
 
 def write_snapshot(path: Path, *, model: str, model_cfg: dict, resolution: int, num_classes: int,
-                   iteration: int, dataset: str, networks: dict[str, dict], fallbacks: list[str]) -> None:
+                   iteration: int, dataset: str, networks: dict[str, dict], fallbacks: list[str],
+                   compute: dict | None = None) -> None:
     """The saved networks (`<net>_ema` for averaged ones, `<net>` for the model's snapshot_networks) and
     what is needed to rebuild the model (`fewgan.models.load_snapshot` reads it)."""
     atomic_torch_save(path, {
         "format": SNAPSHOT_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": resolution,
         **({"num_classes": num_classes} if num_classes else {}),
         "iteration": iteration, "dataset": dataset, **{k: cpu_state(v) for k, v in networks.items()},
-        "fallbacks": list(fallbacks),
+        "fallbacks": list(fallbacks), **({"compute": compute} if compute is not None else {}),
     })
 
 
@@ -107,7 +108,7 @@ def prepare_work_dir(work_dir: Path, start: int, snapshots: list[dict]) -> None:
         set_aside(work_dir)
     else:
         for p in (work_dir / "snapshots").glob("snapshot_*.pt"):
-            if {"iteration": int(p.stem.split("_")[1]), "path": f"snapshots/{p.name}"} not in snapshots:
+            if f"snapshots/{p.name}" not in {s["path"] for s in snapshots}:
                 p.unlink()
     atomic_write_text(work_dir / "log.jsonl",
                       "".join(json.dumps(r) + "\n" for r in read_log(work_dir / "log.jsonl", start)))

@@ -42,6 +42,7 @@ from fewgan.train import ddp
 from fewgan.train import record
 from fewgan.train.data import Batches, images_sha256, load_train_images, load_train_labels
 from fewgan.train.diffaugment import augment
+from fewgan.train.flops import CONVENTION as FLOPS_CONVENTION, StepFlops
 from fewgan.train.record import augment_policy, class_record  # noqa: F401 (re-exported for bench, tests)
 from fewgan.train.state import capture_rng, derive_seed, generator, params_hash, restore_rng
 from fewgan.train.trainer import Trainer, build_trainer
@@ -50,8 +51,18 @@ log = logging.getLogger("fewgan.train")
 
 #: train keys that do not change the weights' trajectory: changing them keeps a run resumable
 #: (e.g. raising `iterations` continues a finished run).
-NON_TRAJECTORY_KEYS = ("iterations", "snapshot_every", "sample_every", "log_every", "grid_size",
+NON_TRAJECTORY_KEYS = ("iterations", "budget", "snapshot_every", "sample_every", "log_every", "grid_size",
                        "interpolation_steps")
+
+
+def budget_reached(budget: dict | None, it: int, batch: int, flops: float, seconds: float) -> bool:
+    """Whether `train.budget` ({kimg | flops | seconds: N}, or null: train.iterations alone) is spent after
+    `it` iterations. kimg and FLOPs are machine-independent; seconds (training steps only) are not."""
+    if not budget:
+        return False
+    (unit, limit), = budget.items()
+    used = {"kimg": it * batch / 1000, "flops": flops, "seconds": seconds}[unit]
+    return used >= float(limit)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -144,6 +155,9 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         torch.cuda.manual_seed_all(derive_seed(seed, "train-cuda", d.rank))
     random.seed(derive_seed(seed, "python", d.rank))
     np.random.seed(derive_seed(seed, "numpy", d.rank) % 2**32)
+    # compute axis: FLOPs per iteration by cost class, measured on a copy (fewgan.train.flops)
+    flops_aug = generator(seed, "flops")
+    step_flops = StepFlops(trainer, local_batch, R, lambda x: augment(x, policy, flops_aug), d.world_size)
 
     # ---- resume ----------------------------------------------------------------------------------
     hash_inputs = {"format": ckpt.RESUME_FORMAT, "model": model, "model_cfg": model_cfg, "resolution": R,
@@ -181,6 +195,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         ckpt.prepare_work_dir(work_dir, start, snapshots)
     ddp.barrier(d)
 
+    flops_total = sum(step_flops(s) for s in range(start))  # a pure function of the steps run
+    stop_at = start if start and budget_reached(cfg["budget"], start, batch, flops_total, step_seconds) else iterations
     trainer.train_mode()
     sampler = trainer.sampling_network()
     fixed_z = record.grid_latents(gan, cfg["grid_size"], generator(seed, "fixed_z")).to(device)
@@ -209,7 +225,9 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     t_log, it_log = t_session, start
     try:
         with record.stop_on_signals(not d.enabled) as stop:
-            for step in range(start, iterations):
+            it = start
+            for step in range(start, stop_at):
+                flops_total += step_flops(step)  # measured outside the timed step
                 t0 = time.perf_counter()
                 res = trainer.step(
                     step, reals=lambda j, s=step: batches(s * per_iteration + j),
@@ -226,9 +244,10 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                         "learning rates or change the model settings, then re-run (changed settings start a fresh run).")
 
                 # ---- iteration boundary: log, samples, snapshot, signals ---------------------------
-                do_log = it % cfg["log_every"] == 0 or it == iterations
-                do_sample = it % cfg["sample_every"] == 0 or it == iterations
-                do_snap = it % cfg["snapshot_every"] == 0 or it == iterations
+                last = it == iterations or budget_reached(cfg["budget"], it, batch, flops_total, step_seconds)
+                do_log = it % cfg["log_every"] == 0 or last
+                do_sample = it % cfg["sample_every"] == 0 or last
+                do_snap = it % cfg["snapshot_every"] == 0 or last
                 if do_log and d.is_main:
                     now = time.perf_counter()
                     row = {"iteration": it, "wall_s": round(wall_before + now - t_session, 3),
@@ -250,12 +269,14 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                         raise TrainingDivergedError(f"{dataset}/{model}: {', '.join(bad)} hold(s) NaN/inf weights at "
                                                     f"iteration {it}; snapshot not written ({last_good()})")
                     if d.is_main:
-                        entry = {"iteration": it, "path": f"snapshots/{ckpt.snapshot_name(it)}"}
+                        entry = {"iteration": it, "path": f"snapshots/{ckpt.snapshot_name(it)}",
+                                 "kimg": it * batch / 1000, "train_seconds": round(step_seconds, 3),
+                                 "flops": flops_total, "device": str(device)}
                         ckpt.write_snapshot(work_dir / entry["path"], model=model, model_cfg=model_cfg, resolution=R,
                                             num_classes=gan.num_classes, iteration=it, dataset=dataset,
-                                            networks=trainer.snapshot_networks(), fallbacks=fallbacks)
-                        if entry not in snapshots:
-                            snapshots.append(entry)
+                                            networks=trainer.snapshot_networks(), fallbacks=fallbacks,
+                                            compute={k: entry[k] for k in ("kimg", "train_seconds", "flops", "device")})
+                        snapshots[:] = [s for s in snapshots if s["iteration"] != it] + [entry]
                     write_resume(it)
                     ddp.barrier(d)
                 if stop["signal"] is not None:
@@ -264,26 +285,34 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                     raise TrainingInterrupted(
                         f"{dataset}/{model}: stopped by {signal.Signals(stop['signal']).name} at iteration {it}; "
                         f"resume state saved to {resume_path}; re-run the same command to continue")
+                if last:
+                    break
     finally:
         pbar.close()
         if logf is not None:
             logf.close()
     wall = wall_before + time.perf_counter() - t_session
-    log_rows = ckpt.read_log(work_dir / "log.jsonl", iterations) if d.is_main else []
+    done = it  # iterations run: train.iterations, or fewer when train.budget was reached
+    log_rows = ckpt.read_log(work_dir / "log.jsonl", done) if d.is_main else []
 
     # ---- interpolation strip, run.json, publish ------------------------------------------------------
     info = gan.describe()
     run_json: dict[str, Any] = {
-        "dataset": dataset, "model": model, "resolution": R, "iterations": iterations, "batch_size": batch,
+        "dataset": dataset, "model": model, "resolution": R, "iterations": done, "batch_size": batch,
         **{k: v for k, v in info.items() if k.startswith("params_")},
         "wall_seconds": round(wall, 3),
-        "seconds_per_iteration": round(step_seconds / iterations, 6) if iterations else None,
+        "seconds_per_iteration": round(step_seconds / done, 6) if done else None,
         "device": str(device), "world_size": d.world_size, "threads": torch.get_num_threads(),
         "precision": "bf16" if amp else "fp32", "channels_last": channels_last,
         "augment_policy": policy, "augment_policy_source": policy_source, "xflip": cfg["xflip"],
         "phases": [{"name": p.name, "optimizer": p.optimizer, "repeats": p.repeats} for p in trainer.phases],
         "ema": {"networks": list(trainer.emas), "buffers_averaged": bool(gan.ema_buffers),
-                "beta_at_end": gan.ema_beta(iterations - 1, batch)},
+                "beta_at_end": gan.ema_beta(done - 1, batch)},
+        "budget": {"setting": cfg["budget"], "max_iterations": iterations,
+                   "reached": bool(cfg["budget"]) and budget_reached(cfg["budget"], done, batch, flops_total, step_seconds)},
+        "compute": {"kimg": done * batch / 1000, "train_seconds": round(step_seconds, 3), "flops": flops_total,
+                    "flops_per_iteration": step_flops.classes(), "flops_convention": FLOPS_CONVENTION,
+                    "device": str(device)},
         "n_train_images": int(images.shape[0]), "train_images_sha256": data_sha256,
         "data_order": "per-epoch permutation seeded by (seed, epoch); drop_last"
                       + ("; batches with replacement" if batches.with_replacement else ""),
@@ -303,7 +332,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         run_json["provenance"] = collect(params, str(device))
         ckpt.publish(work_dir, out_dir, run_json, log_rows)
         log.info("%s/%s: %d iterations in %.1f s (%.3f s/iteration); published %s", dataset, model,
-                 iterations, wall, run_json["seconds_per_iteration"] or 0.0, out_dir)
+                 done, wall, run_json["seconds_per_iteration"] or 0.0, out_dir)
     ddp.barrier(d)
     return TrainResult(run=run_json, trainer=trainer)
 

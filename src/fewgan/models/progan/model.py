@@ -172,6 +172,11 @@ class ProGAN(GANModel):
             net.set_growth(level, alpha)
         return level, alpha
 
+    def cost_key(self, step: int):
+        """The networks' current level, and whether a fade runs both the old and the new output path."""
+        level, alpha = self.growth_at_step(step)
+        return (level, 0.0 < alpha < 1.0)
+
     def real_images_at(self, real: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
         """Reals at the current resolution, blended during a fade (train.py process_reals)."""
         x = downsample(real, self.resolution // 2 ** level)

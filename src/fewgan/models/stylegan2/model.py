@@ -119,6 +119,12 @@ class StyleGAN2(GANModel):
             logs["loss_D_r1"] = float(loss_r1.detach())
         return loss, logs
 
+    def cost_key(self, step: int):
+        """Lazy regularisation: whether this step runs R1 (D) and the path-length term (G)."""
+        c = self.cfg
+        return (float(c["r1_gamma"]) > 0 and step % int(c["r1_interval"]) == 0,
+                float(c["pl_weight"]) > 0 and step % int(c["pl_interval"]) == 0)
+
     def generator_loss(self, G: nn.Module, D: nn.Module, z: torch.Tensor, step: int,
                        augment: Augment) -> tuple[torch.Tensor, LossLogs]:
         c = self.cfg
