@@ -110,10 +110,14 @@ def test_loader_returns_class_indices_and_keeps_the_two_tuple_api(subfolder):
 def test_rank_method_is_exact_within_each_class(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     classed_folder(tmp_path / "src", {"a": 10, "b": 10, "c": 2})
-    _, _, ss = curate_split(tmp_path, entry_for({"from": "subfolder"}, split={"ratio": 0.8, "method": "rank"}))
+    _, _, ss = curate_split(tmp_path, entry_for({"from": "subfolder"}, split={"ratio": 0.8}))  # rank: the default
+    assert ss["method"] == "rank"
     assert ss["classes"]["counts"] == {"a": {"train": 8, "test": 2}, "b": {"train": 8, "test": 2},
-                                       "c": {"train": 1, "test": 1}}  # round(0.4) = 0 -> corrected, recorded
-    assert any(f.startswith("class 'c':") and "moved" in f for f in ss["fallbacks"])
+                                       "c": {"train": 1, "test": 1}}  # floor(0.4 + 1/2) = 0 -> the rule's minimum 1
+    assert ss["fallbacks"] == [] and (ss["train"], ss["test"]) == (17, 5)  # the minimum is the rule, not a fallback
+    rows = rows_of(tmp_path / "spl" / "split.csv")
+    assert {(r["class"], r["stratum_images"], r["stratum_test"]) for r in rows} == {
+        ("a", "10", "2"), ("b", "10", "2"), ("c", "2", "1")}
 
 
 def test_assign_groups_single_image_class_stays_train_and_classless_is_unchanged():

@@ -46,7 +46,10 @@ DATASET_SCHEMA = strict({
     "split": strict({
         "ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
         "seed": {"type": ["integer", "null"]},
-        "method": {"enum": ["threshold", "rank"]},
+        "method": {"enum": ["rank", "threshold"],
+                   "description": "rank (default): exactly max(1, floor((1 - ratio) n + 1/2)) test images, per class "
+                                  "with classes; adding one image moves at most one existing image. threshold: "
+                                  "test iff hash >= ratio; no existing image ever moves, the test count is binomial"},
     }),
     "background": {"type": "array", "minItems": 3, "maxItems": 3,
                    "items": {"type": "integer", "minimum": 0, "maximum": 255}},
