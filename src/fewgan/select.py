@@ -7,6 +7,10 @@ measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as i
 reports/celebahq128, while SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, computed
 from pixels) ranked degraded copies of real sets correctly (tests/metrics/test_verdicts.py). The chosen
 snapshot is copied to `generator.pt`; `best.json` records the metric, why it was used, and the rule.
+
+Which metrics may select, in which direction, with which tie-breakers, and which need the standard weights
+are the metrics' own declarations (fewgan.metrics.registry: `selects`, `direction`, `then`, `pretrained`,
+`auto`); the registry imports no torch, so this stage stays light.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from fewgan.io import atomic_path, atomic_write_json, read_json, safe_join, sha2
 
 log = logging.getLogger(__name__)
 
-def _metrics():
+
+def _metrics() -> dict:
+    """The metrics that may select, by name (registry order)."""
     from fewgan.metrics.registry import selectable_metrics
 
     return {m.name: m for m in selectable_metrics()}
