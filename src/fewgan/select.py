@@ -7,6 +7,10 @@ measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as i
 reports/celebahq128, while SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, computed
 from pixels) ranked degraded copies of real sets correctly (tests/metrics/test_verdicts.py). The chosen
 snapshot is copied to `generator.pt`; `best.json` records the metric, why it was used, and the rule.
+
+Which metrics may select, in which direction, with which tie-breakers, and which need the standard weights
+are the metrics' own declarations (fewgan.metrics.registry: `selects`, `direction`, `then`, `pretrained`,
+`auto`); the registry imports no torch, so this stage stays light.
 """
 
 from __future__ import annotations
@@ -22,53 +26,89 @@ from fewgan.io import atomic_path, atomic_write_json, read_json, safe_join, sha2
 
 log = logging.getLogger(__name__)
 
-#: the per-snapshot metrics `fewgan score` writes (scores.csv columns), lower is better for each.
-#: `pretrained`: the metric needs the Inception network's standard weights to mean anything.
-#: `then`: tie-breaks after the metric itself (the later snapshot wins a full tie).
-SNAPSHOT_METRICS: dict[str, dict[str, Any]] = {
-    "fid": {"label": "FID", "pretrained": True, "then": ("kid",)},
-    "kid": {"label": "KID×10³", "pretrained": True, "then": ("fid",)},
-    "swd": {"label": "SWD×10³ (mean over pyramid levels)", "pretrained": False, "then": ()},
-}
+
+def _metrics() -> dict:
+    """The metrics that may select, by name (registry order)."""
+    from fewgan.metrics.registry import selectable_metrics
+
+    return {m.name: m for m in selectable_metrics()}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SNAPSHOT_METRICS":  # the registry's declarations, in the shape this table had
+        return {n: {"label": m.label, "pretrained": m.pretrained, "then": tuple(m.then), "direction": m.direction}
+                for n, m in _metrics().items()}
+    raise AttributeError(name)
 
 
 class ScoresError(ValueError):
     """scores.csv (or scores.json) is damaged or the two disagree; the message names the file."""
 
 
+def allowed(extractor_standard: bool) -> list[str]:
+    """The metrics that may select (and rank) here: every selecting metric, less the pretrained ones when the
+    extractor does not have the standard weights."""
+    return [n for n, m in _metrics().items() if extractor_standard or not m.pretrained]
+
+
 def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
     """(metric, why) for `evaluation.select.metric` given whether the Inception extractor is the standard one."""
+    metrics = _metrics()
     if setting == "auto":
-        if extractor_standard:
-            return "fid", "auto: the Inception extractor has the standard weights, so FID (the papers' metric) decides"
-        return "swd", ("auto: the Inception extractor is a fallback (not the standard weights), so FID and KID "
-                       "can rank snapshots wrongly; SWD uses no pretrained network")
-    if setting not in SNAPSHOT_METRICS:
-        raise ValueError(f"evaluation.select.metric = {setting!r}: use auto, {', '.join(SNAPSHOT_METRICS)} "
+        ok = sorted((m.auto, n) for n, m in metrics.items() if m.auto is not None and n in allowed(extractor_standard))
+        if not ok:
+            raise ValueError("evaluation.select.metric = auto: no registered metric may select here "
+                             "(params/evaluation.yaml)")
+        name = ok[0][1]
+        m = metrics[name]
+        if m.pretrained:
+            return name, (f"auto: the Inception extractor has the standard weights, so {name.upper()}{m.auto_note} "
+                          "decides")
+        distrusted = " and ".join(n.upper() for n, o in metrics.items() if o.pretrained)
+        return name, (f"auto: the Inception extractor is a fallback (not the standard weights), so {distrusted} "
+                      f"can rank snapshots wrongly; {name.upper()} uses no pretrained network{m.auto_note}")
+    if setting not in metrics:
+        raise ValueError(f"evaluation.select.metric = {setting!r}: use auto, {', '.join(metrics)} "
                          "(params/evaluation.yaml)")
-    if SNAPSHOT_METRICS[setting]["pretrained"] and not extractor_standard:
-        # a number from non-standard features never decides what SWD (no pretrained network) can decide
+    if metrics[setting].pretrained and not extractor_standard:
+        # a number from non-standard features never decides what a metric without a pretrained network can
+        ways = " or ".join(["auto"] + [n for n, m in metrics.items() if not m.pretrained])
         raise ValueError(f"evaluation.select.metric = {setting} needs the standard Inception weights, and the "
                          f"extractor here is not the standard one: {setting.upper()} from those features can pick a "
                          "wrong snapshot (it picked colour blobs in reports/celebahq128). Set "
-                         "evaluation.select.metric: auto or swd (params/evaluation.yaml), or install the weights "
+                         f"evaluation.select.metric: {ways} (params/evaluation.yaml), or install the weights "
                          "(`fewgan weights check`)")
     return setting, f"evaluation.select.metric = {setting}"
 
 
 def rule(metric: str) -> str:
-    then = SNAPSHOT_METRICS[metric]["then"]
-    return (f"lowest {SNAPSHOT_METRICS[metric]['label']}" + "".join(f", then lowest {t.upper()}" for t in then)
+    metrics = _metrics()
+    word = lambda n: "lowest" if metrics[n].direction == "lower" else "highest"  # noqa: E731
+    return (f"{word(metric)} {metrics[metric].label}" + "".join(f", then {word(t)} {t.upper()}"
+                                                               for t in metrics[metric].then)
             + ", then the later snapshot")
 
 
-def _num(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.inf
-
-
 def rank_key(r: dict, metric: str = "fid") -> tuple:
-    """Sort key of a scores row under `rule(metric)` (smaller = better)."""
-    return (_num(r.get(metric)), *(_num(r.get(t)) for t in SNAPSHOT_METRICS[metric]["then"]), -int(r["iteration"]))
+    """Sort key of a scores row under `rule(metric)` (smaller = better; missing and non-finite values last)."""
+    metrics = _metrics()
+    return (metrics[metric].better(r.get(metric)), *(metrics[t].better(r.get(t)) for t in metrics[metric].then),
+            -int(r["iteration"]))
+
+
+def _per_snapshot_names() -> list[str]:
+    from fewgan.metrics.registry import per_snapshot_metrics
+
+    return [m.name for m in per_snapshot_metrics()]
+
+
+def _score_columns() -> tuple[list[str], list[str]]:
+    """(columns every scores.csv has: the always-computed metrics' and their tie-breakers'; every metric column)."""
+    from fewgan.metrics.registry import per_snapshot_metrics
+
+    ms = per_snapshot_metrics()
+    required = [n for m in ms if m.score_switch is None for n in (m.name, *m.then)]
+    return list(dict.fromkeys(required)), [c for m in ms for c in (*m.score_columns, *m.late_columns)]
 
 
 def read_scores(path: Path) -> list[dict]:
@@ -78,7 +118,8 @@ def read_scores(path: Path) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            missing = {"iteration", "fid", "kid", "snapshot"} - set(reader.fieldnames or [])
+            required, numeric = _score_columns()
+            missing = {"iteration", "snapshot", *required} - set(reader.fieldnames or [])
             if missing:
                 raise ScoresError(f"{path}: columns {sorted(missing)} missing; re-run `fewgan score`")
             for line, r in enumerate(reader, start=2):
@@ -86,7 +127,7 @@ def read_scores(path: Path) -> list[dict]:
                     if None in r or None in r.values():
                         raise ValueError(f"{len(reader.fieldnames or [])} fields expected")
                     row: dict[str, Any] = {"iteration": int(r["iteration"]), "snapshot": r["snapshot"]}
-                    for k in ("fid", "kid", "kid_std", "swd", "fid_test"):
+                    for k in numeric:
                         v = r.get(k)
                         row[k] = float(v) if v not in (None, "") else None
                 except ValueError as exc:
@@ -114,9 +155,11 @@ def check_against_json(rows: list[dict], meta: dict, csv_path: Path, json_path: 
         raise ScoresError(f"{json_path}: no 'rows' list; re-run `fewgan score`")
     key = lambda r: (r.get("iteration"), r.get("snapshot"))  # noqa: E731
     ok = [key(r) for r in rows] == [key(j) for j in jrows if isinstance(j, dict)] and len(rows) == len(jrows)
-    ok = ok and all(_same(r.get(k), j.get(k)) for r, j in zip(rows, jrows) for k in ("fid", "kid", "swd"))
+    names = _per_snapshot_names()
+    ok = ok and all(_same(r.get(k), j.get(k)) for r, j in zip(rows, jrows) for k in names)
     if not ok:
-        raise ScoresError(f"{csv_path} and {json_path} disagree (rows or FID/KID/SWD values differ): one of them is "
+        raise ScoresError(f"{csv_path} and {json_path} disagree (rows or {'/'.join(n.upper() for n in names)} "
+                          "values differ): one of them is "
                           "damaged or was edited; re-run `fewgan score`")
 
 
@@ -140,7 +183,8 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))
     valid = [r for r in rows if r.get(metric) is not None and math.isfinite(r[metric])]
     if not valid:
-        hint = " (evaluation.score.swd is false?)" if metric == "swd" else ""
+        switch = _metrics()[metric].score_switch
+        hint = f" (evaluation.score.{switch} is false?)" if switch else ""
         raise ValueError(f"{scores_dir / 'scores.csv'}: no snapshot has a finite {metric.upper()}{hint}; "
                          "re-run `fewgan score` or inspect the training run")
     best = min(valid, key=lambda r: rank_key(r, metric))
@@ -168,7 +212,7 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     ties = [r["iteration"] for r in valid if r[metric] == best[metric]]
     log.info("selected iteration %d by %s = %.4f (%s)", best["iteration"], metric.upper(), best[metric], why)
     result = {"iteration": best["iteration"], "metric": metric, "metric_value": best[metric], "why": why,
-              "rule": rule(metric), "fid": best["fid"], "kid": best["kid"], "swd": best.get("swd"),
+              "rule": rule(metric), **{m: best.get(m) for m in _per_snapshot_names()},
               "snapshot": best["snapshot"], f"tied_on_{metric}": ties if len(ties) > 1 else [],
               "generator": "generator.pt", "sha256": digest, "candidates": len(rows),
               "feature_extractor": extractor or None, "fallbacks": fallbacks, "provenance": collect(params)}

@@ -80,7 +80,10 @@ def test_score_select_evaluate(run_dir, params):
         gan, G, _ = _load(run_dir / "train" / r["snapshot"])
         fakes = torch.cat(list(F.fake_batches(gan, G, 4, batch_size=4, seed=0)))
         reals = loading.load_images(None, None, "train")[0]
-        assert float(r["swd"]) == pytest.approx(S.swd(reals, fakes, cfg=ev["swd"], seed=0)["mean"], rel=1e-9)
+        want_swd = S.swd(reals, fakes, cfg=ev["swd"], seed=0)["mean"]
+        # scores.csv stores 6 decimals (score.write_csv: f"{v:.6f}"), so the stored value is within 5e-7 of the
+        # recomputed one, plus a small relative term for kernel nondeterminism (another CPU's float paths)
+        assert abs(float(r["swd"]) - want_swd) <= 5e-7 + 1e-9 * abs(want_swd), (r["swd"], want_swd)
     assert res["selection"]["metric"] == "swd" and "fallback" in res["selection"]["why"]
 
     # auto: the Inception here is untrained, so SWD picks the snapshot

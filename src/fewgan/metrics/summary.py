@@ -1,5 +1,5 @@
 """`evaluate/summary.json`: the headline numbers of one dataset x model, for `dvc metrics show` and
-`dvc exp show`.
+`dvc exp show`: each registered metric's `summary` columns (fewgan.metrics.registry), then the selection.
 
 metrics.json (fewgan.metrics.evaluate) holds everything: per-level SWD, settings, provenance, fallbacks.
 DVC tabulates every leaf of a metrics file as a column, so that file would make those tables hundreds of
@@ -21,11 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from fewgan.io import atomic_write_json
+from fewgan.metrics.registry import registered_metrics
 
 SUMMARY = "summary.json"
-#: the columns, in order (tests and the README list the same)
-KEYS = ("fid_train", "fid_test", "kid_train", "swd_mean", "msssim_fake", "msssim_real", "best_iteration",
-        "feature_extractor_standard")
+#: after the metrics' columns
+TAIL = ("best_iteration", "feature_extractor_standard")
+
+
+def keys() -> tuple[str, ...]:
+    """The columns, in order (the README lists the built-in ones)."""
+    return tuple(c.key for m in registered_metrics() for c in m.summary) + TAIL
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KEYS":
+        return keys()
+    raise AttributeError(name)
 
 
 def _number(value: Any) -> float | int | None:
@@ -41,19 +52,12 @@ def _number(value: Any) -> float | int | None:
 
 def summarize(metrics: dict) -> dict:
     """The headline numbers of an evaluate metrics.json dict (missing values are null)."""
-    swd = metrics.get("swd")
     extractor = metrics.get("feature_extractor")
     standard = extractor.get("standard") if isinstance(extractor, dict) else None
-    return {
-        "fid_train": _number(metrics.get("fid_train")),
-        "fid_test": _number(metrics.get("fid_test")),
-        "kid_train": _number(metrics.get("kid_train")),
-        "swd_mean": _number(swd.get("mean")) if isinstance(swd, dict) else None,
-        "msssim_fake": _number(metrics.get("msssim_fake")),
-        "msssim_real": _number(metrics.get("msssim_real")),
-        "best_iteration": _number(metrics.get("iteration")),
-        "feature_extractor_standard": standard if isinstance(standard, bool) else None,
-    }
+    out = {c.key: _number(c.get(metrics)) for m in registered_metrics() for c in m.summary}
+    out["best_iteration"] = _number(metrics.get("iteration"))
+    out["feature_extractor_standard"] = standard if isinstance(standard, bool) else None
+    return out
 
 
 def write_summary(out_dir: Path, metrics: dict) -> dict:

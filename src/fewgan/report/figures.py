@@ -7,7 +7,7 @@ import io
 import logging
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -45,14 +45,14 @@ def _footnote(fig, text: str, width_chars: int = 110) -> None:
     fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, color="darkred", ha="left", va="bottom")
 
 
-#: the per-snapshot metric columns of scores.csv that a selection curve can show
-_CURVE_LABELS = {"fid": "FID", "kid": "KID×10³", "swd": "SWD×10³ (mean over pyramid levels)"}
-
-
 def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path,
                  metric: str = "fid") -> str | None:
-    """`metric` (scores.csv column: fid | kid | swd) vs training iteration, one line per model; each run's
-    selected snapshot starred. The footnote names the Inception weights when FID/KID are shown."""
+    """`metric` (a per-snapshot metric of the registry: its scores.csv column) vs training iteration, one line
+    per model; each run's selected snapshot starred. The footnote names the extractor's weights when the
+    metric is computed from pretrained features, else says what the metric is (its `curve_note`)."""
+    from fewgan.metrics.registry import get_metric
+
+    m = get_metric(metric)
     have = [c for c in cells if c.scores is not None and len(c.scores) and metric in c.scores.columns
             and c.scores[metric].notna().any()]
     if not have:
@@ -65,17 +65,24 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
         if best.get("iteration") is not None and best.get(metric) is not None:
             ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("training iteration")
-    ax.set_ylabel(f"{_CURVE_LABELS[metric]} (lower is better)")
+    ax.set_ylabel(f"{m.label} ({m.direction} is better)")
     chosen = sorted({str(selected_by(c) or "unknown (best.json does not say)").upper() for c in have})
     ax.set_title(_t(f"{dataset}: {metric.upper()} of every snapshot (star = selected by {'/'.join(chosen)})"),
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _footnote(fig, "; ".join(sorted(set(labels))) if metric in ("fid", "kid") else
-              "SWD: ProGAN sliced Wasserstein distance on Laplacian-pyramid patches, fakes vs the train split; "
-              "no pretrained network")
+    _footnote(fig, "; ".join(sorted(set(labels))) if m.pretrained else m.curve_note)
     _save(fig, path)
     return None
+
+
+def curves_of(metric) -> Callable[..., str | None]:
+    """score_curves of one registered metric, named `<name>_curves` (the report's notes name the figure)."""
+    def curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:
+        return score_curves(dataset, cells, labels, path, metric.name)
+
+    curves.__name__ = curves.__qualname__ = f"{metric.name}_curves"
+    return curves
 
 
 def fid_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path: Path) -> str | None:

@@ -4,20 +4,19 @@ matrix in params."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from fewgan.metrics.registry import registered_metrics
 from fewgan.report import figures as figs
 from fewgan.report import render as R
-from fewgan.select import choose_metric
-from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, DatasetInfo, feature_extractor,
-                                   inversion_headline, read_cell, read_dataset, selected_by)
+from fewgan.report.collect import feature_extractor, read_cell, read_dataset
+from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display, _dataset_table,  # noqa: F401 (tests)
+                                  _display_table, _per_class_display, per_class_columns, per_class_rows,
+                                  rank_models, slug, stage_costs, summary_columns, summary_row)
 
 log = logging.getLogger(__name__)
 
@@ -29,251 +28,6 @@ PAPER_FID_256 = [
     ("AnimalFace dog (389)", 50.66, 58.85, 130.19),
 ]
 PAPER_COLUMNS = ["dataset (images)", "FastGAN (paper)", "StyleGAN2 + DiffAugment (paper)", "StyleGAN2 (paper)"]
-
-SUMMARY_COLUMNS = [
-    "dataset", "model", "synthetic", "rank", "ranked_by", "best_iteration", "selected_by", "selection_why",
-    "fid_train", "fid_test", "feature_extractor",
-    "feature_extractor_standard", "kid_train_x1e3", "kid_train_std_x1e3", "kid_test_x1e3", "kid_test_std_x1e3",
-    "swd_mean_x1e3", "swd_real_floor_x1e3", "msssim_fake", "msssim_real", "inversion_first_iteration",
-    "inversion_headline", "inversion_headline_first", "inversion_headline_last",
-    "inversion_msssim_first", "inversion_msssim_last", "inversion_psnr_first", "inversion_psnr_last",
-    "inversion_lpips_first", "inversion_last_iteration", "inversion_lpips_last", "inversion_lpips_note",
-    "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
-    "n_real_test", "device",
-]
-
-
-def slug(*parts: str) -> str:
-    """A file-name-safe, collision-free name for figures of (dataset, model)."""
-    raw = "__".join(parts)
-    clean = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._")[:60] or "x"
-    return f"{clean}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
-
-
-def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _swd_mean(swd: Any) -> float | None:
-    if isinstance(swd, dict):
-        return _num(swd.get("mean"))
-    return _num(swd)
-
-
-def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
-    m = cell.metrics
-    fe = feature_extractor(cell)
-    run = cell.run or {}
-    row: dict[str, Any] = {
-        "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic, "rank": None, "ranked_by": None,
-        "best_iteration": (cell.best or {}).get("iteration"),
-        "selected_by": selected_by(cell),
-        "selection_why": (cell.best or {}).get("why"),
-        "fid_train": _num(m.get("fid_train")), "fid_test": _num(m.get("fid_test")),
-        "feature_extractor": fe["label"], "feature_extractor_standard": fe["standard"],
-        "kid_train_x1e3": _num(m.get("kid_train")), "kid_train_std_x1e3": _num(m.get("kid_train_std")),
-        "kid_test_x1e3": _num(m.get("kid_test")), "kid_test_std_x1e3": _num(m.get("kid_test_std")),
-        "swd_mean_x1e3": _swd_mean(m.get("swd")), "swd_real_floor_x1e3": _swd_mean(m.get("swd_real_floor")),
-        "msssim_fake": _num(m.get("msssim_fake")), "msssim_real": _num(m.get("msssim_real")),
-        "inversion_first_iteration": None, "inversion_lpips_first": None,
-        "inversion_last_iteration": None, "inversion_lpips_last": None, "inversion_lpips_note": None,
-        "inversion_headline": None, "inversion_headline_first": None, "inversion_headline_last": None,
-        "inversion_msssim_first": None, "inversion_msssim_last": None,
-        "inversion_psnr_first": None, "inversion_psnr_last": None,
-        "train_s_per_iter": _num(run.get("seconds_per_iteration")), "train_iterations": run.get("iterations"),
-        "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
-        "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
-        "device": run.get("device") or m.get("device"),
-    }
-    if cell.inversion is not None:
-        test = cell.inversion[cell.inversion["split"] == "test"].sort_values("iteration")
-        if len(test):
-            row["inversion_first_iteration"] = int(test["iteration"].iloc[0])
-            row["inversion_lpips_first"] = float(test["lpips_mean"].iloc[0])
-            row["inversion_last_iteration"] = int(test["iteration"].iloc[-1])
-            row["inversion_lpips_last"] = float(test["lpips_mean"].iloc[-1])
-            for key in ("msssim", "psnr"):
-                if f"{key}_mean" in test.columns:
-                    row[f"inversion_{key}_first"] = float(test[f"{key}_mean"].iloc[0])
-                    row[f"inversion_{key}_last"] = float(test[f"{key}_mean"].iloc[-1])
-            head = inversion_headline(cell)
-            row["inversion_headline"] = head
-            row["inversion_headline_first"] = row[f"inversion_{head}_first"]
-            row["inversion_headline_last"] = row[f"inversion_{head}_last"]
-        lp = ((cell.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
-        row["inversion_lpips_note"] = lp.get("note", lp.get("fallback"))
-    return row
-
-
-#: evaluate's column for each metric select can use (values of the selected snapshot, vs the train split)
-RANK_COLUMNS = {"fid": ("fid_train", "FID (train)"), "kid": ("kid_train_x1e3", "KID×10³ (train)"),
-                "swd": ("swd_mean_x1e3", "SWD×10³ (mean over levels, vs train)")}
-
-
-def rank_models(rows: list[dict], setting: str) -> dict:
-    """Rank the models within each dataset by the metric that selected the snapshots
-    (`evaluation.select.metric`, `auto` = FID when every extractor is the standard one, else SWD), lower first.
-    Fills rows' rank/ranked_by."""
-    standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
-    chosen, _ = choose_metric(setting, standard)
-    key, metric = RANK_COLUMNS[chosen]
-    if chosen != "swd":
-        why = f"every FID here uses the standard Inception weights (evaluation.select.metric: {setting})"
-    elif setting == "swd":
-        why = "evaluation.select.metric: swd (no pretrained network)"
-    else:
-        why = ("FID/KID here come from a fallback (untrained) Inception and can rank models wrongly; SWD uses no "
-               "pretrained network")
-    for d in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == d and _num(r[key]) is not None]
-        for i, r in enumerate(sorted(mine, key=lambda r: _num(r[key])), start=1):
-            r["rank"], r["ranked_by"] = i, metric
-    return {"metric": metric, "column": key, "why": why}
-
-
-def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
-    """Wall seconds per stage: one row per dataset (curate, split) and per dataset x model, plus a total row."""
-    cols = ["dataset", "model"] + [s for s, _ in STAGES_PER_DATASET] + list(STAGES_PER_CELL)
-    rows = []
-    for ds in datasets:
-        rows.append({"dataset": ds.name, "model": "(dataset)",
-                     **{s: _num(ds.stages.get(s, {}).get("wall_s")) for s, _ in STAGES_PER_DATASET}})
-    for c in cells:
-        rows.append({"dataset": c.dataset, "model": c.model,
-                     **{s: _num(c.stages.get(s, {}).get("wall_s")) for s in STAGES_PER_CELL}})
-    df = pd.DataFrame(rows, columns=cols)
-    stage_cols = cols[2:]
-    df["total"] = df[stage_cols].sum(axis=1, min_count=1)
-    total = {"dataset": "TOTAL", "model": "", **{s: df[s].sum(min_count=1) for s in stage_cols + ["total"]}}
-    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
-
-
-PER_CLASS_COLUMNS = ["dataset", "model", "class", "class_index", "conditional", "n_real_train", "n_real_test",
-                     "n_fake", "fid_train", "fid_test", "kid_train_x1e3", "kid_train_std_x1e3", "kid_test_x1e3",
-                     "kid_test_std_x1e3", "swd_mean_x1e3", "swd_real_floor_x1e3", "msssim_fake", "msssim_real",
-                     "note"]
-
-
-def per_class_rows(cells: list[Cell], datasets: list[DatasetInfo]) -> list[dict]:
-    """One row per class for class-conditional generators (evaluate's per_class); for an unconditional
-    generator on a dataset with classes, one row saying that it has only overall metrics."""
-    classed = {ds.name: ((ds.split_summary or {}).get("classes") or {}).get("names") for ds in datasets}
-    rows: list[dict] = []
-    for c in cells:
-        pc = c.metrics.get("per_class")
-        if isinstance(pc, dict) and pc:
-            for name, m in pc.items():
-                rows.append({
-                    "dataset": c.dataset, "model": c.model, "class": name, "class_index": m.get("index"),
-                    "conditional": True, "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
-                    "n_fake": m.get("n_fake"), "fid_train": _num(m.get("fid_train")), "fid_test": _num(m.get("fid_test")),
-                    "kid_train_x1e3": _num(m.get("kid_train")), "kid_train_std_x1e3": _num(m.get("kid_train_std")),
-                    "kid_test_x1e3": _num(m.get("kid_test")), "kid_test_std_x1e3": _num(m.get("kid_test_std")),
-                    "swd_mean_x1e3": _swd_mean(m.get("swd")), "swd_real_floor_x1e3": _swd_mean(m.get("swd_real_floor")),
-                    "msssim_fake": _num(m.get("msssim_fake")), "msssim_real": _num(m.get("msssim_real")),
-                    "note": "; ".join(m.get("notes") or []) or None})
-        elif classed.get(c.dataset):
-            rows.append({k: None for k in PER_CLASS_COLUMNS} | {
-                "dataset": c.dataset, "model": c.model, "class": "(all)", "conditional": False,
-                "note": (f"unconditional generator: trained on all {len(classed[c.dataset])} classes "
-                         f"({', '.join(classed[c.dataset])}) as one set; overall metrics only")})
-    return rows
-
-
-def _plus_minus(value: Any, std: Any, decimals: int) -> str:
-    """"value ± std" (KID and its spread over subsets); "n/a" without a value."""
-    if value is None or pd.isna(value):
-        return "n/a"
-    return R.fmt(value, decimals) + ("" if std is None or pd.isna(std) else f" ± {R.fmt(std, decimals)}")
-
-
-def _per_class_display(rows: list[dict], decimals: int) -> pd.DataFrame:
-    f = lambda v: R.fmt(v, decimals)  # noqa: E731
-    pm = lambda a, b: _plus_minus(a, b, decimals)  # noqa: E731
-
-    out = []
-    for r in rows:
-        if not r["conditional"]:
-            out.append({"dataset": r["dataset"], "model": r["model"], "class": r["class"], "real train / test": "",
-                        "FID train": "", "FID test": "", "KID×10³ train": "", "KID×10³ test": "",
-                        "SWD×10³ mean (real floor)": "", "MS-SSIM fake (real)": "", "note": r["note"]})
-            continue
-        out.append({
-            "dataset": r["dataset"], "model": r["model"], "class": r["class"],
-            "real train / test": f"{R.fmt(r['n_real_train'])} / {R.fmt(r['n_real_test'])}",
-            "FID train": f(r["fid_train"]), "FID test": f(r["fid_test"]),
-            "KID×10³ train": pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"]),
-            "KID×10³ test": pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"]),
-            "SWD×10³ mean (real floor)": f"{f(r['swd_mean_x1e3'])} ({f(r['swd_real_floor_x1e3'])})",
-            "MS-SSIM fake (real)": f"{R.fmt(r['msssim_fake'], 4)} ({R.fmt(r['msssim_real'], 4)})",
-            "note": r["note"] or ""})
-    return pd.DataFrame(out)
-
-
-PER_CLASS_CAPTION = ("Class-conditional generators are also evaluated per class: fakes of one class against the "
-                     "real images of that class (few real images per class: these numbers are noisier than the "
-                     "overall ones, which rank and select). Full precision: per_class.csv.")
-
-
-def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
-    """The human-facing results table: the feature-extractor label sits right next to the FID values."""
-    f = lambda v: R.fmt(v, decimals)  # noqa: E731
-    pm = lambda a, b: _plus_minus(a, b, decimals)  # noqa: E731
-
-    # within each dataset, best rank first (rows without a rank last), datasets in params order
-    order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
-    out = []
-    for r in sorted(rows, key=lambda r: (order[r["dataset"]], r["rank"] is None, r["rank"] or 0)):
-        inv = "n/a"
-        if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
-            name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
-            inv = (f"{name} {R.fmt(r['inversion_headline_first'], 4)} (it {r['inversion_first_iteration']}) → "
-                   f"{R.fmt(r['inversion_headline_last'], 4)} (it {r['inversion_last_iteration']})")
-            if r["inversion_headline"] != "psnr" and r["inversion_psnr_first"] is not None:
-                inv += (f"; PSNR {R.fmt(r['inversion_psnr_first'], 2)} → {R.fmt(r['inversion_psnr_last'], 2)} dB")
-        out.append({
-            "rank": R.fmt(r["rank"]) if r["rank"] is not None else "n/a",
-            "dataset": r["dataset"] + (" (synthetic)" if r["synthetic"] else ""),
-            "model": r["model"],
-            "best it. (selected by)": ((R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a")
-                                       + (f" ({str(r['selected_by']).upper()})" if r["selected_by"] else "")),
-            "FID train": f(r["fid_train"]), "FID test": f(r["fid_test"]),
-            "feature extractor": r["feature_extractor"],
-            "KID×10³ train": pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"]),
-            "KID×10³ test": pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"]),
-            "SWD×10³ mean": f(r["swd_mean_x1e3"]),
-            "MS-SSIM fake (real)": f"{R.fmt(r['msssim_fake'], 4)} ({R.fmt(r['msssim_real'], 4)})",
-            "inversion (held-out) first → last": inv,
-            "train s/iter": f(r["train_s_per_iter"]),
-            "params G / D": f"{R.fmt(r['params_G'])} / {R.fmt(r['params_D'])}",
-        })
-    return pd.DataFrame(out)
-
-
-def _dataset_table(datasets: list[DatasetInfo]) -> pd.DataFrame:
-    rows = []
-    for ds in datasets:
-        cs, ss = ds.curated_summary or {}, ds.split_summary or {}
-        scal = lambda d: "; ".join(f"{k}={v}" for k, v in d.items()  # noqa: E731
-                                   if isinstance(v, (int, float, str, bool)) and k != "provenance") or "n/a"
-        rows.append({"dataset": ds.name, "synthetic": "yes (synthetic data)" if ds.synthetic else "no",
-                     "description": ds.params.get("description", ""), "domain": ds.params.get("domain", ""),
-                     "curated": scal(cs) if ds.curated_summary else "not available",
-                     "split": scal(ss) if ds.split_summary else "not available"})
-    return pd.DataFrame(rows)
-
-
-def _costs_display(costs: pd.DataFrame) -> pd.DataFrame:
-    out = costs.copy()
-    for c in out.columns[2:]:
-        out[c] = [R.fmt(v, 1) if v is not None and not pd.isna(v) else "n/a" for v in out[c]]
-    return out
-
 
 def _provenance(params: dict) -> dict:
     from fewgan.provenance import collect
@@ -311,12 +65,12 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     rows = [summary_row(c, ds) for ds in datasets for c in by_ds[ds.name]]
     ranking = rank_models(rows, params["evaluation"]["select"]["metric"])
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = pd.DataFrame(rows, columns=summary_columns())
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     pc_rows = per_class_rows(cells, datasets)
     if pc_rows:
         atomic_write_text(out_dir / "per_class.csv",
-                          pd.DataFrame(pc_rows, columns=PER_CLASS_COLUMNS).to_csv(index=False, lineterminator="\n"))
+                          pd.DataFrame(pc_rows, columns=per_class_columns()).to_csv(index=False, lineterminator="\n"))
     costs = stage_costs(datasets, cells)
     atomic_write_text(out_dir / "stage_costs.csv", costs.to_csv(index=False, lineterminator="\n"))
 
@@ -337,12 +91,11 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             log.warning("figure %s failed: %s", fn.__name__, exc)
             return f"figure {fn.__name__} for {args[0]} not available (error: {exc})"
 
+    curves = [m for m in registered_metrics() if m.per_snapshot and m.curve]
     for d in ds_names:
         labels = [feature_extractor(c)["label"] for c in by_ds[d]]
         for name, fn, args, caption in (
-            ("fid", figs.fid_curves, (d, by_ds[d], labels), f"{d}: FID vs iteration (all models)"),
-            ("swd", figs.swd_curves, (d, by_ds[d], labels),
-             f"{d}: SWD vs iteration (all models; no pretrained network)"),
+            *((m.name, figs.curves_of(m), (d, by_ds[d], labels), f"{d}: {m.name.upper()} {m.curve}") for m in curves),
             ("inversion", figs.inversion_curves, (d, by_ds[d]),
              f"{d}: held-out reconstruction quality vs iteration (FastGAN Table 5 analogue)"),
             ("samples", figs.samples_overview, (d, by_ds[d]), f"{d}: samples of the selected snapshot per model"),

@@ -1,0 +1,52 @@
+"""KID x10^3 (torch-fidelity's unbiased MMD estimator on InceptionV3 features, seeded subsets of size
+min(n_real, n_fake, evaluation.kid.max_subset_size); fewgan.metrics.fid.kid_from_features).
+
+score: KID and its std over subsets for every snapshot when evaluation.score.kid; evaluate: against the
+train and the test split. Selects (FID breaks its ties) only with the standard Inception weights."""
+
+from __future__ import annotations
+
+from fewgan.metrics.registry import Column, Metric, Shown, num, register_metric
+
+
+@register_metric
+class KID(Metric):
+    name = "kid"
+    label = "KID×10³"
+    needs = frozenset({"features"})
+    extractor = "inception"
+    order = 20
+    selects, pretrained, then = True, True, ("fid",)
+    per_snapshot, score_switch = True, "kid"
+    columns = ("kid", "kid_std")
+    summary = (Column("kid_train", lambda m: m.get("kid_train")),)
+    report = tuple(Column(f"kid_{k}_x1e3", lambda m, k=k: num(m.get(f"kid_{k}")))
+                   for k in ("train", "train_std", "test", "test_std"))
+    shown = (Shown("KID×10³ train", lambda r, f: f.pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"])),
+             Shown("KID×10³ test", lambda r, f: f.pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"])))
+    rank = ("kid_train_x1e3", "KID×10³ (train)")
+
+    def _kid(self, x, split: str) -> dict:
+        from fewgan.metrics.fid import kid_from_features
+
+        k = x.ev["kid"]
+        return kid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
+                                 subsets=int(k["subsets"]), max_subset_size=int(k["max_subset_size"]), seed=x.kseed)
+
+    def score(self, x) -> dict:
+        r = self._kid(x, "train")
+        return {"kid": r["kid"], "kid_std": r["kid_std"]}
+
+    def score_meta(self, x, enabled: bool) -> dict:
+        from fewgan.metrics.fid import kid_subset_size
+
+        return {"kid_subset_size": kid_subset_size(x.reals.count("train"), x.n_features,
+                                                   int(x.ev["kid"]["max_subset_size"]))}
+
+    def evaluate(self, x) -> dict:
+        none = {"kid": None, "kid_std": None, "kid_subset_size": None}
+        r = {s: none if x.too_few(s, 2, "FID/KID") else self._kid(x, s) for s in ("train", "test")}
+        return {"kid_train": r["train"]["kid"], "kid_train_std": r["train"]["kid_std"],
+                "kid_test": r["test"]["kid"], "kid_test_std": r["test"]["kid_std"],
+                "kid_subset_size_train": r["train"]["kid_subset_size"],
+                "kid_subset_size_test": r["test"]["kid_subset_size"]}

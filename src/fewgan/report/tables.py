@@ -1,0 +1,277 @@
+"""The report's tables: summary.csv rows, the ranking, per_class.csv rows, stage costs, and their
+human-facing versions. The metric columns come from the registry (fewgan.metrics.registry: each metric's
+`report`, `shown`, `shown_per_class` and `rank`), in registry order; the feature extractor's label sits right
+after the first metric computed from its features."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pandas as pd
+
+from fewgan.metrics.registry import Metric, num, registered_metrics
+from fewgan.report import render as R
+from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, DatasetInfo, feature_extractor,
+                                   inversion_headline, selected_by)
+from fewgan.select import allowed, choose_metric
+
+HEAD = ["dataset", "model", "synthetic", "rank", "ranked_by", "best_iteration", "selected_by", "selection_why"]
+EXTRACTOR_COLUMNS = ["feature_extractor", "feature_extractor_standard"]
+TAIL = [
+    "inversion_first_iteration",
+    "inversion_headline", "inversion_headline_first", "inversion_headline_last",
+    "inversion_msssim_first", "inversion_msssim_last", "inversion_psnr_first", "inversion_psnr_last",
+    "inversion_lpips_first", "inversion_last_iteration", "inversion_lpips_last", "inversion_lpips_note",
+    "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
+    "n_real_test", "device",
+]
+PER_CLASS_HEAD = ["dataset", "model", "class", "class_index", "conditional", "n_real_train", "n_real_test", "n_fake"]
+
+
+def _with_extractor(metrics: list[Metric], items: list[list], extractor_items: list) -> list:
+    """Concatenate the metrics' items, the extractor's right after the first metric that uses features."""
+    out, placed = [], False
+    for m, its in zip(metrics, items):
+        out += its
+        if m.extractor and not placed:
+            out += extractor_items
+            placed = True
+    return out
+
+
+def summary_columns() -> list[str]:
+    ms = registered_metrics()
+    return HEAD + _with_extractor(ms, [[c.key for c in m.report] for m in ms], EXTRACTOR_COLUMNS) + TAIL
+
+
+def per_class_columns() -> list[str]:
+    return PER_CLASS_HEAD + [c.key for m in registered_metrics() for c in m.report] + ["note"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SUMMARY_COLUMNS":
+        return summary_columns()
+    if name == "PER_CLASS_COLUMNS":
+        return per_class_columns()
+    raise AttributeError(name)
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe, collision-free name for figures of (dataset, model)."""
+    raw = "__".join(parts)
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("._")[:60] or "x"
+    return f"{clean}-{hashlib.sha256(raw.encode()).hexdigest()[:8]}"
+
+
+_num = num
+
+
+def metric_values(m: dict) -> dict:
+    """Every registered metric's report columns of an evaluate metrics dict (or of one class of it)."""
+    return {c.key: c.get(m) for metric in registered_metrics() for c in metric.report}
+
+
+def _metric_and_extractor_values(m: dict, fe: dict) -> dict:
+    ms = registered_metrics()
+    return dict(_with_extractor(ms, [[(c.key, c.get(m)) for c in metric.report] for metric in ms],
+                                [("feature_extractor", fe["label"]), ("feature_extractor_standard", fe["standard"])]))
+
+
+def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
+    m = cell.metrics
+    fe = feature_extractor(cell)
+    run = cell.run or {}
+    row: dict[str, Any] = {
+        "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic, "rank": None, "ranked_by": None,
+        "best_iteration": (cell.best or {}).get("iteration"),
+        "selected_by": selected_by(cell),
+        "selection_why": (cell.best or {}).get("why"),
+        **_metric_and_extractor_values(m, fe),
+        "inversion_first_iteration": None, "inversion_lpips_first": None,
+        "inversion_last_iteration": None, "inversion_lpips_last": None, "inversion_lpips_note": None,
+        "inversion_headline": None, "inversion_headline_first": None, "inversion_headline_last": None,
+        "inversion_msssim_first": None, "inversion_msssim_last": None,
+        "inversion_psnr_first": None, "inversion_psnr_last": None,
+        "train_s_per_iter": _num(run.get("seconds_per_iteration")), "train_iterations": run.get("iterations"),
+        "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
+        "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
+        "device": run.get("device") or m.get("device"),
+    }
+    if cell.inversion is not None:
+        test = cell.inversion[cell.inversion["split"] == "test"].sort_values("iteration")
+        if len(test):
+            row["inversion_first_iteration"] = int(test["iteration"].iloc[0])
+            row["inversion_lpips_first"] = float(test["lpips_mean"].iloc[0])
+            row["inversion_last_iteration"] = int(test["iteration"].iloc[-1])
+            row["inversion_lpips_last"] = float(test["lpips_mean"].iloc[-1])
+            for key in ("msssim", "psnr"):
+                if f"{key}_mean" in test.columns:
+                    row[f"inversion_{key}_first"] = float(test[f"{key}_mean"].iloc[0])
+                    row[f"inversion_{key}_last"] = float(test[f"{key}_mean"].iloc[-1])
+            head = inversion_headline(cell)
+            row["inversion_headline"] = head
+            row["inversion_headline_first"] = row[f"inversion_{head}_first"]
+            row["inversion_headline_last"] = row[f"inversion_{head}_last"]
+        lp = ((cell.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
+        row["inversion_lpips_note"] = lp.get("note", lp.get("fallback"))
+    return row
+
+
+def rank_models(rows: list[dict], setting: str) -> dict:
+    """Rank the models within each dataset by the metric that selected the snapshots
+    (`evaluation.select.metric`, `auto` = FID when every extractor is the standard one, else SWD), best first
+    (the metric's `rank` column and direction). Fills rows' rank/ranked_by."""
+    from fewgan.metrics.registry import get_metric
+
+    standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
+    chosen, _ = choose_metric(setting, standard)
+    m = get_metric(chosen)
+    key, label = m.rank
+    if m.pretrained:
+        why = f"every FID here uses the standard Inception weights (evaluation.select.metric: {setting})"
+    elif setting == chosen:
+        why = f"evaluation.select.metric: {chosen} (no pretrained network)"
+    else:
+        distrusted = "/".join(n.upper() for n in allowed(True) if n not in allowed(False))
+        why = (f"{distrusted} here come from a fallback (untrained) Inception and can rank models wrongly; "
+               f"{chosen.upper()} uses no pretrained network")
+    for d in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == d and _num(r[key]) is not None]
+        for i, r in enumerate(sorted(mine, key=lambda r: m.better(_num(r[key]))), start=1):
+            r["rank"], r["ranked_by"] = i, label
+    return {"metric": label, "column": key, "why": why}
+
+
+def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
+    """Wall seconds per stage: one row per dataset (curate, split) and per dataset x model, plus a total row."""
+    cols = ["dataset", "model"] + [s for s, _ in STAGES_PER_DATASET] + list(STAGES_PER_CELL)
+    rows = []
+    for ds in datasets:
+        rows.append({"dataset": ds.name, "model": "(dataset)",
+                     **{s: _num(ds.stages.get(s, {}).get("wall_s")) for s, _ in STAGES_PER_DATASET}})
+    for c in cells:
+        rows.append({"dataset": c.dataset, "model": c.model,
+                     **{s: _num(c.stages.get(s, {}).get("wall_s")) for s in STAGES_PER_CELL}})
+    df = pd.DataFrame(rows, columns=cols)
+    stage_cols = cols[2:]
+    df["total"] = df[stage_cols].sum(axis=1, min_count=1)
+    total = {"dataset": "TOTAL", "model": "", **{s: df[s].sum(min_count=1) for s in stage_cols + ["total"]}}
+    return pd.concat([df, pd.DataFrame([total])], ignore_index=True)
+
+
+def per_class_rows(cells: list[Cell], datasets: list[DatasetInfo]) -> list[dict]:
+    """One row per class for class-conditional generators (evaluate's per_class); for an unconditional
+    generator on a dataset with classes, one row saying that it has only overall metrics."""
+    classed = {ds.name: ((ds.split_summary or {}).get("classes") or {}).get("names") for ds in datasets}
+    rows: list[dict] = []
+    for c in cells:
+        pc = c.metrics.get("per_class")
+        if isinstance(pc, dict) and pc:
+            for name, m in pc.items():
+                rows.append({
+                    "dataset": c.dataset, "model": c.model, "class": name, "class_index": m.get("index"),
+                    "conditional": True, "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
+                    "n_fake": m.get("n_fake"), **metric_values(m),
+                    "note": "; ".join(m.get("notes") or []) or None})
+        elif classed.get(c.dataset):
+            rows.append({k: None for k in per_class_columns()} | {
+                "dataset": c.dataset, "model": c.model, "class": "(all)", "conditional": False,
+                "note": (f"unconditional generator: trained on all {len(classed[c.dataset])} classes "
+                         f"({', '.join(classed[c.dataset])}) as one set; overall metrics only")})
+    return rows
+
+
+class _Fmt:
+    """What a metric's Shown column formats with: the report's decimals, n/a for missing values."""
+
+    def __init__(self, decimals: int):
+        self.decimals = decimals
+
+    def num(self, v: Any, decimals: int | None = None) -> str:
+        return R.fmt(v, self.decimals if decimals is None else decimals)
+
+    def pm(self, value: Any, std: Any) -> str:
+        return _plus_minus(value, std, self.decimals)
+
+
+def _plus_minus(value: Any, std: Any, decimals: int) -> str:
+    """"value ± std" (KID and its spread over subsets); "n/a" without a value."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    return R.fmt(value, decimals) + ("" if std is None or pd.isna(std) else f" ± {R.fmt(std, decimals)}")
+
+
+def _per_class_shown() -> list:
+    return [s for m in registered_metrics() for s in (m.shown if m.shown_per_class is None else m.shown_per_class)]
+
+
+def _per_class_display(rows: list[dict], decimals: int) -> pd.DataFrame:
+    f = _Fmt(decimals)
+    out = []
+    for r in rows:
+        head = {"dataset": r["dataset"], "model": r["model"], "class": r["class"]}
+        if not r["conditional"]:
+            out.append(head | {"real train / test": ""} | {s.header: "" for s in _per_class_shown()}
+                       | {"note": r["note"]})
+            continue
+        out.append(head | {"real train / test": f"{R.fmt(r['n_real_train'])} / {R.fmt(r['n_real_test'])}"}
+                   | {s.header: s.show(r, f) for s in _per_class_shown()} | {"note": r["note"] or ""})
+    return pd.DataFrame(out)
+
+
+PER_CLASS_CAPTION = ("Class-conditional generators are also evaluated per class: fakes of one class against the "
+                     "real images of that class (few real images per class: these numbers are noisier than the "
+                     "overall ones, which rank and select). Full precision: per_class.csv.")
+
+
+def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
+    """The human-facing results table: the feature-extractor label sits right next to the FID values."""
+    f = _Fmt(decimals)
+    ms = registered_metrics()
+    # within each dataset, best rank first (rows without a rank last), datasets in params order
+    order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
+    out = []
+    for r in sorted(rows, key=lambda r: (order[r["dataset"]], r["rank"] is None, r["rank"] or 0)):
+        inv = "n/a"
+        if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
+            name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
+            inv = (f"{name} {R.fmt(r['inversion_headline_first'], 4)} (it {r['inversion_first_iteration']}) → "
+                   f"{R.fmt(r['inversion_headline_last'], 4)} (it {r['inversion_last_iteration']})")
+            if r["inversion_headline"] != "psnr" and r["inversion_psnr_first"] is not None:
+                inv += (f"; PSNR {R.fmt(r['inversion_psnr_first'], 2)} → {R.fmt(r['inversion_psnr_last'], 2)} dB")
+        metric_cells = _with_extractor(ms, [[(s.header, s.show(r, f)) for s in m.shown] for m in ms],
+                                       [("feature extractor", r["feature_extractor"])])
+        out.append({
+            "rank": R.fmt(r["rank"]) if r["rank"] is not None else "n/a",
+            "dataset": r["dataset"] + (" (synthetic)" if r["synthetic"] else ""),
+            "model": r["model"],
+            "best it. (selected by)": ((R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a")
+                                       + (f" ({str(r['selected_by']).upper()})" if r["selected_by"] else "")),
+            **dict(metric_cells),
+            "inversion (held-out) first → last": inv,
+            "train s/iter": f.num(r["train_s_per_iter"]),
+            "params G / D": f"{R.fmt(r['params_G'])} / {R.fmt(r['params_D'])}",
+        })
+    return pd.DataFrame(out)
+
+
+def _dataset_table(datasets: list[DatasetInfo]) -> pd.DataFrame:
+    rows = []
+    for ds in datasets:
+        cs, ss = ds.curated_summary or {}, ds.split_summary or {}
+        scal = lambda d: "; ".join(f"{k}={v}" for k, v in d.items()  # noqa: E731
+                                   if isinstance(v, (int, float, str, bool)) and k != "provenance") or "n/a"
+        rows.append({"dataset": ds.name, "synthetic": "yes (synthetic data)" if ds.synthetic else "no",
+                     "description": ds.params.get("description", ""), "domain": ds.params.get("domain", ""),
+                     "curated": scal(cs) if ds.curated_summary else "not available",
+                     "split": scal(ss) if ds.split_summary else "not available"})
+    return pd.DataFrame(rows)
+
+
+def _costs_display(costs: pd.DataFrame) -> pd.DataFrame:
+    out = costs.copy()
+    for c in out.columns[2:]:
+        out[c] = [R.fmt(v, 1) if v is not None and not pd.isna(v) else "n/a" for v in out[c]]
+    return out
