@@ -105,8 +105,8 @@ def test_bench_compare_reads_this_project_by_default_and_refuses_escapes(tmp_pat
 
     args = build_parser().parse_args(["bench", "--compare"])
     assert args.compare == "."
-    for rel, stage, wall in (("data/curated/a", "curate", 1.5), ("runs/a/m/train", "train", 10.0),
-                             ("runs/a/n/train", "train", 2.5), ("reports/benchmark", "report", 0.5)):
+    for rel, stage, wall in (("data/curated/a", "curate", 1.5), ("runs/a/m/s0/train", "train", 10.0),
+                             ("runs/a/n/s0/train", "train", 2.5), ("reports/benchmark", "report", 0.5)):
         atomic_write_json(tmp_path / rel / "stage.json", {"stage": stage, "wall_s": wall})
     assert bench.measured_costs(tmp_path) == {"curate": 1.5, "train": 12.5, "report": 0.5, "total": 14.5}
     monkeypatch.chdir(tmp_path)

@@ -82,11 +82,14 @@ def test_fresh_active_file_has_no_overrides(project):
 
 
 def test_edited_values_are_accepted_and_recorded_as_overrides(project):
-    _edit(lambda p: (p["train"].update(iterations=800), p["experiment"].update(models=["fastgan"])))
+    # experiment.stage_models is derived from experiment.models: an experiment that edits one edits both
+    stages = {"score": ["fastgan"], "select": ["fastgan"], "invert": ["fastgan"], "evaluate": ["fastgan"]}
+    _edit(lambda p: (p["train"].update(iterations=800), p["experiment"].update(models=["fastgan"], stage_models=stages)))
     params = load_active(Path("params/active.yaml"))  # sources unchanged: not stale
     assert params["train"]["iterations"] == 800
-    assert params["_meta"]["overrides"] == {"train.iterations": 800, "experiment.models": ["fastgan"]}
-    assert experiment_overrides(params) == ['experiment.models=["fastgan"]', "train.iterations=800"]
+    assert params["_meta"]["overrides"] == {"train.iterations": 800, "experiment.models": ["fastgan"],
+                                            **{f"experiment.stage_models.{k}": ["fastgan"] for k in stages}}
+    assert experiment_overrides(params)[0] == 'experiment.models=["fastgan"]' and "train.iterations=800" in experiment_overrides(params)
 
 
 def test_provenance_collect_carries_the_overrides(project):
@@ -143,10 +146,10 @@ def test_summary_holds_the_headline_numbers(tmp_path):
 def test_dvc_metrics_are_only_the_summaries():
     stages = yaml.safe_load(dvc_yaml_text())["stages"]
     metrics = {m for s in stages.values() for m in (s.get("do", s).get("metrics") or [])}
-    assert metrics == {"runs/${item.dataset}/${item.model}/evaluate/summary.json"}
+    assert metrics == {"runs/${item.dataset}/${item.model}/s${item.seed}/evaluate/summary.json"}
     plots = {next(iter(p)) for s in stages.values() for p in (s.get("do", s).get("plots") or [])}
-    assert plots == {"runs/${item.dataset}/${item.model}/score/scores.csv",
-                     "runs/${item.dataset}/${item.model}/invert/inversion.csv"}
+    assert plots == {"runs/${item.dataset}/${item.model}/s${item.seed}/score/scores.csv",
+                     "runs/${item.dataset}/${item.model}/s${item.seed}/invert/inversion.csv"}
 
 
 def test_no_stage_tracks_the_whole_params_file():
@@ -201,7 +204,7 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], clone, env).stdout)
     (data,) = [rev["data"] for rev in shown.values()]  # the workspace only (its key: "" or "workspace")
     for d, m in cells:
-        path = f"runs/{d}/{m}/evaluate/summary.json"
+        path = f"runs/{d}/{m}/s0/evaluate/summary.json"
         written = json.loads((clone / path).read_text())
         assert list(written) == list(KEYS), (path, written)
         summary = data[path]["data"]  # DVC leaves out null values
@@ -210,14 +213,14 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
         assert summary["feature_extractor_standard"] is False  # smoke: untrained extractor
     assert len(data) == len(cells), sorted(data)
     table = sh(["dvc", "metrics", "show"], clone, env).stdout
-    assert all(f"runs/{d}/{m}/evaluate/summary.json" in table for d, m in cells) and "provenance" not in table
+    assert all(f"runs/{d}/{m}/s0/evaluate/summary.json" in table for d, m in cells) and "provenance" not in table
 
     # dvc plots show: the FID and inversion curves of every cell
     plots = json.loads(sh(["dvc", "plots", "show", "--json"], clone, env).stdout)
     assert not plots.get("errors"), plots["errors"]
     ids = set(plots["data"])
     for d, m in cells:
-        assert f"runs/{d}/{m}/score/scores.csv" in ids and f"runs/{d}/{m}/invert/inversion.csv" in ids, sorted(ids)
+        assert f"runs/{d}/{m}/s0/score/scores.csv" in ids and f"runs/{d}/{m}/s0/invert/inversion.csv" in ids, sorted(ids)
     sh(["dvc", "plots", "show", "-o", "dvc_plots"], clone, env)
     html = (clone / "dvc_plots" / "index.html").read_text()
     for d, m in cells:
@@ -235,9 +238,9 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
     assert run.stdout.count("Running stage 'invert@") == len(cells), run.stdout
     # every re-run stage's provenance names the edit; the others' do not
     for d, m in cells:
-        inv = json.loads((clone / f"runs/{d}/{m}/invert/inversion.json").read_text())
+        inv = json.loads((clone / f"runs/{d}/{m}/s0/invert/inversion.json").read_text())
         assert inv["provenance"]["experiment_overrides"] == [f"invert.steps={steps + 1}"]
-        ev = json.loads((clone / f"runs/{d}/{m}/evaluate/metrics.json").read_text())
+        ev = json.loads((clone / f"runs/{d}/{m}/s0/evaluate/metrics.json").read_text())
         assert ev["provenance"]["experiment_overrides"] == []
     report = json.loads((clone / "reports/benchmark/report.json").read_text())
     assert report["provenance"]["experiment_overrides"] == [f"invert.steps={steps + 1}"]
@@ -248,6 +251,6 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
     assert exps, json.dumps(rows)[:3000]
     exp = exps[0]["data"]
     assert exp["params"]["params/active.yaml"]["data"]["invert"]["steps"] == steps + 1
-    assert {f"runs/{d}/{m}/evaluate/summary.json" for d, m in cells} <= set(exp["metrics"]), sorted(exp["metrics"])
+    assert {f"runs/{d}/{m}/s0/evaluate/summary.json" for d, m in cells} <= set(exp["metrics"]), sorted(exp["metrics"])
     csv = sh(["dvc", "exp", "show", "--csv"], clone, env).stdout
     assert "fid_train" in csv.splitlines()[0] and len(csv.splitlines()) >= 3

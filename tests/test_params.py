@@ -175,7 +175,8 @@ def test_command_line_experiment_override(params_dir, tmp_path):
     out = tmp_path / "active.yaml"
     p = write_active("smoke", params_dir, out, datasets=["celebahq_stargan_v2"], models=["dcgan"])
     stages = {"score": ["dcgan"], "select": ["dcgan"], "invert": ["dcgan"], "evaluate": ["dcgan"]}
-    assert p["experiment"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"], "stage_models": stages}
+    assert p["experiment"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"], "seeds": [0],
+                               "stage_models": stages}
     assert load_active(out, check_fresh=False)["_meta"]["experiment_override"] == {"datasets": ["celebahq_stargan_v2"], "models": ["dcgan"]}
     with pytest.raises(ParamsError, match=r"fewgan params \(command line\): experiment.datasets names unknown dataset 'nope'"):
         write_active("smoke", params_dir, out, datasets=["nope"])

@@ -38,7 +38,7 @@ def test_cli_has_one_command_per_stage_with_the_tables_options():
         opts = {o for a in p._actions for o in a.option_strings}
         want = {"--params", "--out"} | {"--" + n.replace("_", "-") for n in {**s.args, **s.scratch}}
         want |= {"--dataset"} if s.scope in ("dataset", "cell") else set()
-        want |= {"--model"} if s.scope == "cell" else set()
+        want |= {"--model", "--seed"} if s.scope == "cell" else set()
         want |= {"--threads"} if s.threads else set()
         assert opts - {"-h", "--help"} == want, s.name
 
@@ -72,9 +72,11 @@ def test_capabilities_decide_the_stages_of_a_cell(monkeypatch):
     monkeypatch.setattr(specs, "model_specs", lambda: fake)
     got = stage_models(["fastgan", "painter"])
     assert got == {"score": ["fastgan"], "select": ["fastgan"], "invert": ["fastgan"], "evaluate": ["fastgan"]}
-    paths = expand_matrix(("runs/{dataset}/{model}/train", "runs/{dataset}/{model}/invert/inversion.json"),
-                          ["d"], ["fastgan", "painter"])
-    assert paths == ["runs/d/fastgan/invert/inversion.json", "runs/d/fastgan/train", "runs/d/painter/train"]
+    paths = expand_matrix(("runs/{dataset}/{model}/s{seed}/train", "runs/{dataset}/{model}/s{seed}/invert/inversion.json"),
+                          ["d"], ["fastgan", "painter"], [0, 1])
+    assert paths == ["runs/d/fastgan/s0/invert/inversion.json", "runs/d/fastgan/s0/train",
+                     "runs/d/fastgan/s1/invert/inversion.json", "runs/d/fastgan/s1/train",
+                     "runs/d/painter/s0/train", "runs/d/painter/s1/train"]
     with pytest.raises(KeyError, match="no folder"):
         stage_models(["nope"])
 

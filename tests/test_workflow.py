@@ -83,8 +83,13 @@ def dvc_stages(project: Path) -> list[dict]:
 
 
 def _code_dir(path: str) -> str:
-    """src/fewgan/<pkg>/x.py -> src/fewgan/<pkg> (DVC tracks code packages as folders)."""
+    """src/fewgan/<pkg>/x.py -> src/fewgan/<pkg> (DVC tracks code packages as folders), except in the packages
+    whose dependencies are module files (fewgan.stages.FILE_GRANULAR: the models)."""
+    from fewgan.stages import FILE_GRANULAR
+
     parts = path.split("/")
+    if any(path.startswith("src/" + p.replace(".", "/") + "/") for p in FILE_GRANULAR):
+        return path
     return "/".join(parts[:3]) if len(parts) > 3 and parts[:2] == ["src", "fewgan"] else path
 
 
@@ -164,7 +169,7 @@ def _check_report(project: Path) -> dict:
     assert (report / "index.html").is_file() and (report / "README.md").is_file()
     text = (report / "README.md").read_text()
     assert "not comparable to published FID" in text  # the untrained-extractor label
-    metrics = json.loads(next(project.glob("runs/*/fastgan/evaluate/metrics.json")).read_text())
+    metrics = json.loads(next(project.glob("runs/*/fastgan/s0/evaluate/metrics.json")).read_text())
     assert metrics["feature_extractor"]["standard"] is False
     return metrics
 
@@ -233,6 +238,10 @@ def test_smoke_run_with_snakemake_then_nothing_to_do(tmp_path):
     # io, names, schemas, whose model schemas are imported by name) and the C allocator of the compute
     # stages (fewgan.allocator; results do not depend on it)
     def path_of(module: str) -> str:
+        from fewgan.stages import FILE_GRANULAR, _module_file
+
+        if any(module == p or module.startswith(p + ".") for p in FILE_GRANULAR):  # the models: per file
+            return str(_module_file(module).relative_to(REPO))
         top = module.split(".")[1]
         return f"src/fewgan/{top}" + ("" if (REPO / "src/fewgan" / top).is_dir() else ".py")
 

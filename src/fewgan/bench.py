@@ -76,8 +76,12 @@ def train_step_seconds(params: dict, model_name: str, resolution: int, batch: in
         state["step"] += 1
 
     seconds = _median_time(step, repeats)
+    from fewgan.train.flops import StepFlops
+
+    flops = StepFlops(trainer, batch, resolution, lambda x: augment(x, policy))(state["step"])
     gen_time = _median_time(lambda: _generate_batch(gan, trainer.sampling_network(), batch, device), repeats)
     return {"model": model_name, "resolution": resolution, "batch": batch, "s_per_iter": seconds,
+            "gflop_per_iter": flops / 1e9, "gflop_s": flops / 1e9 / seconds if seconds else float("nan"),
             "generate_s_per_image": gen_time / batch,
             "params_G": sum(p.numel() for p in gan.network(gan.primary).parameters()),
             "peak_rss_mb": _peak_rss_mb(), "fallbacks": fallbacks}
@@ -197,7 +201,7 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
 def measured_costs(project: Path) -> dict[str, float]:
     """Sum of stage.json wall times per stage in a finished run."""
     totals: dict[str, float] = {}
-    for f in list(project.glob("data/*/*/stage.json")) + list(project.glob("runs/*/*/*/stage.json")) + \
+    for f in list(project.glob("data/*/*/stage.json")) + list(project.glob("runs/*/*/*/*/stage.json")) + \
             list(project.glob("reports/*/stage.json")):
         rec = json.loads(f.read_text())
         totals[rec["stage"]] = totals.get(rec["stage"], 0.0) + float(rec["wall_s"])
@@ -236,8 +240,16 @@ def main(args) -> dict:
         for r in resolutions:
             rows.append(train_step_seconds(demo, m, r, batch, repeats, device))
     figures["train"] = rows
-    print(f"1. training iteration (demo widths, batch {batch}, D step + G step + EMA)")
-    print(_table(rows, ["model", "resolution", "batch", "s_per_iter", "generate_s_per_image", "params_G", "peak_rss_mb"]))
+    peak = machine_peak_gflops(device)
+    figures["peak_gflop_s"] = peak
+    for row in rows:
+        for kind, value in peak.items():
+            row[f"of_{kind}_peak"] = row["gflop_s"] / value if value else float("nan")
+    print(f"1. training iteration (demo widths, batch {batch}, every phase + EMA); FLOPs by "
+          "torch.utils.flop_counter (fewgan.train.flops); this machine's measured peak: "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    print(_table(rows, ["model", "resolution", "batch", "s_per_iter", "gflop_per_iter", "gflop_s",
+                        *(f"of_{k}_peak" for k in peak), "generate_s_per_image", "params_G", "peak_rss_mb"]))
 
     ex = extractor_images_per_second(active, 16 if args.quick else 32, repeats)
     figures["extractor"] = ex
@@ -293,6 +305,32 @@ def main(args) -> dict:
                   for k, val in figures.items()}
         atomic_write_json(args.json, serial)
     return figures
+
+
+def machine_peak_gflops(device: str = "cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """This machine's measured matmul throughput in GFLOP/s (median of `repeats` n x n x n products): fp32
+    always, bf16 where the CPU has AVX512-BF16 or AMX (lscpu flags avx512_bf16 / amx_bf16) or on CUDA. The
+    training steps' GFLOP/s divided by these is how close they come to the machine's limit."""
+    kinds = {"fp32": torch.float32}
+    flags = ""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pass
+    if device != "cpu" or "avx512_bf16" in flags or "amx_bf16" in flags:
+        kinds["bf16"] = torch.bfloat16
+    out = {}
+    for name, dtype in kinds.items():
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+
+        def mm():
+            a @ b
+            if device != "cpu":
+                torch.cuda.synchronize()
+
+        out[name] = 2 * n ** 3 / _median_time(mm, repeats) / 1e9
+    return out
 
 
 def _curate_seconds_per_image() -> float:

@@ -166,15 +166,22 @@ def _params(args) -> dict:
     return params
 
 
+def _seed(text: str) -> int:
+    """--seed: a non-negative integer (it names the cell's folder, runs/D/M/s<seed>/)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"--seed {text!r}: use a non-negative integer, e.g. 0")
+    return int(text)
+
+
 def cmd_stage(args) -> None:
     """Any stage of the table: resolve paths, set threads and the allocator, call the entry, stage.json."""
     stage: Stage = BY_NAME[args.command]
     params = _params(args)
-    d, m = getattr(args, "dataset", None), getattr(args, "model", None)
+    d, m, seed = getattr(args, "dataset", None), getattr(args, "model", None), getattr(args, "seed", None)
     opt = lambda name: "--" + name.replace("_", "-")  # noqa: E731
-    paths = {name: _safe_path(getattr(args, name) or fill(tmpl, d, m), opt(name))
+    paths = {name: _safe_path(getattr(args, name) or fill(tmpl, d, m, seed), opt(name))
              for name, tmpl in {**stage.args, **stage.scratch}.items()}
-    out = _safe_path(args.out or fill(stage.out, d, m), "--out")
+    out = _safe_path(args.out or fill(stage.out, d, m, seed), "--out")
     threads, allocator = None, None
     if stage.threads:
         import torch
@@ -187,7 +194,7 @@ def cmd_stage(args) -> None:
         allocator = configure_allocator(params["resources"]["cpu_allocator"])
     module, func = stage.entry.split(":")
     entry = getattr(importlib.import_module(module), func)
-    ctx = StageContext(params=params, dataset=d, model=m, out=out, paths=paths, threads=threads)
+    ctx = StageContext(params=params, dataset=d, model=m, out=out, paths=paths, threads=threads, seed=seed)
     writes = [("--out", out)] + [(opt(n), paths[n]) for n in stage.scratch]
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 holds the locks for the group
     with _output_locks(writes if main_rank else []):
@@ -212,9 +219,10 @@ def cmd_params(args) -> None:
         print(f"{args.out}: up to date (profile {p['profile']})")
         return
     params = write_active(args.profile, _safe_path(args.params_dir, "--params-dir"), _safe_path(args.out, "--out"),
-                          datasets=args.datasets, models=args.models)
+                          datasets=args.datasets, models=args.models, seeds=args.seeds)
     exp = params["experiment"]
-    print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}")
+    print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}, "
+          f"seeds {exp['seeds']}")
 
 
 def cmd_dag(args) -> None:
@@ -256,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the experiment on these datasets (params/datasets.yaml) instead of the profile's")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
                    help="run the experiment with these models instead of the profile's")
+    p.add_argument("--seeds", nargs="+", type=_seed, default=None, metavar="N",
+                   help="training seeds (experiment.seeds), e.g. --seeds 0 1 2 for intervals over seeds")
     p.add_argument("--params-dir", default="params")
     p.add_argument("--out", default="params/active.yaml")
     p.add_argument("--check", action="store_true", help="only check that the active file is up to date")
@@ -268,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dataset", required=True, help="dataset name from params/datasets.yaml")
         if stage.scope == "cell":
             p.add_argument("--model", required=True, help="model name from params/models/")
+            p.add_argument("--seed", type=_seed, required=True,
+                           help="the cell's training seed (experiment.seeds; params `seed` drives data and metrics)")
         for name, tmpl in {**stage.args, **stage.scratch}.items():
             p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=f"default: {tmpl}")
         if stage.threads:

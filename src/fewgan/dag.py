@@ -2,7 +2,7 @@
 
 DVC reads the experiment matrix from params/active.yaml (`vars`), so one generated file serves every
 profile: per-dataset stages are `foreach` over experiment.datasets, per-cell stages a `matrix` of
-datasets x models. Each stage gets its command (`fewgan <stage>` with every path), its code dependencies
+datasets x models x seeds. Each stage gets its command (`fewgan <stage>` with every path), its code dependencies
 (fewgan.stages.code_deps), its data dependencies, its params keys and its outputs, metrics and plots.
 
 Plots are stage-level, one figure per cell's CSV (titles name the cell): a top-level `plots:` entry that
@@ -38,7 +38,8 @@ def _dvc(template: str, stage: Stage) -> str:
     if stage.scope == "dataset":
         return template.replace("{dataset}", "${item}")
     if stage.scope == "cell":
-        return template.replace("{dataset}", "${item.dataset}").replace("{model}", "${item.model}")
+        return (template.replace("{dataset}", "${item.dataset}").replace("{model}", "${item.model}")
+                .replace("{seed}", "${item.seed}"))
     return template
 
 
@@ -48,7 +49,7 @@ def command(stage: Stage, fmt=lambda t: t) -> str:
     if stage.scope in ("dataset", "cell"):
         parts += ["--dataset", fmt("{dataset}")]
     if stage.scope == "cell":
-        parts += ["--model", fmt("{model}")]
+        parts += ["--model", fmt("{model}"), "--seed", fmt("{seed}")]
     for name, tmpl in stage.args.items():
         parts += ["--" + name.replace("_", "-"), fmt(tmpl)]
     parts += ["--out", fmt(stage.out)]
@@ -75,7 +76,8 @@ def dvc_stage(stage: Stage) -> dict:
         return {"foreach": "${experiment.datasets}", "do": body}
     if stage.scope == "cell":
         models = f"${{experiment.stage_models.{stage.name}}}" if stage.needs else "${experiment.models}"
-        return {"matrix": {"dataset": "${experiment.datasets}", "model": models}, **body}
+        return {"matrix": {"dataset": "${experiment.datasets}", "model": models, "seed": "${experiment.seeds}"},
+                **body}
     return body
 
 

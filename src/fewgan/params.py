@@ -272,11 +272,12 @@ def validate(params: dict, origin: dict[str, str] | None = None) -> None:
 # the active file
 # --------------------------------------------------------------------------------------------------
 def write_active(profile: str, params_dir: Path = PARAMS_DIR, out: Path | None = None,
-                 datasets: list[str] | None = None, models: list[str] | None = None) -> dict:
+                 datasets: list[str] | None = None, models: list[str] | None = None,
+                 seeds: list[int] | None = None) -> dict:
     """Resolve and validate `profile`, optionally with the experiment's datasets / models replaced (e.g. a
     dataset of your own: `fewgan params --profile demo --datasets mine`), and write the active file."""
     params, origin = resolve(profile, params_dir)
-    chosen = {k: list(v) for k, v in (("datasets", datasets), ("models", models)) if v}
+    chosen = {k: list(v) for k, v in (("datasets", datasets), ("models", models), ("seeds", seeds)) if v}
     if chosen:
         params["experiment"].update(chosen)
         for k in chosen:
@@ -341,6 +342,7 @@ def experiment_overrides(path: Path, params: dict) -> dict[str, Any]:
     resolved, _ = resolve(str(profile), params_dir)
     chosen = (params.get("_meta") or {}).get("experiment_override") or {}
     resolved["experiment"].update(copy.deepcopy(chosen))  # `fewgan params --datasets/--models` is not an edit
+    derive_stage_models(resolved)
     out: dict[str, Any] = {}
     _flat_diff(resolved, params, "", out)
     return out

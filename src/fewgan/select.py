@@ -163,6 +163,25 @@ def check_against_json(rows: list[dict], meta: dict, csv_path: Path, json_path: 
                           "damaged or was edited; re-run `fewgan score`")
 
 
+def within_budget(rows: list[dict], train_dir: Path, budget: dict) -> list[dict]:
+    """The scored snapshots trained within `evaluation.select.budget` ({iterations|kimg|flops|seconds: N}), by
+    the compute each snapshot recorded (run.json `snapshots`: fewgan.train.flops)."""
+    (unit, limit), = budget.items()
+    run_json = train_dir / "run.json"
+    compute = {int(s["iteration"]): s for s in (read_json(run_json).get("snapshots") or [])}
+    missing = [r["iteration"] for r in rows if unit != "iterations" and compute.get(int(r["iteration"]), {}).get(unit) is None]
+    if missing:
+        raise ScoresError(f"{run_json}: snapshots {missing} record no {unit!r}, so evaluation.select.budget "
+                          f"({unit}: {limit}) cannot be applied; re-train with this version of fewgan or set the "
+                          "budget in iterations")
+    used = (lambda r: r["iteration"]) if unit == "iterations" else (lambda r: compute[int(r["iteration"])][unit])
+    kept = [r for r in rows if float(used(r)) <= float(limit)]
+    if not kept:
+        raise ScoresError(f"evaluation.select.budget ({unit}: {limit}): no snapshot of {train_dir} was trained within "
+                          "it; raise the budget or snapshot more often (train.snapshot_every)")
+    return kept
+
+
 def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> dict:
     """Pick a snapshot by `evaluation.select.metric` -> best.json, generator.pt (a copy)."""
     from fewgan.provenance import collect
@@ -182,6 +201,9 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     fallbacks = list(meta.get("fallbacks", []))
     metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))
     valid = [r for r in rows if r.get(metric) is not None and math.isfinite(r[metric])]
+    budget = params["evaluation"]["select"]["budget"]
+    if budget:
+        valid = within_budget(valid, train_dir, budget)
     if not valid:
         switch = _metrics()[metric].score_switch
         hint = f" (evaluation.score.{switch} is false?)" if switch else ""
@@ -215,7 +237,9 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
               "rule": rule(metric), **{m: best.get(m) for m in _per_snapshot_names()},
               "snapshot": best["snapshot"], f"tied_on_{metric}": ties if len(ties) > 1 else [],
               "generator": "generator.pt", "sha256": digest, "candidates": len(rows),
-              "feature_extractor": extractor or None, "fallbacks": fallbacks, "provenance": collect(params)}
+              "feature_extractor": extractor or None, "fallbacks": fallbacks,
+              "budget": ({"setting": budget, "candidates_within": len(valid)} if budget else None),
+              "provenance": collect(params)}
     atomic_write_json(out_dir / "best.json", result)
     return result
 

@@ -148,7 +148,7 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
     assert list(rows[0]) == ["iteration", "fid", "kid", "kid_std", "swd", "toy", "ptoy", "n_fake", "n_real",
                              "seconds", "snapshot"]
     from fewgan.metrics import fid as F
-    from fewgan.models import load_snapshot
+    from fewgan.models.registry import load_snapshot
     import fewgan.data.loading as loading
 
     reals = loading.load_images(None, None, "train")[0]
@@ -185,19 +185,21 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
     from fewgan.report import run as report
 
     runs = tmp_path / "runs"
-    cell = runs / "toy" / "_metrics_test_tiny"
+    cell = runs / "toy" / "_metrics_test_tiny" / "s0"
     cell.mkdir(parents=True)
     for stage in ("train", "score", "select", "evaluate"):
         (cell / stage).symlink_to(run_dir / stage, target_is_directory=True)
-    rparams = {"profile": "smoke", "seed": 0, "experiment": {"datasets": ["toy"], "models": ["_metrics_test_tiny"]},
+    rparams = {"profile": "smoke", "seed": 0,
+               "experiment": {"datasets": ["toy"], "models": ["_metrics_test_tiny"], "seeds": [0]},
                "datasets": {"toy": {}}, "evaluation": {"select": {"metric": "toy"}},
-               "report": {"title": "toy", "include_paper_table": False, "image_grid_max": 4, "decimals": 2}}
+               "report": {"title": "toy", "include_paper_table": False, "image_grid_max": 4, "decimals": 2,
+                          "flops_budget": None}}
     res = report(rparams, runs, tmp_path / "data", tmp_path / "report")
     s = pd.read_csv(tmp_path / "report" / "summary.csv")
     cols = list(s.columns)
     assert cols.index("swd_real_floor_x1e3") < cols.index("toy_train") < cols.index("msssim_fake")
     assert s["toy_train"][0] == pytest.approx(m["toy_train"])  # summary.csv: full precision (pandas repr)
-    assert res["ranking"]["column"] == "toy_train" and s["rank"][0] == 1 and s["ranked_by"][0] == "toy (train)"
+    assert res["ranking"]["column"] == "toy_train" and str(s["rank"][0]) == "1" and s["ranked_by"][0] == "toy (train)"
     md = (tmp_path / "report" / "README.md").read_text()
     header = next(ln for ln in md.splitlines() if ln.startswith("| rank"))
     cells = [c.strip() for c in header.strip("|").split("|")]

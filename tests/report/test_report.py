@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import re
 import shutil
 from pathlib import Path
@@ -110,13 +111,13 @@ def test_figures_are_created(built):
     assert set(figs) == set(built["datasets"])
     for d, rels in figs.items():
         kinds = sorted(Path(r).name.split("_")[0] for r in rels)
-        assert kinds == ["fid", "inversion", "overview", "swd"]
+        assert kinds == ["fid", "flops", "inversion", "overview", "swd"]
         for rel in rels:
             with Image.open(out / rel) as im:
                 assert im.format == "PNG" and im.size[0] > 200
             assert f'src="{rel}"' in built["html"]
     assert len(built["result"]["grids"]) == 8  # samples + reconstructions for 4 cells, copied byte for byte
-    src = built["runs"] / "faces" / "fastgan" / "evaluate" / "samples.png"
+    src = built["runs"] / "faces" / "fastgan" / "s0" / "evaluate" / "samples.png"
     copied = [g for g in built["result"]["grids"] if g.startswith("figures/samples_faces__fastgan")]
     assert len(copied) == 1 and (out / copied[0]).read_bytes() == src.read_bytes()
     assert (out / "figures" / "stage_costs.png").is_file()
@@ -124,9 +125,9 @@ def test_figures_are_created(built):
 
 def test_stage_costs_table_and_provenance(built):
     costs = pd.read_csv(built["out"] / "stage_costs.csv")
-    cell = costs[(costs["dataset"] == "faces") & (costs["model"] == "dcgan")].iloc[0]
+    cell = costs[(costs["dataset"] == "faces") & (costs["model"] == "dcgan/s0")].iloc[0]
     assert cell["train"] == pytest.approx(11.0) and cell["evaluate"] == pytest.approx(51.0)
-    assert cell["total"] == pytest.approx(sum(built["stage_wall"][("faces", "dcgan", s)]
+    assert cell["total"] == pytest.approx(sum(built["stage_wall"][("faces", "dcgan", 0, s)]
                                               for s in ("train", "score", "select", "invert", "evaluate")))
     ds_row = costs[(costs["dataset"] == "faces") & (costs["model"] == "(dataset)")].iloc[0]
     assert ds_row["curate"] == 1.0 and ds_row["split"] == 0.5
@@ -137,32 +138,32 @@ def test_stage_costs_table_and_provenance(built):
     assert "torch-fidelity" in md and "lpips" in md
     # one line per distinct fallback, naming every stage it applied to
     line = next(ln for ln in md.splitlines() if "Inception weights unavailable: untrained extractor" in ln)
-    assert "faces/fastgan/evaluate" in line
+    assert "faces/fastgan/s0/evaluate" in line
     assert md.count("Inception weights unavailable: untrained extractor [") == 1
-    assert re.search(r"LPIPS-vgg: untrained VGG backbone \[[^]]*faces/dcgan/invert", built["html"])
+    assert re.search(r"LPIPS-vgg: untrained VGG backbone \[[^]]*faces/dcgan/s0/invert", built["html"])
 
 
 def test_missing_metrics_json_is_an_error_naming_it(tree):
-    p = tree["runs"] / "faces" / "dcgan" / "evaluate" / "metrics.json"
+    p = tree["runs"] / "faces" / "dcgan" / "s0" / "evaluate" / "metrics.json"
     p.unlink()
     with pytest.raises(ReportInputError, match=re.escape(str(p)) + r".*fewgan evaluate --dataset faces --model dcgan"):
         _run(tree)
 
 
 def test_missing_optional_pieces_are_noted_not_fatal(tree):
-    shutil.rmtree(tree["runs"] / "faces" / "fastgan" / "score")
-    shutil.rmtree(tree["runs"] / EVIL_DATASET / "dcgan" / "invert")
-    (tree["runs"] / "faces" / "dcgan" / "evaluate" / "samples.png").unlink()
+    shutil.rmtree(tree["runs"] / "faces" / "fastgan" / "s0" / "score")
+    shutil.rmtree(tree["runs"] / EVIL_DATASET / "dcgan" / "s0" / "invert")
+    (tree["runs"] / "faces" / "dcgan" / "s0" / "evaluate" / "samples.png").unlink()
     for m in MODELS:  # no inversion at all for one dataset: its figure is replaced by a note
-        shutil.rmtree(tree["runs"] / EVIL_DATASET / m / "invert", ignore_errors=True)
+        shutil.rmtree(tree["runs"] / EVIL_DATASET / m / "s0" / "invert", ignore_errors=True)
     result = _run(tree)
     out = tree["out"]
     md, html = (out / "README.md").read_text(), (out / "index.html").read_text()
     notes = result["not_available"]
-    assert any("faces/fastgan: FID curve not available" in n and "scores.csv missing" in n for n in notes)
-    assert any("faces/dcgan: samples grid not available" in n for n in notes)
+    assert any("faces/fastgan/s0: FID curve not available" in n and "scores.csv missing" in n for n in notes)
+    assert any("faces/dcgan/s0: samples grid not available" in n for n in notes)
     assert any(n.startswith(f"{EVIL_DATASET}: inversion curve not available") for n in notes)
-    assert "faces/fastgan: FID curve not available" in md and "faces/fastgan: FID curve not available" in html
+    assert "faces/fastgan/s0: FID curve not available" in md and "faces/fastgan/s0: FID curve not available" in html
     # the FID figure still exists for faces (dcgan has scores); the evil dataset has no inversion figure
     assert any(Path(r).name.startswith("fid_faces") for r in result["figures"]["faces"])
     assert not any(Path(r).name.startswith("inversion_") for r in result["figures"][EVIL_DATASET])
@@ -190,9 +191,11 @@ def test_params_file_matches_schema():
 def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(built):
     s = built["summary"]
     for d, grp in s.groupby("dataset"):
-        ranked = grp.sort_values("rank")
-        assert list(ranked["rank"]) == list(range(1, len(grp) + 1))
+        ranked = grp.sort_values("order")
+        assert list(ranked["order"]) == list(range(1, len(grp) + 1))
         assert list(ranked["swd_mean_x1e3"]) == sorted(grp["swd_mean_x1e3"])  # lowest SWD first
+        # one seed: nothing is separable, so every rank is the full range, and the report says why
+        assert set(grp["rank"]) == {f"1–{len(grp)}"}
         assert set(grp["ranked_by"]) == {"SWD×10³ (mean over levels, vs train)"}
     assert set(s["selected_by"]) == {"swd"} and s["selection_why"].str.contains("fallback").all()
     for doc in (built["md"], built["html"]):
@@ -205,13 +208,16 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
     cells = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
     assert len(cells) == len(s)
     for d in dict.fromkeys(c[1] for c in cells):
-        ranks = [c[0] for c in cells if c[1] == d]
-        assert ranks == [str(i) for i in range(1, len(ranks) + 1)], (d, ranks)
+        models = [c[2] for c in cells if c[1] == d]
+        name = html.unescape(d.removesuffix(" (synthetic)").replace("\\", ""))
+        want = list(s[s["dataset"] == name].sort_values("order")["model"])
+        assert models == want, (d, models)  # one seed: ranks are ranges, rows follow the order of the means
+        assert {c[0] for c in cells if c[1] == d} == {f"1–{len(models)}"}
     # ... whatever order the rows come in
     shuffled = built["summary"].iloc[::-1].to_dict("records")
     table = _display_table(shuffled, 2)
     for d in table["dataset"].unique():
-        assert list(table[table["dataset"] == d]["rank"]) == ["1", "2"], d
+        assert list(table[table["dataset"] == d]["model"]) == ["fastgan", "dcgan"], d
     assert "Each run's snapshot" in built["md"] and "&#x27;" not in built["md"]  # markdown prose is not over-escaped
     # the inversion headline is MS-SSIM (LPIPS had no pretrained backbone); LPIPS stays in the CSV only
     assert set(s["inversion_headline"]) == {"msssim"}
@@ -228,7 +234,7 @@ def test_per_class_table_for_datasets_with_classes(tree):
     split_summary.write_text(json.dumps({"n_train": 18, "n_test": 2, "classes": {
         "names": ["cat", "dog"], "index": {"cat": 0, "dog": 1},
         "counts": {"cat": {"train": 9, "test": 1}, "dog": {"train": 9, "test": 1}}}}))
-    mpath = tree["runs"] / "faces" / "fastgan" / "evaluate" / "metrics.json"
+    mpath = tree["runs"] / "faces" / "fastgan" / "s0" / "evaluate" / "metrics.json"
     m = json.loads(mpath.read_text())
     m["conditional"] = True
     m["per_class"] = {
@@ -274,6 +280,6 @@ def test_models_are_ranked_by_the_metric_that_selected_their_snapshots():
         rs = rows(standard)
         ranking = rank_models(rs, setting)
         assert ranking["column"] == column, (standard, setting)
-        assert "".join(r["model"] for r in sorted(rs, key=lambda r: r["rank"])) == order, (standard, setting)
+        assert "".join(r["model"] for r in sorted(rs, key=lambda r: r["order"])) == order, (standard, setting)
     with pytest.raises(ValueError, match="needs the standard Inception weights"):
         rank_models(rows(False), "fid")

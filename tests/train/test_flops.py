@@ -73,3 +73,24 @@ def test_flops_budget_stops_at_the_first_iteration_that_spends_it(toy_data, dirs
     per_it = probe["compute"]["flops"]
     run = loop.train(kit.make_params(budget={"flops": 2.5 * per_it}), kit.DATASET, kit.MODEL, threads=1, **dirs).run
     assert run["iterations"] == 3 and run["compute"]["flops"] == 3 * per_it
+
+
+def test_regularised_steps_are_counted_with_their_gradient_penalty():
+    """StyleGAN2's lazy R1 runs autograd.grad on the reals (and ProGAN's WGAN-GP on the mixes): the counter must
+    survive it, and an R1 step costs more than a plain one."""
+    from fewgan.params import resolve
+
+    smoke = resolve("smoke")[0]["models"]["stylegan2"]
+    torch.manual_seed(0)
+    trainer = Trainer(kit_build("stylegan2", dict(smoke, r1_interval=2, pl_weight=0), 32), TrainContext(4, 4))
+    flops = StepFlops(trainer, 4, 32, lambda t: t)
+    with_r1, plain = flops(0), flops(1)
+    assert with_r1 > plain > 0 and len(flops.classes()) == 2
+    pg = Trainer(kit_build("progan", dict(resolve("smoke")[0]["models"]["progan"]), 32), TrainContext(4, 4))
+    assert StepFlops(pg, 4, 32, lambda t: t)(0) > 0
+
+
+def kit_build(name: str, cfg: dict, resolution: int):
+    from fewgan.models.registry import build_model
+
+    return build_model(name, cfg, resolution)

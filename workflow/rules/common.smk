@@ -12,12 +12,14 @@ from fewgan.stages import BY_NAME, code_deps, expand_matrix, snakemake_threads
 
 DATASETS = config["experiment"]["datasets"]
 MODELS = config["experiment"]["models"]
+SEEDS = config["experiment"]["seeds"]
 THREADS = config["resources"]["threads"]
 
 
 wildcard_constraints:
     dataset=NAME_PATTERN.strip("^$"),
     model=NAME_PATTERN.strip("^$"),
+    seed=r"\d+",
 
 
 def _files(path):
@@ -27,7 +29,7 @@ def _files(path):
 
 def _matrix(templates):
     """Scope 'all': every template expanded over the cells that have its stage (fewgan.stages.expand_matrix)."""
-    return expand_matrix(templates, DATASETS, MODELS)
+    return expand_matrix(templates, DATASETS, MODELS, SEEDS)
 
 
 def stage_input(name):
@@ -47,7 +49,7 @@ def stage_output(name):
     for o in BY_NAME[name].outs:
         value = directory(o.path) if o.kind == "dir" else o.path
         if o.caption:
-            labels = {"dataset": "{dataset}", "model": "{model}"} if BY_NAME[name].scope == "cell" else None
+            labels = {"dataset": "{dataset}", "model": "{model}", "seed": "{seed}"} if BY_NAME[name].scope == "cell" else None
             extra = {"htmlindex": o.htmlindex} if o.htmlindex else {}  # a directory: the page that opens it
             value = report(value, caption=f"../report/{o.caption}", category=o.category, labels=labels, **extra)
         outs[_key(o.path)] = value
@@ -94,12 +96,13 @@ def stage_resources(name):
 
 def stage_log(name):
     s = BY_NAME[name]
-    return {"dataset": "logs/%s/{dataset}.log", "cell": "logs/%s/{dataset}/{model}.log",
+    return {"dataset": "logs/%s/{dataset}.log", "cell": "logs/%s/{dataset}/{model}/s{seed}.log",
             "all": "logs/%s.log"}[s.scope] % name
 
 
 def stage_shell(name):
     s = BY_NAME[name]
-    wild = lambda t: t.replace("{dataset}", "{wildcards.dataset}").replace("{model}", "{wildcards.model}")
+    wild = lambda t: (t.replace("{dataset}", "{wildcards.dataset}").replace("{model}", "{wildcards.model}")
+                      .replace("{seed}", "{wildcards.seed}"))
     threads = " --threads {resources.torch_threads}" if s.threads else ""
     return command(s, wild) + threads + " 2>&1 | tee {log}"

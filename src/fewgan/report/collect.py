@@ -28,7 +28,7 @@ class ReportInputError(FileNotFoundError):
 
 @dataclass
 class Cell:
-    """Everything found for one dataset x model."""
+    """Everything found for one dataset x model x training seed."""
 
     dataset: str
     model: str
@@ -43,6 +43,7 @@ class Cell:
     samples_png: Path | None = None
     reconstructions_png: Path | None = None
     stages: dict[str, dict] = field(default_factory=dict)
+    seed: int = 0
     notes: list[str] = field(default_factory=list)       # "not available" notes, shown in the report
     fallbacks: list[tuple[str, str]] = field(default_factory=list)  # (where, text)
 
@@ -136,23 +137,23 @@ def read_dataset(params: dict, name: str, data_dir: Path) -> DatasetInfo:
     return info
 
 
-def read_cell(runs_dir: Path, dataset: str, model: str) -> Cell:
-    base = safe_join(runs_dir, Path(dataset) / model)
+def read_cell(runs_dir: Path, dataset: str, model: str, seed: int = 0) -> Cell:
+    base = safe_join(runs_dir, Path(dataset) / model / f"s{int(seed)}")
     metrics_path = base / "evaluate" / "metrics.json"
+    redo = f"`fewgan evaluate --dataset {dataset} --model {model} --seed {seed}`"
     if not metrics_path.is_file():
         raise ReportInputError(f"{metrics_path}: missing; the report needs evaluate/metrics.json for every "
-                               f"dataset x model in params experiment - run `fewgan evaluate --dataset {dataset} "
-                               f"--model {model}` (or remove the pair from params/base.yaml experiment)")
+                               f"dataset x model x seed in params experiment - run {redo} (or remove the model or "
+                               "seed from the experiment in params/base.yaml or the profile)")
     try:
         metrics = read_json(metrics_path)
     except (OSError, json.JSONDecodeError) as exc:
-        raise ReportInputError(f"{metrics_path}: unreadable ({exc}); re-run `fewgan evaluate --dataset {dataset} "
-                               f"--model {model}`") from None
+        raise ReportInputError(f"{metrics_path}: unreadable ({exc}); re-run {redo}") from None
     if not isinstance(metrics, dict):
         raise ReportInputError(f"{metrics_path}: expected a JSON object; re-run `fewgan evaluate`")
-    cell = Cell(dataset=dataset, model=model, metrics=metrics, metrics_path=metrics_path)
+    cell = Cell(dataset=dataset, model=model, metrics=metrics, metrics_path=metrics_path, seed=int(seed))
     n = cell.notes
-    where = f"{dataset}/{model}"
+    where = f"{dataset}/{model}/s{seed}"
     cell.run = _optional_json(base / "train" / "run.json", n, f"{where}: training record")
     cell.best = _optional_json(base / "select" / "best.json", n, f"{where}: selected snapshot")
     cell.scores = _optional_csv(base / "score" / "scores.csv", n, f"{where}: FID curve", ("iteration", "fid"))

@@ -11,12 +11,13 @@ import pandas as pd
 
 from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from fewgan.metrics.registry import registered_metrics
+from fewgan.report import compute as C
 from fewgan.report import figures as figs
 from fewgan.report import render as R
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
 from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display, _dataset_table,  # noqa: F401 (tests)
                                   _display_table, _per_class_display, per_class_columns, per_class_rows,
-                                  rank_models, slug, stage_costs, summary_columns, summary_row)
+                                  rank_models, rank_start, slug, stage_costs, summary_columns, summary_row)
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,15 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     ds_names, models = list(exp.get("datasets") or []), list(exp.get("models") or [])
     if not ds_names or not models:
         raise KeyError("params experiment.datasets and experiment.models must be non-empty lists (params/base.yaml)")
+    seeds = list(exp.get("seeds") or [0])
+    evaluated = list((exp.get("stage_models") or {}).get("evaluate", models))  # models with the evaluate stage
     runs_dir, data_dir, out_dir = Path(runs_dir), Path(data_dir), Path(out_dir)
     decimals = int(cfg["decimals"])
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
     datasets = [read_dataset(params, d, data_dir) for d in ds_names]
-    cells = [read_cell(runs_dir, d, m) for d in ds_names for m in models]
+    cells = [read_cell(runs_dir, d, m, s) for d in ds_names for m in evaluated for s in seeds]
     by_ds = {d: [c for c in cells if c.dataset == d] for d in ds_names}
 
     rows = [summary_row(c, ds) for ds in datasets for c in by_ds[ds.name]]
@@ -73,12 +76,24 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                           pd.DataFrame(pc_rows, columns=per_class_columns()).to_csv(index=False, lineterminator="\n"))
     costs = stage_costs(datasets, cells)
     atomic_write_text(out_dir / "stage_costs.csv", costs.to_csv(index=False, lineterminator="\n"))
+    # ---- verdicts: spread over seeds, pairwise comparisons, and the same at equal compute ------------------
+    by_seed = [r for d in ds_names for r in ranking["datasets"][d]["seeds"]]
+    pairs = [r for d in ds_names for r in ranking["datasets"][d]["pairs"]]
+    atomic_write_text(out_dir / "seeds.csv", pd.DataFrame(by_seed).to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out_dir / "verdicts.csv", pd.DataFrame(
+        pairs, columns=["dataset", "metric", "model_a", "model_b", "delta", "ci_low", "ci_high", "seeds_a", "seeds_b",
+                        "verdict"]).to_csv(index=False, lineterminator="\n"))
+    equal = {d: C.equal_compute(by_ds[d], ranking["name"], ranking["metric"], ranking["lower_is_better"],
+                                cfg["flops_budget"]) for d in ds_names}
+    eq_rows = [r for d in ds_names if equal[d] for r in equal[d]["rows"]]
+    if eq_rows:
+        atomic_write_text(out_dir / "equal_compute.csv", pd.DataFrame(eq_rows).to_csv(index=False, lineterminator="\n"))
 
     # ---- figures -----------------------------------------------------------------------------------
     notes: list[str] = [n for ds in datasets for n in ds.notes] + [n for c in cells for n in c.notes]
     # how snapshots were sampled where that is not a plain full-resolution generator (ProGAN before its last
     # level): said once per run, beside the numbers it affects
-    sampling = [f"{c.dataset}/{c.model}: " + "; ".join(((c.scores_meta or {}).get("snapshot_notes") or [])
+    sampling = [f"{c.dataset}/{c.model}/s{c.seed}: " + "; ".join(((c.scores_meta or {}).get("snapshot_notes") or [])
                                                        + ([c.metrics["snapshot_note"]] if c.metrics.get("snapshot_note") else []))
                 for c in cells if (c.scores_meta or {}).get("snapshot_notes") or c.metrics.get("snapshot_note")]
     figures: dict[str, list[tuple[str, str]]] = {d: [] for d in ds_names}  # dataset -> [(rel path, caption)]
@@ -99,6 +114,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             ("inversion", figs.inversion_curves, (d, by_ds[d]),
              f"{d}: held-out reconstruction quality vs iteration (FastGAN Table 5 analogue)"),
             ("samples", figs.samples_overview, (d, by_ds[d]), f"{d}: samples of the selected snapshot per model"),
+            ("flops", C.flops_figure, (d, by_ds[d], ranking["name"], ranking["metric"], (equal[d] or {}).get("budget")),
+             f"{d}: {ranking['metric']} vs training FLOPs (log x), every model and seed"),
         ):
             rel = f"figures/{name}_{slug(d)}.png" if name != "samples" else f"figures/overview_{slug(d)}.png"
             note = attempt(fn, *args, out_dir / rel)
@@ -110,9 +127,9 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             for src, kind in ((c.samples_png, "samples"), (c.reconstructions_png, "reconstructions")):
                 if src is None:
                     continue
-                rel = f"figures/{kind}_{slug(c.dataset, c.model)}.png"
+                rel = f"figures/{kind}_{slug(c.dataset, c.model, f's{c.seed}')}.png"
                 atomic_write_bytes(out_dir / rel, src.read_bytes())
-                grids.append((rel, f"{c.dataset} / {c.model}: {kind}" +
+                grids.append((rel, f"{c.dataset} / {c.model} / seed {c.seed}: {kind}" +
                               (" (targets first row, one row per snapshot)" if kind == "reconstructions" else "")))
     cost_note = attempt(figs.stage_cost_bars, costs[costs["dataset"] != "TOTAL"], fig_dir / "stage_costs.png")
     if cost_note:
@@ -180,6 +197,11 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         md += [f"> **⚠ {R.md_text(banner)}**", ""]
     if synth_note:
         md += [f"> **{R.md_text(synth_note)}**", ""]
+    verdict_parts = _verdict_sections(ds_names, ranking, equal, decimals)
+    for kind, item in verdict_parts:
+        md += {"h2": lambda t: [f"## {R.md_text(t)}", ""], "h3": lambda t: [f"### {R.md_text(t)}", ""],
+               "p": lambda t: [R.md_text(t), ""], "list": lambda xs: [R.md_list(xs), ""],
+               "table": lambda df: [R.md_table(df), ""]}[kind](item)
     md += ["## Results (selected snapshot per dataset × model)", "",
            R.md_text(verdict), "",
            "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
@@ -214,6 +236,10 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         sec.append(f'<div class="banner">⚠ {R.esc(banner)}</div>')
     if synth_note:
         sec.append(f'<div class="synthetic">{R.esc(synth_note)}</div>')
+    for kind, item in verdict_parts:
+        sec.append({"h2": lambda t: f"<h2>{R.esc(t)}</h2>", "h3": lambda t: f"<h3>{R.esc(t)}</h3>",
+                    "p": lambda t: f"<p>{R.esc(t)}</p>", "list": lambda xs: R.html_list(xs, "verdicts"),
+                    "table": lambda df: R.html_table(df, "seeds")}[kind](item))
     sec += ["<h2>Results (selected snapshot per dataset × model)</h2>",
             f'<p class="verdict">{R.esc(verdict)}</p>',
             "<p>Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
@@ -246,7 +272,10 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             "<h2>Provenance</h2>", R.html_table(prov_df)]
     atomic_write_text(out_dir / "index.html", R.html_document(title, sec))
 
-    result = {"stage": "report", "title": title, "experiment": {"datasets": ds_names, "models": models},
+    result = {"stage": "report", "title": title,
+              "experiment": {"datasets": ds_names, "models": models, "seeds": seeds},
+              "equal_compute": {d: ({k: v for k, v in e.items() if k != "pairs"} if e else None)
+                                for d, e in equal.items()},
               "ranking": ranking, "selected_by": selected_by, "sampling_notes": sampling,
               "summary": rows, "per_class": pc_rows, "stage_costs": costs.to_dict("records"),
               "figures": {d: [r for r, _ in v] for d, v in figures.items()}, "grids": [r for r, _ in grids],
@@ -254,6 +283,38 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
               "synthetic_datasets": synthetic, "provenance": prov}
     atomic_write_json(out_dir / "report.json", result)
     return result
+
+
+def _verdict_sections(ds_names: list[str], ranking: dict, equal: dict, decimals: int) -> list[tuple[str, object]]:
+    """The report's opening: per dataset, its verdict sentences, the spread over seeds, and the same at equal
+    compute (fewgan.report.verdicts, fewgan.report.compute), as (kind, content) parts for README and HTML."""
+    f = lambda v: R.fmt(v, decimals)  # noqa: E731
+    level = f"{int(ranking['level'] * 100)}%"
+
+    def table(rows: list[dict]) -> pd.DataFrame:
+        return pd.DataFrame([{"rank": r["rank"], "model": r["model"], "seeds": r["seeds"],
+                              f"{ranking['metric']} mean ± std": f(r["mean"]) + (f" ± {f(r['std'])}" if r["std"] is not None else ""),
+                              f"{level} interval of the mean": (f"[{f(r['ci_low'])}, {f(r['ci_high'])}]"
+                                                                if r["ci_low"] is not None else "n/a (one seed)")}
+                             for r in sorted(rows, key=lambda r: rank_start(r["rank"]))])
+
+    parts: list[tuple[str, object]] = [("h2", "Verdicts"), ("p", (
+        f"Models are compared by {ranking['metric']} ({ranking['why']}) over training seeds: the difference of two "
+        f"models' means with its {level} Welch interval; 'better'/'worse' when the interval excludes 0, 'tied' "
+        "when it contains 0. Ranks are ranges: models that cannot be separated share them. Full precision: "
+        "seeds.csv, verdicts.csv, equal_compute.csv."))]
+    for d in ds_names:
+        info = ranking["datasets"][d]
+        parts += [("h3", d), ("list", info["sentences"] or ["one model: nothing to compare"]),
+                  ("table", table(info["seeds"]))]
+        eq = equal.get(d)
+        if eq:
+            parts += [("p", f"At equal compute: each run's best snapshot trained with at most {eq['budget']:.3g} "
+                            f"FLOPs ({eq['why']}):"),
+                      ("list", eq["sentences"] or ["one model: nothing to compare"]), ("table", table(eq["seeds"]))]
+        else:
+            parts.append(("p", "At equal compute: not available (the runs have no FLOP records: re-train them)."))
+    return parts
 
 
 def stage(ctx) -> dict:

@@ -6,6 +6,7 @@ after the first metric computed from its features."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Any
 
@@ -17,7 +18,7 @@ from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, Da
                                    inversion_headline, selected_by)
 from fewgan.select import allowed, choose_metric
 
-HEAD = ["dataset", "model", "synthetic", "rank", "ranked_by", "best_iteration", "selected_by", "selection_why"]
+HEAD = ["dataset", "model", "seed", "synthetic", "rank", "order", "ranked_by", "best_iteration", "selected_by", "selection_why"]
 EXTRACTOR_COLUMNS = ["feature_extractor", "feature_extractor_standard"]
 TAIL = [
     "inversion_first_iteration",
@@ -27,7 +28,7 @@ TAIL = [
     "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
     "n_real_test", "device",
 ]
-PER_CLASS_HEAD = ["dataset", "model", "class", "class_index", "conditional", "n_real_train", "n_real_test", "n_fake"]
+PER_CLASS_HEAD = ["dataset", "model", "seed", "class", "class_index", "conditional", "n_real_train", "n_real_test", "n_fake"]
 
 
 def _with_extractor(metrics: list[Metric], items: list[list], extractor_items: list) -> list:
@@ -84,7 +85,8 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
     fe = feature_extractor(cell)
     run = cell.run or {}
     row: dict[str, Any] = {
-        "dataset": cell.dataset, "model": cell.model, "synthetic": ds.synthetic, "rank": None, "ranked_by": None,
+        "dataset": cell.dataset, "model": cell.model, "seed": cell.seed, "synthetic": ds.synthetic, "rank": None,
+        "order": None, "ranked_by": None,
         "best_iteration": (cell.best or {}).get("iteration"),
         "selected_by": selected_by(cell),
         "selection_why": (cell.best or {}).get("why"),
@@ -122,7 +124,11 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
 def rank_models(rows: list[dict], setting: str) -> dict:
     """Rank the models within each dataset by the metric that selected the snapshots
     (`evaluation.select.metric`, `auto` = FID when every extractor is the standard one, else SWD), best first
-    (the metric's `rank` column and direction). Fills rows' rank/ranked_by."""
+    (the metric's `rank` column and direction), over the training seeds (fewgan.report.verdicts): each model's
+    rank is a range that groups the models it cannot be separated from. Fills rows' rank (text: "1", "2–4")
+    and ranked_by; returns the ranking with, per dataset, the spread over seeds and the pairwise verdicts."""
+    from fewgan.report import verdicts as V
+
     from fewgan.metrics.registry import get_metric
 
     standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
@@ -137,11 +143,38 @@ def rank_models(rows: list[dict], setting: str) -> dict:
         distrusted = "/".join(n.upper() for n in allowed(True) if n not in allowed(False))
         why = (f"{distrusted} here come from a fallback (untrained) Inception and can rank models wrongly; "
                f"{chosen.upper()} uses no pretrained network")
+    lower = m.direction == "lower"
+    per_dataset = {}
     for d in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == d and _num(r[key]) is not None]
-        for i, r in enumerate(sorted(mine, key=lambda r: m.better(_num(r[key]))), start=1):
-            r["rank"], r["ranked_by"] = i, label
-    return {"metric": label, "column": key, "why": why}
+        mine = [r for r in rows if r["dataset"] == d]
+        values = {mod: [_num(r[key]) for r in mine if r["model"] == mod] for mod in dict.fromkeys(r["model"] for r in mine)}
+        ranges = V.rank_ranges(values, lower)
+        # the order of the means over seeds: what a single-seed table would print as ranks, kept as "order"
+        means = {mod: V.spread(v).mean for mod, v in values.items()}
+        ordered = sorted((mod for mod in means if means[mod] is not None), key=lambda mod: m.better(means[mod]))
+        for r in mine:
+            r["rank"], r["ranked_by"] = V.rank_text(ranges[r["model"]]), label
+            r["order"] = ordered.index(r["model"]) + 1 if r["model"] in ordered else None
+        pairs, sentences = V.dataset_verdicts(values, label, lower)
+        spreads = {mod: V.spread(v) for mod, v in values.items()}
+        per_dataset[d] = {
+            "sentences": sentences,
+            "pairs": [{"dataset": d, "metric": label, "model_a": c.a, "model_b": c.b, "delta": c.delta,
+                       "ci_low": c.ci[0] if c.ci else None, "ci_high": c.ci[1] if c.ci else None,
+                       "seeds_a": c.n_a, "seeds_b": c.n_b, "verdict": c.verdict} for c in pairs],
+            "seeds": [{"dataset": d, "model": mod, "metric": label, "seeds": s.n, "mean": s.mean, "std": s.std,
+                       "ci_low": s.ci[0] if s.ci else None, "ci_high": s.ci[1] if s.ci else None,
+                       "rank": V.rank_text(ranges[mod])} for mod, s in spreads.items()],
+        }
+    return {"metric": label, "name": chosen, "column": key, "lower_is_better": lower, "why": why, "level": V.LEVEL,
+            "datasets": per_dataset}
+
+
+def rank_start(rank: Any) -> float:
+    """Sort key of a rank text ("2", "2–4"; None last)."""
+    if rank is None or (isinstance(rank, float) and pd.isna(rank)) or rank == "n/a":
+        return math.inf
+    return float(str(rank).split("–")[0])
 
 
 def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
@@ -152,7 +185,7 @@ def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
         rows.append({"dataset": ds.name, "model": "(dataset)",
                      **{s: _num(ds.stages.get(s, {}).get("wall_s")) for s, _ in STAGES_PER_DATASET}})
     for c in cells:
-        rows.append({"dataset": c.dataset, "model": c.model,
+        rows.append({"dataset": c.dataset, "model": f"{c.model}/s{c.seed}",
                      **{s: _num(c.stages.get(s, {}).get("wall_s")) for s in STAGES_PER_CELL}})
     df = pd.DataFrame(rows, columns=cols)
     stage_cols = cols[2:]
@@ -171,13 +204,13 @@ def per_class_rows(cells: list[Cell], datasets: list[DatasetInfo]) -> list[dict]
         if isinstance(pc, dict) and pc:
             for name, m in pc.items():
                 rows.append({
-                    "dataset": c.dataset, "model": c.model, "class": name, "class_index": m.get("index"),
+                    "dataset": c.dataset, "model": c.model, "seed": c.seed, "class": name, "class_index": m.get("index"),
                     "conditional": True, "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
                     "n_fake": m.get("n_fake"), **metric_values(m),
                     "note": "; ".join(m.get("notes") or []) or None})
         elif classed.get(c.dataset):
             rows.append({k: None for k in per_class_columns()} | {
-                "dataset": c.dataset, "model": c.model, "class": "(all)", "conditional": False,
+                "dataset": c.dataset, "model": c.model, "seed": c.seed, "class": "(all)", "conditional": False,
                 "note": (f"unconditional generator: trained on all {len(classed[c.dataset])} classes "
                          f"({', '.join(classed[c.dataset])}) as one set; overall metrics only")})
     return rows
@@ -211,7 +244,7 @@ def _per_class_display(rows: list[dict], decimals: int) -> pd.DataFrame:
     f = _Fmt(decimals)
     out = []
     for r in rows:
-        head = {"dataset": r["dataset"], "model": r["model"], "class": r["class"]}
+        head = {"dataset": r["dataset"], "model": r["model"], "seed": r["seed"], "class": r["class"]}
         if not r["conditional"]:
             out.append(head | {"real train / test": ""} | {s.header: "" for s in _per_class_shown()}
                        | {"note": r["note"]})
@@ -233,7 +266,8 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
     # within each dataset, best rank first (rows without a rank last), datasets in params order
     order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in rows))}
     out = []
-    for r in sorted(rows, key=lambda r: (order[r["dataset"]], r["rank"] is None, r["rank"] or 0)):
+    for r in sorted(rows, key=lambda r: (order[r["dataset"]], rank_start(r["rank"]), r["order"] or math.inf,
+                                         r["model"], r["seed"])):
         inv = "n/a"
         if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
             name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
@@ -244,9 +278,9 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
         metric_cells = _with_extractor(ms, [[(s.header, s.show(r, f)) for s in m.shown] for m in ms],
                                        [("feature extractor", r["feature_extractor"])])
         out.append({
-            "rank": R.fmt(r["rank"]) if r["rank"] is not None else "n/a",
+            "rank": r["rank"] if r["rank"] is not None else "n/a",
             "dataset": r["dataset"] + (" (synthetic)" if r["synthetic"] else ""),
-            "model": r["model"],
+            "model": r["model"], "seed": r["seed"],
             "best it. (selected by)": ((R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a")
                                        + (f" ({str(r['selected_by']).upper()})" if r["selected_by"] else "")),
             **dict(metric_cells),

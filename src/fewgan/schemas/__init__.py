@@ -55,6 +55,8 @@ def params_schema() -> dict[str, Any]:
             "shared_data_root": {"type": ["string", "null"]},
             # stage_models: derived by `fewgan params` from the models' capabilities (fewgan.stages.stage_models)
             "experiment": strict({"datasets": name_list, "models": name_list,
+                                  "seeds": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                            "items": {"type": "integer", "minimum": 0}},
                                   "stage_models": {"type": "object", "additionalProperties": {
                                       "type": "array", "items": {"type": "string"}}}}),
             "datasets": {"type": "object", "additionalProperties": DATASET_SCHEMA,

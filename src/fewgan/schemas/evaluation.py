@@ -38,7 +38,12 @@ EVALUATION_SCHEMA = strict({
     }),
     # which metric picks a run's snapshot and ranks the models (fewgan.select): auto = FID with the standard
     # Inception weights, SWD (no pretrained network) when the Inception extractor is a fallback
-    "select": strict({"metric": {"enum": ["auto", "fid", "kid", "swd"]}}),
+    "select": strict({"metric": {"enum": ["auto", "fid", "kid", "swd"]},
+                      # only snapshots trained within this budget compete (equal-compute selection); null: all
+                      "budget": {"oneOf": [{"type": "null"}, {
+                          "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+                          "properties": {u: {"type": "number", "exclusiveMinimum": 0}
+                                         for u in ("iterations", "kimg", "flops", "seconds")}}]}}),
     "feature_cache_dir": {"type": "string"},
     "channels_last": {"type": "boolean"},
     "weights": strict({

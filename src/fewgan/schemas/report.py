@@ -10,4 +10,6 @@ REPORT_SCHEMA = strict({
     "image_grid_max": {"type": "integer", "minimum": 0},
     # decimals shown for metric values in README.md / index.html (summary.csv keeps full precision)
     "decimals": {"type": "integer", "minimum": 0, "maximum": 8},
+    # training-FLOP budget of the "at equal compute" table; null: the smallest total among a dataset's runs
+    "flops_budget": {"oneOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}]},
 })

@@ -1,6 +1,6 @@
 """Training compute in FLOPs: the machine-independent axis of "equal compute" (Lucic et al. 2018).
 
-FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on one real iteration of the model (every
+FLOPs are counted with the formulas of `torch.utils.flop_counter.FlopCounterMode` on one real iteration of the model (every
 phase: all D steps, the G step, their regularisers), forward and backward: the matrix products and
 convolutions (mm, addmm, bmm, convolution and its backward, attention), 2 FLOPs per multiply-add.
 Elementwise work, normalisation and the optimiser are not counted (they are memory-bound and a few per
@@ -19,19 +19,37 @@ import copy
 from typing import Any, Callable, Hashable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 #: what the count covers, recorded next to every number
-CONVENTION = ("torch.utils.flop_counter.FlopCounterMode on one iteration (all phases, forward and backward; "
+CONVENTION = ("torch.utils.flop_counter formulas (FlopCounterMode's) on one iteration (all phases, forward and backward; "
               "matmuls, convolutions, attention; 2 FLOPs per multiply-add; optimiser, EMA and elementwise ops "
               "not counted)")
 
 
+class _FlopCount(TorchDispatchMode):
+    """FlopCounterMode's per-op formulas (torch.utils.flop_counter.flop_registry) without its module tracker:
+    the tracker's backward hooks break `torch.autograd.grad` on leaf inputs (ProGAN's gradient penalty, R1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of running `fn()` (FlopCounterMode's total)."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of running `fn()`, by FlopCounterMode's formulas (matmuls, convolutions, attention)."""
+    with _FlopCount() as counter:
         fn()
-    return int(counter.get_total_flops())
+    return counter.total
 
 
 class StepFlops:

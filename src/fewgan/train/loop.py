@@ -84,30 +84,31 @@ class TrainResult:
 
 
 def run(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
-        work_dir: Path, threads: int) -> dict:
-    """Train `model` on the training split of `dataset`; return run.json's content."""
-    return train(params, dataset, model, curated_dir, split_dir, out_dir, work_dir, threads).run
+        work_dir: Path, threads: int, seed: int | None = None) -> dict:
+    """Train `model` on the training split of `dataset` with training seed `seed`; return run.json's content."""
+    return train(params, dataset, model, curated_dir, split_dir, out_dir, work_dir, threads, seed).run
 
 
 def train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
-          work_dir: Path, threads: int) -> TrainResult:
-    """`run`, returning the live model and EMA as well (tests, notebooks)."""
+          work_dir: Path, threads: int, seed: int | None = None) -> TrainResult:
+    """`run`, returning the live trainer as well (tests, notebooks). `seed`: the cell's training seed
+    (`fewgan train --seed`); None takes params `seed` (direct calls from Python)."""
     torch.set_num_threads(int(threads))
     pref = str(params["device"])
     d = ddp.init_from_env(pref.startswith("cuda") or (pref == "auto" and torch.cuda.is_available()))
     try:
-        return _train(params, dataset, model, Path(curated_dir), Path(split_dir), Path(out_dir), Path(work_dir), d)
+        return _train(params, dataset, model, Path(curated_dir), Path(split_dir), Path(out_dir), Path(work_dir), d,
+                      int(params["seed"]) if seed is None else int(seed))
     finally:
         ddp.cleanup(d)
 
 
 def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir: Path, out_dir: Path,
-           work_dir: Path, d: ddp.Dist) -> TrainResult:
+           work_dir: Path, d: ddp.Dist, seed: int) -> TrainResult:
     # ---- configuration ---------------------------------------------------------------------------
     cfg = dict(params["train"])
     model_cfg = dict(params["models"][model])
     R = int(params["datasets"][dataset]["resolution"])
-    seed = int(params["seed"])
     iterations, batch = cfg["iterations"], cfg["batch_size"]
     policy, policy_source = augment_policy(params, model)
     fallbacks: list[str] = []
@@ -340,4 +341,4 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
 def stage(ctx) -> dict:
     """`fewgan train` (fewgan.stages)."""
     return run(ctx.params, ctx.dataset, ctx.model, ctx.paths["curated"], ctx.paths["split"], ctx.out,
-               ctx.paths["work"], ctx.threads)
+               ctx.paths["work"], ctx.threads, ctx.seed)

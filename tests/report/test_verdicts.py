@@ -1,0 +1,98 @@
+"""Verdicts as evidence: intervals over seeds, pairwise verdicts, rank ranges (fewgan.report.verdicts), and the
+report's verdict sections and equal-compute table built from a multi-seed tree."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+import pytest
+
+from fewgan.report import run
+from fewgan.report import verdicts as V
+
+from .conftest import EVIL_DATASET, build_tree
+
+
+def test_t_interval_reaches_its_coverage_on_data_with_known_truth():
+    """3 seeds from N(mu, sigma): the 95% t interval of the mean covers mu in ~95% of 2000 repeats (binomial
+    standard error 0.5%: a tolerance of 1.5% is 3 of them); Welch's interval of a difference likewise."""
+    rng = random.Random(0)
+    repeats, mu = 2000, 40.0
+    hits = sum(lo <= mu <= hi for lo, hi in (V.spread([rng.gauss(mu, 5.0) for _ in range(3)]).ci
+                                             for _ in range(repeats)))
+    assert abs(hits / repeats - 0.95) < 0.015, hits / repeats
+    hits = 0
+    for _ in range(repeats):
+        c = V.compare("a", [rng.gauss(10.0, 2.0) for _ in range(3)], "b", [rng.gauss(13.0, 6.0) for _ in range(4)])
+        hits += c.ci[0] <= -3.0 <= c.ci[1]
+    assert abs(hits / repeats - 0.95) < 0.02, hits / repeats  # Welch is approximate: a little slack
+
+
+def test_spread_by_hand():
+    s = V.spread([1.0, 2.0, 3.0])
+    assert s.n == 3 and s.mean == 2.0 and s.std == pytest.approx(1.0)
+    assert s.ci == pytest.approx((2.0 - 4.302652729911275 / 3 ** 0.5, 2.0 + 4.302652729911275 / 3 ** 0.5))  # t(0.975, 2)
+    assert V.spread([5.0]) == V.Spread(1, 5.0, None, None) and V.spread([]).mean is None
+    assert V.spread([1.0, float("nan"), 3.0]).n == 2  # a failed seed is left out, not averaged as NaN
+
+
+@pytest.mark.parametrize("xs, ys, lower, verdict", [
+    ([10.0, 11.0, 12.0], [30.0, 31.0, 29.0], True, "better"),    # clearly lower SWD: better
+    ([10.0, 11.0, 12.0], [30.0, 31.0, 29.0], False, "worse"),    # the same numbers where higher is better
+    ([30.0, 31.0, 29.0], [10.0, 11.0, 12.0], True, "worse"),
+    ([10.0, 20.0, 30.0], [12.0, 22.0, 28.0], True, "tied"),      # the interval contains 0
+    ([10.0], [30.0, 31.0, 29.0], True, "not tested"),            # one seed: no interval exists
+])
+def test_verdicts_on_constructed_inputs(xs, ys, lower, verdict):
+    c = V.compare("a", xs, "b", ys, lower_is_better=lower)
+    assert c.verdict == verdict
+    if verdict != "not tested":
+        assert c.ci[0] <= c.delta <= c.ci[1] and (c.ci[0] <= 0 <= c.ci[1]) == (verdict == "tied")
+
+
+def test_ranks_group_models_that_cannot_be_separated():
+    values = {"fastgan": [10.0, 11.0, 12.0], "biggan": [11.0, 12.5, 10.5], "dcgan": [40.0, 41.0, 39.0]}
+    ranges = V.rank_ranges(values)
+    assert ranges == {"fastgan": (1, 2), "biggan": (1, 2), "dcgan": (3, 3)}
+    assert V.rank_text(ranges["fastgan"]) == "1–2" and V.rank_text(ranges["dcgan"]) == "3"
+    # one seed each: nothing is separable
+    assert V.rank_ranges({"a": [1.0], "b": [2.0]}) == {"a": (1, 2), "b": (1, 2)}
+    pairs, lines = V.dataset_verdicts(values, "SWD")
+    assert "fastgan and biggan tied (ΔSWD" in lines[0] and "3 seeds)" in lines[0]
+    assert lines[1].startswith("fastgan better than dcgan (ΔSWD -29.0 [") and lines[2].startswith("biggan better than dcgan")
+    _, single = V.dataset_verdicts({"a": [1.0], "b": [2.0]}, "SWD")
+    assert single == ["a, b: fewer than 2 training seeds, so ranks across models are not significance-tested "
+                      "(set experiment.seeds, e.g. [0, 1, 2])"]
+
+
+def test_report_opens_each_dataset_with_verdicts_over_seeds_and_at_equal_compute(tmp_path):
+    tree = build_tree(tmp_path, seeds=(0, 1, 2), swd_by_model={"fastgan": [10.0, 11.0, 12.0], "dcgan": [30.0, 31.0, 29.0]})
+    result = run(tree["params"], tree["runs"], tree["data"], tree["out"])
+    out = tree["out"]
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 2 * 2 * 3 and sorted(summary["seed"].unique()) == [0, 1, 2]
+    assert set(summary[summary["model"] == "fastgan"]["rank"].astype(str)) == {"1"}
+    assert set(summary[summary["model"] == "dcgan"]["rank"].astype(str)) == {"2"}
+    seeds = pd.read_csv(out / "seeds.csv")
+    fg = seeds[(seeds["dataset"] == "faces") & (seeds["model"] == "fastgan")].iloc[0]
+    assert fg["seeds"] == 3 and fg["mean"] == pytest.approx(11.0) and fg["std"] == pytest.approx(1.0)
+    verdicts = pd.read_csv(out / "verdicts.csv")
+    row = verdicts[verdicts["dataset"] == "faces"].iloc[0]
+    assert (row["model_a"], row["model_b"], row["verdict"]) == ("fastgan", "dcgan", "better")
+    assert row["delta"] == pytest.approx(-19.0) and row["ci_high"] < 0
+    md = (out / "README.md").read_text()
+    verdict_section = md.split("## Verdicts", 1)[1].split("## Results", 1)[0]
+    assert "### faces" in verdict_section and "fastgan better than dcgan (ΔSWD×10³" in verdict_section
+    assert "3 seeds" in verdict_section and "95% interval of the mean" in verdict_section
+    assert "fastgan better than dcgan" in (out / "index.html").read_text()
+    # equal compute: dcgan's runs report 2x the FLOPs per iteration, so the budget is fastgan's total and dcgan
+    # is compared at its snapshot of iteration 100 (2e11 FLOPs <= 3e11)
+    eq = pd.read_csv(out / "equal_compute.csv")
+    assert set(eq["budget_flops"]) == {3e11}
+    dc = eq[(eq["dataset"] == "faces") & (eq["model"] == "dcgan")]
+    assert set(dc["iteration"]) == {100} and set(eq[eq["model"] == "fastgan"]["iteration"]) == {300}
+    assert result["equal_compute"]["faces"]["budget"] == 3e11
+    assert "At equal compute: each run's best snapshot trained with at most 3e+11 FLOPs" in verdict_section
+    assert any(r.endswith(".png") and "flops_" in r for r in result["figures"]["faces"])
+    assert EVIL_DATASET in result["equal_compute"]
