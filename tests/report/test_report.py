@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import html
 import re
 import shutil
@@ -283,3 +284,13 @@ def test_models_are_ranked_by_the_metric_that_selected_their_snapshots():
         assert "".join(r["model"] for r in sorted(rs, key=lambda r: r["order"])) == order, (standard, setting)
     with pytest.raises(ValueError, match="needs the standard Inception weights"):
         rank_models(rows(False), "fid")
+
+
+def test_dataset_table_shows_train_test_counts_overall_and_per_class(tree):
+    summary = tree["data"] / "splits" / "faces" / "summary.json"
+    summary.write_text(json.dumps({"method": "rank", "ratio": 0.9, "train": 18, "test": 2,
+                                   "classes": {"counts": {"cat": {"train": 9, "test": 1}, "dog": {"train": 9, "test": 1}}}}))
+    _run(tree)
+    md = (tree["out"] / "README.md").read_text()
+    row = next(ln for ln in md.splitlines() if ln.startswith("| faces"))
+    assert "18 / 2 (rank split, ratio 0.9)" in row and "cat 9 / 1; dog 9 / 1" in row

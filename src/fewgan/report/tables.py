@@ -297,8 +297,13 @@ def _dataset_table(datasets: list[DatasetInfo]) -> pd.DataFrame:
         cs, ss = ds.curated_summary or {}, ds.split_summary or {}
         scal = lambda d: "; ".join(f"{k}={v}" for k, v in d.items()  # noqa: E731
                                    if isinstance(v, (int, float, str, bool)) and k != "provenance") or "n/a"
+        counts = ((ss.get("classes") or {}).get("counts") or {}) if isinstance(ss, dict) else {}
         rows.append({"dataset": ds.name, "synthetic": "yes (synthetic data)" if ds.synthetic else "no",
                      "description": ds.params.get("description", ""), "domain": ds.params.get("domain", ""),
+                     "train / test": (f"{ss.get('train', ss.get('n_train', 'n/a'))} / {ss.get('test', ss.get('n_test', 'n/a'))}"
+                                      + (f" ({ss['method']} split, ratio {ss['ratio']})" if ss.get("method") else "")),
+                     "per class train / test": "; ".join(f"{c} {v.get('train')} / {v.get('test')}"
+                                                         for c, v in counts.items()) or "—",
                      "curated": scal(cs) if ds.curated_summary else "not available",
                      "split": scal(ss) if ds.split_summary else "not available"})
     return pd.DataFrame(rows)
