@@ -139,6 +139,7 @@ STAGES: tuple[Stage, ...] = (
                 Out(f"{CELL}/evaluate/samples.png", caption="samples.rst", category="samples"),
                 Out(f"{CELL}/evaluate/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.msssim",
+                  "evaluation.bootstrap",
                   "evaluation.feature_cache_dir", "evaluation.channels_last", "evaluation.weights"),
           threads=True, gpu=True),
     Stage("report", "build reports/benchmark from all runs", "report", "all",

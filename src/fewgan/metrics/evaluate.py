@@ -7,6 +7,11 @@ first `fid.n_fake` go to the Inception features, each pixel metric keeps the fir
 them (SWD: `swd.max_images`, 0 = n_fake; MS-SSIM: consecutive pairs of the first 2 x `msssim.pairs`). Its seed is params seed + 1, so the fakes differ from the ones `score` used to
 pick the snapshot (no selection bias on the reported numbers).
 
+Each metric also reports a percentile bootstrap interval of each value (`<key>_ci`, SWD: `swd.mean_ci`, and a
+`<metric>_bootstrap` block: samples, level, bias, seconds) from resampling the samples it used (feature rows,
+images with their descriptors, pairs; fewgan.metrics.bootstrap): no network pass, seeded from params seed.
+`evaluation.bootstrap.samples: 0` turns it off; the point estimates are the same either way.
+
 Class-conditional generators (`gan.conditional`: trained on a dataset with classes) are also evaluated
 per class (`per_class` in metrics.json): for class c, a stream of fakes whose latents all carry class c
 (same seed, so the same z as every other class) against the real train (and test) images of class c:

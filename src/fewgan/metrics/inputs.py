@@ -186,6 +186,14 @@ class Inputs:
         self._streams = streams
         self._features = {e: torch.cat(v) for e, v in feats.items() if v}
 
+    # ---- bootstrap intervals -----------------------------------------------------------------------------
+    def intervals(self, metric: Metric):
+        """The metric's bootstrap intervals of this generator (fewgan.metrics.bootstrap.Intervals): resamples
+        seeded from params seed, the metric's name and the class."""
+        from fewgan.metrics.bootstrap import Intervals, settings
+
+        return Intervals(settings(self.params), metric.name, self.cls)
+
     # ---- notes ----------------------------------------------------------------------------------------
     def note(self, msg: str) -> None:
         """Say why a number is missing: a fallback of the run, or a note of the class (said once)."""

@@ -151,18 +151,26 @@ def all_or_random_pairs(n: int, pairs: int, seed: int) -> tuple[torch.Tensor, to
     return i, j
 
 
+def msssim_pair_values(images: torch.Tensor, i: torch.Tensor, j: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """MS-SSIM of each pair (images[i[k]], images[j[k]]), float64."""
+    return torch.cat([msssim_pairs(images[i[k:k + batch_size]], images[j[k:k + batch_size]])
+                      for k in range(0, i.numel(), batch_size)])
+
+
 def msssim_of_pairs(images: torch.Tensor, i: torch.Tensor, j: torch.Tensor, batch_size: int = 100) -> float:
-    scores = [msssim_pairs(images[i[k:k + batch_size]], images[j[k:k + batch_size]])
-              for k in range(0, i.numel(), batch_size)]
-    return float(torch.cat(scores).mean())
+    return float(msssim_pair_values(images, i, j, batch_size).mean())
 
 
-def msssim_set(images: torch.Tensor, pairs: int, seed: int = 0, batch_size: int = 100) -> dict[str, Any]:
-    """Mean MS-SSIM over distinct random pairs of one image set (the real set's own diversity)."""
+def msssim_set(images: torch.Tensor, pairs: int, seed: int = 0, batch_size: int = 100, *,
+               keep_values: bool = False) -> dict[str, Any]:
+    """Mean MS-SSIM over distinct random pairs of one image set (the real set's own diversity);
+    `keep_values`: also the per-pair values ("values", for the bootstrap)."""
     i, j = all_or_random_pairs(images.shape[0], pairs, seed)
-    return {"msssim": msssim_of_pairs(images, i, j, batch_size), "pairs": int(i.numel()),
-            "method": "all distinct pairs" if i.numel() == images.shape[0] * (images.shape[0] - 1) // 2
-            else "distinct random pairs"}
+    values = msssim_pair_values(images, i, j, batch_size)
+    out = {"msssim": float(values.mean()), "pairs": int(i.numel()),
+           "method": "all distinct pairs" if i.numel() == images.shape[0] * (images.shape[0] - 1) // 2
+           else "distinct random pairs"}
+    return out | ({"values": values} if keep_values else {})
 
 
 class PairStream:
@@ -187,10 +195,14 @@ class PairStream:
         if self.done < self.pairs and batch.shape[0] > 2 * m:
             self._pending = batch[2 * m:]
 
+    def values(self) -> torch.Tensor:
+        """MS-SSIM of each pair fed so far (float64), in stream order."""
+        return torch.cat(self.scores) if self.scores else torch.zeros(0, dtype=torch.float64)
+
     def result(self) -> dict[str, Any]:
         if self.done == 0:
             raise ValueError("MS-SSIM: no fake pairs were fed")
-        return {"msssim": float(torch.cat(self.scores).mean()), "pairs": self.done,
+        return {"msssim": float(self.values().mean()), "pairs": self.done,
                 "method": "consecutive pairs of independent fakes (ProGAN)"}
 
 

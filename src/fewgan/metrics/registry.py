@@ -75,6 +75,32 @@ def finite(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else math.inf
 
 
+def ci_end(v: Any, i: int) -> float | None:
+    """End `i` (0: low, 1: high) of a [lo, hi] bootstrap interval from metrics.json; None without one."""
+    return num(v[i]) if isinstance(v, (list, tuple)) and len(v) == 2 else None
+
+
+def ci_columns(key: str, ci: Callable[[dict], Any]) -> tuple[Column, Column]:
+    """The columns `<key>_ci_low`, `<key>_ci_high` (summary.csv, per_class.csv, summary.json) of the
+    bootstrap interval `ci(metrics)` ([lo, hi] or None; fewgan.metrics.bootstrap)."""
+    return (Column(f"{key}_ci_low", lambda m: ci_end(ci(m), 0)),
+            Column(f"{key}_ci_high", lambda m: ci_end(ci(m), 1)))
+
+
+def ci_text(f: Any, row: dict, key: str, decimals: int | None = None) -> str:
+    """" [lo, hi]" after a Shown value: the row's `<key>_ci_low`/`_ci_high` with the report's formatter `f`
+    (empty when the row has no finite interval, e.g. evaluation.bootstrap.samples = 0)."""
+    lo, hi = num(row.get(f"{key}_ci_low")), num(row.get(f"{key}_ci_high"))
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return ""
+    return f" [{f.num(lo, decimals)}, {f.num(hi, decimals)}]"
+
+
+def with_ci(f: Any, row: dict, key: str, decimals: int | None = None) -> str:
+    """"value [lo, hi]" of a summary.csv row's `key` (just the value without an interval)."""
+    return f.num(row[key], decimals) + ci_text(f, row, key, decimals)
+
+
 class Metric:
     """One metric's declaration. Subclass it in one file of fewgan/metrics/defs/ and decorate the class with
     `@register_metric`; see docs/DESIGN.md "Add a metric"."""
@@ -105,9 +131,9 @@ class Metric:
     curve_note: str = ""           # footnote of the report's curve when not pretrained
 
     # ---- evaluate: the selected generator, and the report -------------------------------------------
-    summary: tuple = ()            # Columns of evaluate/summary.json
-    report: tuple = ()             # Columns of summary.csv and per_class.csv
-    shown: tuple = ()              # Shown columns of the results table
+    summary: tuple = ()            # Columns of evaluate/summary.json (bootstrap intervals: ci_columns)
+    report: tuple = ()             # Columns of summary.csv and per_class.csv (ci_columns: <key>_ci_low/high)
+    shown: tuple = ()              # Shown columns of the results table (with_ci: "value [lo, hi]")
     shown_per_class: tuple | None = None  # of the per-class table (None: `shown`)
     rank: tuple | None = None      # (summary.csv column, label) the report ranks models by
 
@@ -135,7 +161,9 @@ class Metric:
         return {}
 
     def evaluate(self, x) -> dict:
-        """metrics.json keys of the selected generator (x.cls is None) or of one class (x.cls = its name)."""
+        """metrics.json keys of the selected generator (x.cls is None) or of one class (x.cls = its name),
+        with a percentile bootstrap interval of each value when evaluation.bootstrap.samples > 0
+        (fewgan.metrics.bootstrap: `x.intervals(self)`; `<key>_ci` [lo, hi] and a `<name>_bootstrap` block)."""
         return {}
 
     # ---- derived --------------------------------------------------------------------------------------

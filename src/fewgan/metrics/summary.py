@@ -9,6 +9,8 @@ columns wide. This one is flat and small: one row per cell, the same columns for
     kid_train                  KID (x10^3) vs the train images
     swd_mean                   ProGAN SWD (x10^3), mean over pyramid levels
     msssim_fake, msssim_real   MS-SSIM of fake pairs / of real pairs (diversity; lower = more diverse)
+    <key>_ci_low, <key>_ci_high  after each of the above: its percentile bootstrap interval at
+                               evaluation.bootstrap.level (fewgan.metrics.bootstrap; null when samples = 0)
     best_iteration             the training iteration `fewgan select` kept (by evaluation.select.metric:
                                lowest FID with the standard Inception, else lowest SWD; best.json says which)
     feature_extractor_standard false when FID/KID came from a non-standard (e.g. untrained) Inception:

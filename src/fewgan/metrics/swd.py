@@ -345,6 +345,8 @@ class SWDStream:
         for b in _batches(real, c["batch_size"]):
             ds_real.add(b)
         self.real_desc = ds_real.finalize()
+        self.real_counts = ds_real.counts  # descriptors per real image (the bootstrap resamples images)
+        self.fake_desc: list[torch.Tensor] | None = None
         self.fake = DescriptorSet(self.n_fake, self.n_desc, len(self.res), c["patch_size"], self.seed * 1000 + 12)
 
     def fresh(self) -> "SWDStream":
@@ -352,6 +354,7 @@ class SWDStream:
         other = object.__new__(SWDStream)
         other.__dict__.update(self.__dict__)
         other.fake = DescriptorSet(self.n_fake, self.n_desc, len(self.res), self.cfg["patch_size"], self.seed * 1000 + 12)
+        other.fake_desc = None
         return other
 
     def add(self, batch: torch.Tensor) -> None:
@@ -361,7 +364,8 @@ class SWDStream:
 
     def result(self) -> dict[str, Any]:
         c = self.cfg
-        out = distances(self.real_desc, self.fake.finalize(), self.res, c["repeats"], c["directions"], self.seed)
+        self.fake_desc = self.fake.finalize()  # kept for the bootstrap (fewgan.metrics.bootstrap.swd_samples)
+        out = distances(self.real_desc, self.fake_desc, self.res, c["repeats"], c["directions"], self.seed)
         out.update(n_desc=self.n_desc, n_real=self.n_real, n_fake=self.n_fake, resolutions=self.res,
                    protocol=PROTOCOL)
         return out

@@ -29,6 +29,12 @@ EVALUATION_SCHEMA = strict({
         "batch_size": _POS_INT,
     }),
     "msssim": strict({"pairs": _POS_INT, "batch_size": _POS_INT}),
+    # percentile bootstrap intervals of evaluate's metrics (fewgan.metrics.bootstrap); samples 0 = off
+    "bootstrap": strict({
+        "samples": {"type": "integer", "minimum": 0},
+        "level": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "per_metric": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+    }),
     "score": strict({
         "n_fake": {"type": "integer", "minimum": 2},
         "kid": {"type": "boolean"},

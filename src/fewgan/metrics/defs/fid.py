@@ -1,12 +1,17 @@
 """FID (torch-fidelity's statistic on InceptionV3 pool features; fewgan.metrics.fid): the papers' metric.
 
 score: FID of every snapshot against all training images (and against the test split when
-evaluation.score.curve_test); evaluate: fid_train, fid_test. With the standard Inception weights it selects
-snapshots and ranks models (evaluation.select.metric: auto); from fallback weights it may do neither."""
+evaluation.score.curve_test); evaluate: fid_train, fid_test, each with a percentile bootstrap interval
+(fid_train_ci, fid_test_ci: fake and real feature rows resampled, fewgan.metrics.bootstrap). With the
+standard Inception weights it selects snapshots and ranks models (evaluation.select.metric: auto); from
+fallback weights it may do neither."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, num, register_metric
+from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, num, register_metric, with_ci
+
+RESAMPLED = ("fake and real Inception feature rows (each side with replacement; no network pass); FID "
+             "recomputed with the exact fast statistic (N-1 covariances)")
 
 
 @register_metric
@@ -22,11 +27,16 @@ class FID(Metric):
     late_columns = ("fid_test",)
     curve = "vs iteration (all models)"
     curve_label = "FID (train)"
-    summary = (Column("fid_train", lambda m: m.get("fid_train")), Column("fid_test", lambda m: m.get("fid_test")))
+    summary = (Column("fid_train", lambda m: m.get("fid_train")),
+               *ci_columns("fid_train", lambda m: m.get("fid_train_ci")),
+               Column("fid_test", lambda m: m.get("fid_test")),
+               *ci_columns("fid_test", lambda m: m.get("fid_test_ci")))
     report = (Column("fid_train", lambda m: num(m.get("fid_train"))),
-              Column("fid_test", lambda m: num(m.get("fid_test"))))
-    shown = (Shown("FID train", lambda r, f: f.num(r["fid_train"])),
-             Shown("FID test", lambda r, f: f.num(r["fid_test"])))
+              *ci_columns("fid_train", lambda m: m.get("fid_train_ci")),
+              Column("fid_test", lambda m: num(m.get("fid_test"))),
+              *ci_columns("fid_test", lambda m: m.get("fid_test_ci")))
+    shown = (Shown("FID train", lambda r, f: with_ci(f, r, "fid_train")),
+             Shown("FID test", lambda r, f: with_ci(f, r, "fid_test")))
     rank = ("fid_train", "FID (train)")
 
     def _fid(self, x, split: str) -> float:
@@ -42,4 +52,18 @@ class FID(Metric):
         return out
 
     def evaluate(self, x) -> dict:
-        return {f"fid_{s}": None if x.too_few(s, 2, "FID/KID") else self._fid(x, s) for s in ("train", "test")}
+        from fewgan.metrics.bootstrap import fid_samples, indices
+
+        boot = x.intervals(self)
+        out: dict = {}
+        for s in ("train", "test"):
+            value = None if x.too_few(s, 2, "FID/KID") else self._fid(x, s)
+
+            def replicates(n, gen, s=s):
+                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
+                return fid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen))
+
+            out[f"fid_{s}"] = value
+            out[f"fid_{s}_ci"] = boot.run(f"fid_{s}", value, replicates)
+        out["fid_bootstrap"] = boot.block(RESAMPLED)
+        return out

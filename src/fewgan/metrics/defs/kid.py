@@ -2,11 +2,16 @@
 min(n_real, n_fake, evaluation.kid.max_subset_size); fewgan.metrics.fid.kid_from_features).
 
 score: KID and its std over subsets for every snapshot when evaluation.score.kid; evaluate: against the
-train and the test split. Selects (FID breaks its ties) only with the standard Inception weights."""
+train and the test split, each with a percentile bootstrap interval (kid_train_ci, kid_test_ci: fake and real
+feature rows resampled, the same subset draws; fewgan.metrics.bootstrap). Selects (FID breaks its ties) only
+with the standard Inception weights."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, num, register_metric
+from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, ci_text, num, register_metric
+
+RESAMPLED = ("fake and real Inception feature rows (each side with replacement; no network pass); KID recomputed "
+             "with the point estimate's subset draws (same seed) from kernel matrices computed once")
 
 
 @register_metric
@@ -19,11 +24,17 @@ class KID(Metric):
     selects, pretrained, then = True, True, ("fid",)
     per_snapshot, score_switch = True, "kid"
     columns = ("kid", "kid_std")
-    summary = (Column("kid_train", lambda m: m.get("kid_train")),)
+    summary = (Column("kid_train", lambda m: m.get("kid_train")),
+               *ci_columns("kid_train", lambda m: m.get("kid_train_ci")))
     report = tuple(Column(f"kid_{k}_x1e3", lambda m, k=k: num(m.get(f"kid_{k}")))
-                   for k in ("train", "train_std", "test", "test_std"))
-    shown = (Shown("KID×10³ train", lambda r, f: f.pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"])),
-             Shown("KID×10³ test", lambda r, f: f.pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"])))
+                   for k in ("train", "train_std", "test", "test_std")) + (
+        *ci_columns("kid_train_x1e3", lambda m: m.get("kid_train_ci")),
+        *ci_columns("kid_test_x1e3", lambda m: m.get("kid_test_ci")))
+    # "value ± std over subsets [bootstrap interval]"
+    shown = (Shown("KID×10³ train", lambda r, f: f.pm(r["kid_train_x1e3"], r["kid_train_std_x1e3"])
+                   + ci_text(f, r, "kid_train_x1e3")),
+             Shown("KID×10³ test", lambda r, f: f.pm(r["kid_test_x1e3"], r["kid_test_std_x1e3"])
+                   + ci_text(f, r, "kid_test_x1e3")))
     rank = ("kid_train_x1e3", "KID×10³ (train)")
 
     def _kid(self, x, split: str) -> dict:
@@ -44,9 +55,22 @@ class KID(Metric):
                                                    int(x.ev["kid"]["max_subset_size"]))}
 
     def evaluate(self, x) -> dict:
+        from fewgan.metrics.bootstrap import indices, kid_samples
+
         none = {"kid": None, "kid_std": None, "kid_subset_size": None}
         r = {s: none if x.too_few(s, 2, "FID/KID") else self._kid(x, s) for s in ("train", "test")}
-        return {"kid_train": r["train"]["kid"], "kid_train_std": r["train"]["kid_std"],
-                "kid_test": r["test"]["kid"], "kid_test_std": r["test"]["kid_std"],
+        boot = x.intervals(self)
+        ci = {}
+        for s in ("train", "test"):
+            def replicates(n, gen, s=s):
+                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
+                return kid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen),
+                                   subsets=int(x.ev["kid"]["subsets"]), size=int(r[s]["kid_subset_size"]),
+                                   seed=x.kseed)
+
+            ci[s] = boot.run(f"kid_{s}", r[s]["kid"], replicates)
+        return {"kid_train": r["train"]["kid"], "kid_train_std": r["train"]["kid_std"], "kid_train_ci": ci["train"],
+                "kid_test": r["test"]["kid"], "kid_test_std": r["test"]["kid_std"], "kid_test_ci": ci["test"],
                 "kid_subset_size_train": r["train"]["kid_subset_size"],
-                "kid_subset_size_test": r["test"]["kid_subset_size"]}
+                "kid_subset_size_test": r["test"]["kid_subset_size"],
+                "kid_bootstrap": boot.block(RESAMPLED)}

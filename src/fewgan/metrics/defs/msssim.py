@@ -1,10 +1,15 @@
 """MS-SSIM (ProGAN's multi-scale SSIM; fewgan.metrics.msssim): diversity, not quality, so it never selects
 or ranks. evaluate: mean over consecutive pairs of independent fakes, and over distinct pairs of the real
-training images (the value to compare with: lower = more diverse)."""
+training images (the value to compare with: lower = more diverse), each with a percentile bootstrap interval
+over its pairs (msssim_fake_ci, msssim_real_ci; fewgan.metrics.bootstrap)."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, num, register_metric
+from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, ci_text, num, register_metric
+
+RESAMPLED = {"fake": "pairs of independent fakes (per-pair values, with replacement); their mean",
+             "real": "distinct pairs of the real train images (per-pair values, with replacement); their mean. "
+                     "The pairs share images, so this interval is narrower than the real set's sampling noise"}
 
 
 @register_metric
@@ -15,11 +20,16 @@ class MSSSIM(Metric):
     needs = frozenset({"pairs", "reals"})
     order = 40
     summary = (Column("msssim_fake", lambda m: m.get("msssim_fake")),
-               Column("msssim_real", lambda m: m.get("msssim_real")))
+               *ci_columns("msssim_fake", lambda m: m.get("msssim_fake_ci")),
+               Column("msssim_real", lambda m: m.get("msssim_real")),
+               *ci_columns("msssim_real", lambda m: m.get("msssim_real_ci")))
     report = (Column("msssim_fake", lambda m: num(m.get("msssim_fake"))),
-              Column("msssim_real", lambda m: num(m.get("msssim_real"))))
+              *ci_columns("msssim_fake", lambda m: m.get("msssim_fake_ci")),
+              Column("msssim_real", lambda m: num(m.get("msssim_real"))),
+              *ci_columns("msssim_real", lambda m: m.get("msssim_real_ci")))
     shown = (Shown("MS-SSIM fake (real)",
-                   lambda r, f: f"{f.num(r['msssim_fake'], 4)} ({f.num(r['msssim_real'], 4)})"),)
+                   lambda r, f: f"{f.num(r['msssim_fake'], 4)}{ci_text(f, r, 'msssim_fake', 4)} "
+                                f"({f.num(r['msssim_real'], 4)}{ci_text(f, r, 'msssim_real', 4)})"),)
 
     def eval_fakes(self, params: dict) -> int:
         return 2 * int(params["evaluation"]["msssim"]["pairs"])
@@ -30,20 +40,28 @@ class MSSSIM(Metric):
         return PairStream(n // 2)  # takes its pairs from the first n fakes itself
 
     def evaluate(self, x) -> dict:
+        from fewgan.metrics.bootstrap import mean_samples
         from fewgan.metrics.msssim import msssim_set
 
         ev = x.ev["msssim"]
         train = x.reals.images("train")
         real = {"msssim": None, "pairs": 0}
         if x.cls is None or train.shape[0] >= 2:
-            real = msssim_set(train, int(ev["pairs"]), seed=x.seed, batch_size=int(ev["batch_size"]))
+            real = msssim_set(train, int(ev["pairs"]), seed=x.seed, batch_size=int(ev["batch_size"]),
+                              keep_values=True)
         else:
             x.note(f"{train.shape[0]} train image(s) of class {x.cls}: SWD real floor and real MS-SSIM not "
                    "computed (need >= 2)")
-        fake = x.stream(self).result()
+        acc = x.stream(self)
+        fake = acc.result()
+        boot = x.intervals(self)
+        fake_ci = boot.run("msssim_fake", fake["msssim"], lambda n, gen: mean_samples(acc.values(), n, gen))
+        real_ci = boot.run("msssim_real", real["msssim"], lambda n, gen: mean_samples(real["values"], n, gen))
+        block = boot.block(RESAMPLED)
         if x.cls is not None:  # per class: the real set's numbers first (metrics.json's order)
-            return {"msssim_real": real["msssim"], "msssim_real_pairs": real["pairs"],
-                    "msssim_fake": fake["msssim"], "msssim_fake_pairs": fake["pairs"]}
-        return {"msssim_fake": fake["msssim"], "msssim_fake_pairs": fake["pairs"],
-                "msssim_real": real["msssim"], "msssim_real_pairs": real["pairs"],
-                "msssim_method": {"fake": fake["method"], "real": real["method"]}}
+            return {"msssim_real": real["msssim"], "msssim_real_pairs": real["pairs"], "msssim_real_ci": real_ci,
+                    "msssim_fake": fake["msssim"], "msssim_fake_pairs": fake["pairs"], "msssim_fake_ci": fake_ci,
+                    "msssim_bootstrap": block}
+        return {"msssim_fake": fake["msssim"], "msssim_fake_pairs": fake["pairs"], "msssim_fake_ci": fake_ci,
+                "msssim_real": real["msssim"], "msssim_real_pairs": real["pairs"], "msssim_real_ci": real_ci,
+                "msssim_method": {"fake": fake["method"], "real": real["method"]}, "msssim_bootstrap": block}

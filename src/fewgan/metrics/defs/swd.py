@@ -2,12 +2,22 @@
 network; fewgan.metrics.swd).
 
 score: SWD of every snapshot when evaluation.score.swd (the real descriptors are computed once per run);
-evaluate: per level and mean, with the real-vs-real noise floor. It selects snapshots and ranks models with
-any Inception weights: `auto` uses it when the Inception extractor is a fallback."""
+evaluate: per level and mean, with the real-vs-real noise floor and a percentile bootstrap interval of the
+mean (swd.mean_ci: fake and real images resampled with their descriptors, fewgan.metrics.bootstrap). It
+selects snapshots and ranks models with any Inception weights: `auto` uses it when the Inception extractor
+is a fallback."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, mean_of, register_metric
+from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, ci_text, mean_of, register_metric
+
+RESAMPLED = ("fake and real images (each side with replacement), each image's patch descriptors kept together; "
+             "the side with more descriptors loses random ones to equal counts; each set renormalised by its "
+             "own channel statistics; the point estimate's projection directions (same seed)")
+
+
+def _mean_ci(m: dict):
+    return m["swd"].get("mean_ci") if isinstance(m.get("swd"), dict) else None
 
 
 @register_metric
@@ -22,12 +32,15 @@ class SWD(Metric):
     curve_label = "SWD×10³ (train)"
     curve_note = ("SWD: ProGAN sliced Wasserstein distance on Laplacian-pyramid patches, fakes vs the train split; "
                   "no pretrained network")
-    summary = (Column("swd_mean", lambda m: m["swd"].get("mean") if isinstance(m.get("swd"), dict) else None),)
+    summary = (Column("swd_mean", lambda m: m["swd"].get("mean") if isinstance(m.get("swd"), dict) else None),
+               *ci_columns("swd_mean", _mean_ci))
     report = (Column("swd_mean_x1e3", lambda m: mean_of(m.get("swd"))),
+              *ci_columns("swd_mean_x1e3", _mean_ci),
               Column("swd_real_floor_x1e3", lambda m: mean_of(m.get("swd_real_floor"))))
-    shown = (Shown("SWD×10³ mean", lambda r, f: f.num(r["swd_mean_x1e3"])),)
+    shown = (Shown("SWD×10³ mean", lambda r, f: f.num(r["swd_mean_x1e3"]) + ci_text(f, r, "swd_mean_x1e3")),)
     shown_per_class = (Shown("SWD×10³ mean (real floor)",
-                             lambda r, f: f"{f.num(r['swd_mean_x1e3'])} ({f.num(r['swd_real_floor_x1e3'])})"),)
+                             lambda r, f: f"{f.num(r['swd_mean_x1e3'])}{ci_text(f, r, 'swd_mean_x1e3')} "
+                                          f"({f.num(r['swd_real_floor_x1e3'])})"),)
     rank = ("swd_mean_x1e3", "SWD×10³ (mean over levels, vs train)")
 
     def eval_fakes(self, params: dict) -> int:
@@ -56,15 +69,24 @@ class SWD(Metric):
         return {"swd_protocol": PROTOCOL if enabled else None}
 
     def evaluate(self, x) -> dict:
+        from fewgan.metrics.bootstrap import swd_samples
         from fewgan.metrics.swd import swd_real_floor
 
         acc = x.stream(self)
+        boot = x.intervals(self)
         if acc is None:
             x.note(f"no train image of class {x.cls}: SWD not computed")
             swd = None
         else:
-            res = acc.inner.result()
+            st = acc.inner
+            res = st.result()
             swd = {"levels": res["levels"], "mean": res["mean"], "n_desc": res["n_desc"], "n_fake": res["n_fake"]}
+            # the resamples run on the GPU when evaluate has one (the descriptors are computed on the CPU)
+            dev = x.device if str(x.device).startswith("cuda") else "cpu"
+            swd["mean_ci"] = boot.run("swd_mean", res["mean"], lambda n, gen: swd_samples(
+                st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg, seed=st.seed,
+                samples=n, gen=gen, device=dev))
+            swd["bootstrap"] = boot.block(RESAMPLED, of="mean over levels")
             if x.cls is None:
                 swd["protocol"] = res["protocol"]
         floor = None

@@ -1,0 +1,294 @@
+"""Percentile bootstrap intervals of evaluate's metrics, within one run (issue 19 item 2).
+
+Efron's percentile bootstrap (Efron 1979; Efron & Tibshirani 1993, ch. 13): resample the samples a metric
+used with replacement, recompute the statistic on each resample, and report the (1-level)/2 and
+(1+level)/2 quantiles of the replicates (numpy's default linear interpolation). The interval covers the
+*sampling noise of the evaluation* (which fakes were drawn, which real images the split holds), not the
+noise of training: seeds cover that. Nothing here runs a network: every resample reuses what the point
+estimate already computed.
+
+- FID: the fake and the real feature rows, each side resampled; FID recomputed exactly (torch-fidelity's
+  N-1 statistic in the nuclear-norm form of `fewgan.metrics.fid.fid_from_features`, from the centred
+  features' cross Gram matrix computed once; `fid_samples`).
+- KID: the same feature rows; KID recomputed with the point estimate's subset draws (the same seed) from
+  kernel matrices computed once (`kid_samples`; torch-fidelity's polynomial kernel and unbiased MMD).
+- SWD: the fake and the real images, each image's patch descriptors kept together; each resampled set is
+  renormalised by its own channel statistics (ProGAN's per-set normalisation) and the distance recomputed
+  with the same projection directions. Resampled images carry unequal descriptor counts (the even spread
+  gives some images one more), so the larger side loses random descriptors down to the smaller count
+  (`swd_samples`).
+- MS-SSIM: the per-pair values (fakes: consecutive pairs of independent fakes, i.i.d.; reals: distinct
+  pairs of one image set, which share images, so their interval is too narrow) and their mean.
+
+A biased estimator's percentile interval is shifted by the bias: for FID (bias ~ tr(S)/n, positive) the
+replicates sit about one bias above the point estimate, so the interval covers roughly the population
+value plus twice the bias, not the population value (tests/metrics/test_bootstrap.py measures it). The
+blocks record the bootstrap bias estimate (mean of the replicates minus the point estimate) beside it.
+
+Resampling is seeded from params `seed`, the metric, the split and the class (`generator`), so the same
+run gives the same interval whatever other metrics are on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+METHOD = "percentile"
+QUANTILES = "numpy.quantile, linear interpolation"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """evaluation.bootstrap of one run: `samples` resamples (0 = off), interval `level`, params `seed`;
+    `per_metric`: resamples of a named metric, overriding `samples`."""
+
+    samples: int = 0
+    level: float = 0.95
+    seed: int = 0
+    per_metric: tuple = ()
+
+    def samples_for(self, metric: str) -> int:
+        return int(dict(self.per_metric).get(metric, self.samples))
+
+
+def settings(params: dict) -> Settings:
+    b = (params.get("evaluation") or {}).get("bootstrap") or {}
+    level = float(b.get("level", 0.95))
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"evaluation.bootstrap.level must be in (0, 1), got {level}")
+    per = tuple(sorted((str(k), int(v)) for k, v in (b.get("per_metric") or {}).items()))
+    return Settings(samples=int(b.get("samples", 0)), level=level, seed=int(params.get("seed", 0)), per_metric=per)
+
+
+def generator(seed: int, *tags: Any) -> torch.Generator:
+    """A CPU generator for one interval: params seed and the interval's tags (metric, split, class)."""
+    tag = zlib.crc32("/".join(str(t) for t in tags).encode())
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + tag) % 2**63)
+
+
+def indices(n: int, samples: int, gen: torch.Generator) -> torch.Tensor:
+    """(samples, n) row indices drawn with replacement."""
+    return torch.randint(0, int(n), (int(samples), int(n)), generator=gen)
+
+
+def interval(replicates: Any, level: float) -> list[float] | None:
+    """[lo, hi]: the percentile interval of the replicates (None without finite ones)."""
+    v = np.asarray(replicates, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    a = (1.0 - float(level)) / 2.0
+    lo, hi = np.quantile(v, [a, 1.0 - a])
+    return [float(lo), float(hi)]
+
+
+def block(s: Settings, samples: int, resampled: str, **extra: Any) -> dict:
+    """The metrics.json description of a metric's intervals (`<metric>_bootstrap`)."""
+    return {"samples": int(samples), "level": s.level, "method": METHOD if samples else "off",
+            "quantiles": QUANTILES, "resampled": resampled, "seed": s.seed, **extra}
+
+
+class Intervals:
+    """Collects one metric's intervals: `run(key, point, replicates_fn)` adds `<key>_ci`-style results;
+    `block()` describes them (samples, level, method, bias, seconds)."""
+
+    def __init__(self, s: Settings, metric: str, cls: str | None):
+        self.s, self.metric, self.cls = s, metric, cls
+        self.samples = s.samples_for(metric)
+        self.bias: dict[str, float | None] = {}
+        self.outside: list[str] = []
+        self.seconds = 0.0
+
+    @property
+    def on(self) -> bool:
+        return self.samples > 0
+
+    def gen(self, *tags: Any) -> torch.Generator:
+        return generator(self.s.seed, self.metric, *tags, *(() if self.cls is None else ("class", self.cls)))
+
+    def run(self, key: str, point: float | None, replicates: Callable[[int, torch.Generator], Any]) -> list | None:
+        """The interval of `key` (None when off or without a point estimate); replicates(samples, gen)."""
+        if not self.on or point is None:
+            return None
+        t = time.perf_counter()
+        reps = np.asarray(replicates(self.samples, self.gen(key)), dtype=np.float64)
+        self.seconds += time.perf_counter() - t
+        fin = reps[np.isfinite(reps)]
+        self.bias[key] = float(fin.mean() - point) if fin.size else None
+        ci = interval(reps, self.s.level)
+        if ci is not None and not ci[0] <= point <= ci[1]:
+            self.outside.append(key)
+        return ci
+
+    def block(self, resampled: str, **extra: Any) -> dict:
+        out = block(self.s, self.samples, resampled, **extra)
+        if self.on:
+            # bias: mean of the replicates minus the point estimate; point_outside: the keys whose point
+            # estimate lies outside its own interval (a large bias: see the module docstring)
+            out.update(bias=self.bias, point_outside=self.outside, seconds=self.seconds)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------
+# FID and KID: resampled feature rows
+# ------------------------------------------------------------------------------------------------
+def _counts(idx: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.bincount(idx, minlength=n).double()
+
+
+def fid_samples(fake: torch.Tensor, real: torch.Tensor, idx_fake: torch.Tensor, idx_real: torch.Tensor) -> np.ndarray:
+    """FID of each resample (fake[idx_fake[b]], real[idx_real[b]]): the N-1 statistic of
+    fewgan.metrics.fid.fid_from_features (method fast), exactly.
+
+    With centred features X (fakes) and Y (reals), a resample with row counts c1, c2 has means
+    m1 = c1'X/n1, m2 = c2'Y/n2 and trace terms (c1'|x|^2 - n1|m1|^2)/(n1-1); its cross term
+    tr sqrt(S1 S2) is the nuclear norm of the resampled centred cross product / sqrt((n1-1)(n2-1)), whose
+    singular values are those of diag(sqrt c1) (XY' - X m2 1' - 1 m1'Y' + m1'm2) diag(sqrt c2) over the rows
+    drawn at least once: the cross Gram XY' is computed once. When both sides have more rows than features,
+    fid_from_features (its d x d eigendecomposition branch) runs on each resample instead."""
+    from fewgan.metrics.fid import fid_from_features
+
+    x0, y0 = fake.double().cpu(), real.double().cpu()
+    n1, n2, d = x0.shape[0], y0.shape[0], x0.shape[1]
+    if min(n1, n2) > d:
+        return np.array([fid_from_features(x0[i], y0[j], "fast") for i, j in zip(idx_fake, idx_real)])
+    mx, my = x0.mean(0), y0.mean(0)
+    x, y = x0 - mx, y0 - my
+    gram = x @ y.T
+    sqx, sqy = x.square().sum(1), y.square().sum(1)
+    out = np.empty(idx_fake.shape[0])
+    for b in range(idx_fake.shape[0]):
+        c1, c2 = _counts(idx_fake[b], n1), _counts(idx_real[b], n2)
+        m1, m2 = c1 @ x / n1, c2 @ y / n2
+        tr1 = (c1 @ sqx - n1 * m1.square().sum()) / (n1 - 1)
+        tr2 = (c2 @ sqy - n2 * m2.square().sum()) / (n2 - 1)
+        u1, u2 = c1.nonzero().squeeze(1), c2.nonzero().squeeze(1)
+        m = gram[u1][:, u2] - (x[u1] @ m2)[:, None] - (y[u2] @ m1)[None, :] + m1 @ m2
+        m = c1[u1].sqrt()[:, None] * m * c2[u2].sqrt()[None, :]
+        cross = torch.linalg.svdvals(m).sum() / math.sqrt((n1 - 1) * (n2 - 1))
+        out[b] = float((m1 + mx - m2 - my).square().sum() + tr1 + tr2 - 2 * cross)
+    return out
+
+
+def _poly_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """torch-fidelity's kernel_poly with its defaults: (a b' / d + 1)^3."""
+    return (a @ b.T / a.shape[1] + 1.0) ** 3
+
+
+def kid_subset_draws(n1: int, n2: int, subsets: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The positions torch-fidelity's kid_features_to_metric draws: per subset, `size` of n1 then of n2."""
+    rng = np.random.RandomState(int(seed))
+    p1, p2 = np.empty((subsets, size), dtype=np.int64), np.empty((subsets, size), dtype=np.int64)
+    for s in range(subsets):
+        p1[s] = rng.choice(n1, size, replace=False)
+        p2[s] = rng.choice(n2, size, replace=False)
+    return p1, p2
+
+
+def kid_samples(fake: torch.Tensor, real: torch.Tensor, idx_fake: torch.Tensor, idx_real: torch.Tensor, *,
+                subsets: int, size: int, seed: int) -> np.ndarray:
+    """KID x10^3 of each resample, as fewgan.metrics.fid.kid_from_features computes it on
+    (fake[idx_fake[b]], real[idx_real[b]]) with the same subset seed: subset s takes the resample's positions
+    p1[s], p2[s] (the draws do not depend on the values), i.e. the original rows idx[p]; the unbiased MMD of
+    the subset is read from the full kernel matrices weighted by how often each row is taken."""
+    x, y = fake.double().cpu(), real.double().cpu()
+    n1, n2 = x.shape[0], y.shape[0]
+    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+    dxx, dyy = kxx.diagonal().clone(), kyy.diagonal().clone()
+    p1, p2 = (torch.from_numpy(p) for p in kid_subset_draws(n1, n2, subsets, size, seed))
+    rows = torch.arange(subsets)[:, None]
+    m = float(size)
+    out = np.empty(idx_fake.shape[0])
+    for b in range(idx_fake.shape[0]):
+        o1, o2 = idx_fake[b][p1], idx_real[b][p2]  # (subsets, size) original rows
+        w1 = torch.zeros(subsets, n1, dtype=torch.float64).index_put_((rows.expand_as(o1), o1),
+                                                                      torch.ones(()).double(), accumulate=True)
+        w2 = torch.zeros(subsets, n2, dtype=torch.float64).index_put_((rows.expand_as(o2), o2),
+                                                                      torch.ones(()).double(), accumulate=True)
+        xx = ((w1 @ kxx) * w1).sum(1) - w1 @ dxx
+        yy = ((w2 @ kyy) * w2).sum(1) - w2 @ dyy
+        xy = ((w1 @ kxy) * w2).sum(1)
+        mmd = (xx + yy) / (m * (m - 1)) - 2 * xy / (m * m)
+        out[b] = 1e3 * float(mmd.mean())
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# MS-SSIM: per-pair values
+# ------------------------------------------------------------------------------------------------
+def mean_samples(values: torch.Tensor, samples: int, gen: torch.Generator) -> np.ndarray:
+    """Mean of each resample of the values (pairs resampled with replacement)."""
+    v = values.double().cpu().reshape(-1)
+    return v[indices(v.numel(), samples, gen)].mean(1).numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# SWD: resampled images, each with its descriptors
+# ------------------------------------------------------------------------------------------------
+#: below this many descriptor values per level the SWD resamples run on one thread: on a loaded 2-core
+#: machine each small parallel op waited milliseconds for its threads (smoke sizes: 200 resamples took 57 s on
+#: 2 threads, 1.4 s on one)
+SMALL_SWD = 1 << 20
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _rows_of(counts: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+    """Descriptor rows of the picked images (with repeats), images' rows contiguous in image order."""
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
+    lens = counts[picked]
+    first = torch.repeat_interleave(starts[picked], lens)
+    within = torch.arange(int(lens.sum())) - torch.repeat_interleave(lens.cumsum(0) - lens, lens)
+    return first + within
+
+
+def swd_samples(real_desc: list[torch.Tensor], real_counts: torch.Tensor, fake_desc: list[torch.Tensor],
+                fake_counts: torch.Tensor, *, res: list[int], cfg: dict, seed: int, samples: int,
+                gen: torch.Generator, device: Any = "cpu") -> np.ndarray:
+    """SWD x10^3 (mean over levels) of each resample: real and fake images drawn with replacement, each
+    image's descriptors (all levels) kept together; the side with more descriptors loses random ones down
+    to the other's count; each set renormalised by its own channel mean/std (ProGAN); the distance with the
+    point estimate's directions (fewgan.metrics.swd.distances, same seed)."""
+    p = int(cfg["patch_size"])
+    dev = torch.device(device)
+    real_desc = [d.to(dev) for d in real_desc]
+    fake_desc = [d.to(dev) for d in fake_desc]
+    nr, nf = int(real_counts.numel()), int(fake_counts.numel())
+    small = dev.type == "cpu" and real_desc[0].numel() < SMALL_SWD
+    with _threads(1 if small else torch.get_num_threads()):
+        return _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev)
+
+
+def _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev):
+    from fewgan.metrics.swd import distances, normalize_descriptors
+
+    out = np.empty(int(samples))
+    for b in range(int(samples)):
+        rr = _rows_of(real_counts, torch.randint(0, nr, (nr,), generator=gen))
+        rf = _rows_of(fake_counts, torch.randint(0, nf, (nf,), generator=gen))
+        n = min(rr.numel(), rf.numel())
+        if rr.numel() > n:
+            rr = rr[torch.randperm(rr.numel(), generator=gen)[:n]]
+        if rf.numel() > n:
+            rf = rf[torch.randperm(rf.numel(), generator=gen)[:n]]
+        rr, rf = rr.to(dev), rf.to(dev)
+        a = [normalize_descriptors(d[rr].view(n, -1, p, p)) for d in real_desc]
+        f = [normalize_descriptors(d[rf].view(n, -1, p, p)) for d in fake_desc]
+        out[b] = distances(a, f, res, int(cfg["repeats"]), int(cfg["directions"]), seed)["mean"]
+    return out
