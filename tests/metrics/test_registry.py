@@ -178,8 +178,9 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
               run_dir / "evaluate", threads=1)
     assert m["toy_train"] > 0 and m["ptoy_train"] > 0 and m["fid_train"] > 0
     summary = json.loads((run_dir / "evaluate" / "summary.json").read_text())
-    assert list(summary) == ["fid_train", "fid_test", "kid_train", "swd_mean", "toy_train", "msssim_fake",
-                             "msssim_real", "best_iteration", "feature_extractor_standard"]
+    assert [k for k in summary if not k.endswith(("_ci_low", "_ci_high"))] == [
+        "fid_train", "fid_test", "kid_train", "swd_mean", "toy_train", "msssim_fake", "msssim_real", "best_iteration",
+        "feature_extractor_standard"]  # each built-in value is followed by its bootstrap interval
 
     # report: the toy's column in summary.csv and the results table, its curve, and the ranking by it
     from fewgan.report import run as report
@@ -201,7 +202,8 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
     assert s["toy_train"][0] == pytest.approx(m["toy_train"])  # summary.csv: full precision (pandas repr)
     assert res["ranking"]["column"] == "toy_train" and str(s["rank"][0]) == "1" and s["ranked_by"][0] == "toy (train)"
     md = (tmp_path / "report" / "README.md").read_text()
-    header = next(ln for ln in md.splitlines() if ln.startswith("| rank"))
+    results = md.split("## Results", 1)[1]  # (the Verdicts section before it has a rank table of its own)
+    header = next(ln for ln in results.splitlines() if ln.startswith("| rank"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert cells.index("SWD×10³ mean") + 1 == cells.index("toy train") < cells.index("MS-SSIM fake (real)")
     assert any("figures/toy_" in f for f in res["figures"]["toy"])  # its curve vs iteration
