@@ -203,7 +203,8 @@ def test_evaluate_writes_intervals_and_leaves_the_point_estimates_alone(run_dir,
     # the results table: "value [lo, hi]"; just the value without an interval
     f = T._Fmt(2)
     shown = {s.header: s.show(row, f) for mt in T.registered_metrics() for s in mt.shown}
-    assert shown["FID train"] == f"{f.num(m['fid_train'])} [{f.num(m['fid_train_ci'][0])}, {f.num(m['fid_train_ci'][1])}]"
+    flo, fhi = m["fid_train_ci"]
+    assert shown["FID train"] == f"{f.num(m['fid_train'])} [{f.num(flo)}, {f.num(fhi)}]"
     assert shown["SWD×10³ mean"].endswith(f"[{f.num(lo)}, {f.num(hi)}]")
     assert " ± " in shown["KID×10³ train"] and shown["KID×10³ train"].endswith("]")
     assert shown["MS-SSIM fake (real)"].count("[") == 2
