@@ -20,10 +20,11 @@ from fewgan.metrics.msssim import PairStream
 
 from .test_stages import run_dir  # noqa: F401 (fixture: a tiny generator's snapshots and a toy split)
 
-#: repeats of each coverage experiment: the coverage of a nominal 95% interval is then estimated with a
-#: standard error of sqrt(0.95 * 0.05 / 200) = 1.5%; the tolerance, 4%, is 2.6 standard errors, and also
-#: allows for the percentile interval's known undercoverage at small n (about 1% below for a mean of 100
-#: skewed values; measured 93.7% for the FID case below over 1,000 repeats)
+#: repeats of the FID coverage experiment: the coverage of a nominal 95% interval is then estimated with a
+#: standard error of sqrt(0.95 * 0.05 / 200) = 1.5%; the tolerance, 4%, is 2.6 standard errors (measured over
+#: 1,000 repeats: 93.7%). The mean's experiment is cheap: 2,000 repeats (standard error 0.5%) and a 3.5%
+#: tolerance, which also allows for the percentile interval's known undercoverage at n = 100 (plug-in
+#: variance, normal rather than t quantiles, 200 resamples; measured 92.9% and 93.3% over 1,000 repeats)
 REPEATS = 200
 RESAMPLES = 200
 TOLERANCE = 0.04
@@ -33,12 +34,12 @@ def test_mean_interval_covers_the_population_mean():
     """MS-SSIM-style: the mean of i.i.d. per-pair values in [0, 1] (Beta(2, 5), skewed; population mean 2/7)."""
     beta = torch.distributions.Beta(torch.tensor(2.0, dtype=torch.float64), torch.tensor(5.0, dtype=torch.float64))
     torch.manual_seed(0)
-    covered = 0
-    for r in range(REPEATS):
+    covered, repeats = 0, 2000
+    for r in range(repeats):
         values = beta.sample((100,))
         lo, hi = B.interval(B.mean_samples(values, RESAMPLES, B.generator(r, "msssim")), 0.95)
         covered += lo <= 2 / 7 <= hi
-    assert abs(covered / REPEATS - 0.95) <= TOLERANCE, covered / REPEATS
+    assert abs(covered / repeats - 0.95) <= 0.035, covered / repeats
 
 
 def test_fid_interval_covers_the_expected_fid_not_the_population_value():
@@ -57,7 +58,7 @@ def test_fid_interval_covers_the_expected_fid_not_the_population_value():
         return (torch.randn(n1, d, generator=g, dtype=torch.float64),
                 mu2 + s2 * torch.randn(n2, d, generator=g, dtype=torch.float64))
 
-    with B._threads(1):  # 4 x 4 matrices: threads only wait for each other (x15 slower on a loaded 2-core box)
+    with B._threads_for(0):  # 4 x 4 matrices: threads only wait for each other (x15 slower on a loaded 2-core box)
         expected, cov_expected, cov_theta = _fid_coverage(draw, theta, n1, n2)
     assert expected - theta > 0.15  # the bias: ~(4 + 9) / 100 - the cross term's share; 0.25 measured
     assert abs(cov_expected / REPEATS - 0.95) <= TOLERANCE, cov_expected / REPEATS
@@ -65,7 +66,7 @@ def test_fid_interval_covers_the_expected_fid_not_the_population_value():
 
 
 def _fid_coverage(draw, theta: float, n1: int, n2: int) -> tuple[float, int, int]:
-    expected = float(np.mean([F.fid_from_features(*draw()) for _ in range(2000)]))
+    expected = float(np.mean([F.fid_from_features(*draw()) for _ in range(1000)]))
     cov_expected = cov_theta = 0
     for r in range(REPEATS):
         x, y = draw()
@@ -110,6 +111,7 @@ def test_resampled_swd_keeps_images_whole_and_the_directions():
     fake_n = [S.normalize_descriptors(d.view(d.shape[0], -1, 7, 7)) for d in st.fake_desc]
     again = S.distances(ident, fake_n, st.res, 2, 16, st.seed)["mean"]
     assert again == pytest.approx(point, rel=1e-5)
+    assert B._distance(ident, fake_n, 2, 16, st.seed) == pytest.approx(again, rel=1e-5)  # torch projections
     reps = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg,
                          seed=st.seed, samples=6, gen=B.generator(0, "swd"))
     assert reps.shape == (6,) and np.isfinite(reps).all() and len(set(reps.tolist())) == 6
@@ -201,7 +203,8 @@ def test_evaluate_writes_intervals_and_leaves_the_point_estimates_alone(run_dir,
     # the results table: "value [lo, hi]"; just the value without an interval
     f = T._Fmt(2)
     shown = {s.header: s.show(row, f) for mt in T.registered_metrics() for s in mt.shown}
-    assert shown["FID train"] == f"{f.num(m['fid_train'])} [{f.num(m['fid_train_ci'][0])}, {f.num(m['fid_train_ci'][1])}]"
+    flo, fhi = m["fid_train_ci"]
+    assert shown["FID train"] == f"{f.num(m['fid_train'])} [{f.num(flo)}, {f.num(fhi)}]"
     assert shown["SWD×10³ mean"].endswith(f"[{f.num(lo)}, {f.num(hi)}]")
     assert " ± " in shown["KID×10³ train"] and shown["KID×10³ train"].endswith("]")
     assert shown["MS-SSIM fake (real)"].count("[") == 2

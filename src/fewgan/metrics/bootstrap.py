@@ -137,6 +137,27 @@ class Intervals:
         return out
 
 
+#: below this many multiply-adds per resample the resamples run on one thread (SWD: SMALL_SWD): on the
+#: shared 2-core machine each small parallel op waited milliseconds for its threads (2 threads vs 1, per
+#: resample: FID at 300 x 50 features 18 vs 2.5 ms, KID 14 vs 1.9 ms; SWD at 128 px with 50 reals 1.3 vs
+#: 0.6 s; the smoke profile's 200 SWD resamples 57 s vs 1.4 s). The CPU profiles' sizes all fall below;
+#: the paper's (5,000 fakes, ~1,000 reals) do not.
+SMALL_WORK = 1 << 27
+SMALL_SWD = 1 << 33
+
+
+@contextlib.contextmanager
+def _threads_for(work: float, small: float = SMALL_WORK):
+    """One thread for a small problem, else torch's setting; restored afterwards."""
+    old = torch.get_num_threads()
+    if work < small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # ------------------------------------------------------------------------------------------------
 # FID and KID: resampled feature rows
 # ------------------------------------------------------------------------------------------------
@@ -158,8 +179,14 @@ def fid_samples(fake: torch.Tensor, real: torch.Tensor, idx_fake: torch.Tensor, 
 
     x0, y0 = fake.double().cpu(), real.double().cpu()
     n1, n2, d = x0.shape[0], y0.shape[0], x0.shape[1]
-    if min(n1, n2) > d:
-        return np.array([fid_from_features(x0[i], y0[j], "fast") for i, j in zip(idx_fake, idx_real)])
+    with _threads_for((n1 + n2) * d + n1 * n2 * min(n1, n2, d)):  # the means, the SVD
+        if min(n1, n2) > d:
+            return np.array([fid_from_features(x0[i], y0[j], "fast") for i, j in zip(idx_fake, idx_real)])
+        return _fid_gram(x0, y0, idx_fake, idx_real)
+
+
+def _fid_gram(x0: torch.Tensor, y0: torch.Tensor, idx_fake: torch.Tensor, idx_real: torch.Tensor) -> np.ndarray:
+    n1, n2 = x0.shape[0], y0.shape[0]
     mx, my = x0.mean(0), y0.mean(0)
     x, y = x0 - mx, y0 - my
     gram = x @ y.T
@@ -201,6 +228,12 @@ def kid_samples(fake: torch.Tensor, real: torch.Tensor, idx_fake: torch.Tensor, 
     the subset is read from the full kernel matrices weighted by how often each row is taken."""
     x, y = fake.double().cpu(), real.double().cpu()
     n1, n2 = x.shape[0], y.shape[0]
+    with _threads_for(subsets * (n1 + n2) ** 2):  # weights x kernels
+        return _kid_loop(x, y, idx_fake, idx_real, subsets, size, seed)
+
+
+def _kid_loop(x, y, idx_fake, idx_real, subsets: int, size: int, seed: int) -> np.ndarray:
+    n1, n2 = x.shape[0], y.shape[0]
     kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
     dxx, dyy = kxx.diagonal().clone(), kyy.diagonal().clone()
     p1, p2 = (torch.from_numpy(p) for p in kid_subset_draws(n1, n2, subsets, size, seed))
@@ -233,21 +266,6 @@ def mean_samples(values: torch.Tensor, samples: int, gen: torch.Generator) -> np
 # ------------------------------------------------------------------------------------------------
 # SWD: resampled images, each with its descriptors
 # ------------------------------------------------------------------------------------------------
-#: below this many descriptor values per level the SWD resamples run on one thread: on a loaded 2-core
-#: machine each small parallel op waited milliseconds for its threads (smoke sizes: 200 resamples took 57 s on
-#: 2 threads, 1.4 s on one)
-SMALL_SWD = 1 << 20
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
 
 def _rows_of(counts: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
     """Descriptor rows of the picked images (with repeats), images' rows contiguous in image order."""
@@ -264,19 +282,20 @@ def swd_samples(real_desc: list[torch.Tensor], real_counts: torch.Tensor, fake_d
     """SWD x10^3 (mean over levels) of each resample: real and fake images drawn with replacement, each
     image's descriptors (all levels) kept together; the side with more descriptors loses random ones down
     to the other's count; each set renormalised by its own channel mean/std (ProGAN); the distance with the
-    point estimate's directions (fewgan.metrics.swd.distances, same seed)."""
+    point estimate's directions (fewgan.metrics.swd.distances, same seed; `_distance`)."""
     p = int(cfg["patch_size"])
     dev = torch.device(device)
     real_desc = [d.to(dev) for d in real_desc]
     fake_desc = [d.to(dev) for d in fake_desc]
     nr, nf = int(real_counts.numel()), int(fake_counts.numel())
-    small = dev.type == "cpu" and real_desc[0].numel() < SMALL_SWD
-    with _threads(1 if small else torch.get_num_threads()):
+    # projections of both sets at every level (the sorts cost about as much)
+    work = 2 * real_desc[0].numel() * len(res) * int(cfg["repeats"]) * int(cfg["directions"])
+    with _threads_for(work, SMALL_SWD if dev.type == "cpu" else 0):
         return _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev)
 
 
 def _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev):
-    from fewgan.metrics.swd import distances, normalize_descriptors
+    from fewgan.metrics.swd import normalize_descriptors
 
     out = np.empty(int(samples))
     for b in range(int(samples)):
@@ -290,5 +309,36 @@ def _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cf
         rr, rf = rr.to(dev), rf.to(dev)
         a = [normalize_descriptors(d[rr].view(n, -1, p, p)) for d in real_desc]
         f = [normalize_descriptors(d[rf].view(n, -1, p, p)) for d in fake_desc]
-        out[b] = distances(a, f, res, int(cfg["repeats"]), int(cfg["directions"]), seed)["mean"]
+        out[b] = _distance(a, f, int(cfg["repeats"]), int(cfg["directions"]), seed)
     return out
+
+
+def _distance(desc_a: list[torch.Tensor], desc_b: list[torch.Tensor], repeats: int, directions: int,
+              seed: int) -> float:
+    """fewgan.metrics.swd.distances(...)["mean"] (the same directions, drawn in the same order from the same
+    seed), with the projections in torch rather than numpy: numpy's BLAS ignores torch's thread setting, and
+    on the shared 2-core machine its threads made each small resample ~10x slower. Equal to the point
+    estimate's arithmetic up to float32 rounding (tests/metrics/test_bootstrap.py)."""
+    from fewgan.metrics.swd import _SORT_BLOCK_ELEMS, random_directions
+
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    levels = []
+    for a, b in zip(desc_a, desc_b):
+        n, dim = a.shape
+        dirs = random_directions(dim, directions, repeats, gen).to(a.device)
+        rows = dirs.permute(0, 2, 1).reshape(repeats * directions, dim)
+        block = max(1, _SORT_BLOCK_ELEMS // max(n, 1))
+        sums = []
+        for s in range(0, rows.shape[0], block):
+            pa, pb = rows[s:s + block] @ a.T, rows[s:s + block] @ b.T
+            if pa.is_cuda:
+                pa, pb = torch.sort(pa, dim=-1).values, torch.sort(pb, dim=-1).values
+                sums.append((pa - pb).abs().sum(dim=-1, dtype=torch.float64).cpu().numpy())
+            else:
+                pa, pb = pa.numpy(), pb.numpy()
+                pa.sort(axis=-1)
+                pb.sort(axis=-1)
+                sums.append(np.abs(pa - pb).sum(axis=-1, dtype=np.float64))
+        per_repeat = np.concatenate(sums).reshape(repeats, directions).sum(axis=1) / (directions * n)
+        levels.append(1e3 * float(per_repeat.mean()))
+    return float(sum(levels) / len(levels))
