@@ -510,6 +510,8 @@ def _final_weights(out: Path, work: Path) -> dict:
 
 
 def _bit_exact(a: dict, b: dict) -> bool:
+    """Exact, not a tolerance: every run here is deterministic (CPU, 1 torch thread, the same kernels in every
+    process of this machine), so a resumed run that differs at all resumed wrongly."""
     return all(same_tensors(a[k], b[k]) for k in a)
 
 
