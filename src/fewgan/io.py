@@ -211,9 +211,10 @@ def read_json(path: str | os.PathLike) -> Any:
 YAML_MAX_NODES = 100_000
 
 
-class YamlInputError(yaml.YAMLError):
+class YamlInputError(yaml.YAMLError, ValueError):
     """A YAML file fewgan refuses to read: not UTF-8, a duplicate key, a Python tag, or aliases that expand
-    beyond YAML_MAX_NODES. The message says where (line, column) and what to do."""
+    beyond YAML_MAX_NODES. The message says where (line, column) and what to do. A ValueError too, as the
+    UnicodeDecodeError it replaces was, so callers that catch ValueError keep catching it."""
 
 
 def _mark(mark: Any) -> str:
