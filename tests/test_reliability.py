@@ -53,7 +53,9 @@ SRC = REPO / "src"
 DOC = REPO / "docs" / "RELIABILITY.md"
 SEED = 20240611
 D, M = "demo_faces", "dcgan"
-CELL = f"runs/{D}/{M}"
+TS = 0  # the cell's training seed (experiment.seeds: [0], the default)
+CELL = f"runs/{D}/{M}/s{TS}"
+WORK = f"work/{D}/{M}/s{TS}"
 ITERATIONS = 24
 PROFILE = f"""\
 # written by tests/test_reliability.py: the smoke pipeline, smaller (1 dataset, 1 model, 1 thread)
@@ -122,7 +124,7 @@ def cli(*argv: str) -> tuple[int, str]:
 def stage_argv(stage: str, *extra: str) -> list[str]:
     s = BY_NAME[stage]
     argv = [stage] + (["--dataset", D] if s.scope in ("dataset", "cell") else [])
-    return argv + (["--model", M] if s.scope == "cell" else []) + list(extra)
+    return argv + (["--model", M, "--seed", str(TS)] if s.scope == "cell" else []) + list(extra)
 
 
 def sub_env() -> dict:
@@ -237,11 +239,11 @@ def valid_file(p: Path) -> str | None:
 def declared(stage: str, out: Path | None = None) -> list[tuple[str, Path]]:
     """(kind, path) of the stage's declared outputs, under `out` when the run used another --out."""
     s = BY_NAME[stage]
-    d, m = {"dataset": (D, None), "cell": (D, M), "all": (None, None)}[s.scope]
-    default = Path(fill(s.out, d, m))
+    d, m, t = {"dataset": (D, None, None), "cell": (D, M, TS), "all": (None, None, None)}[s.scope]
+    default = Path(fill(s.out, d, m, t))
     res = []
     for o in s.outs:
-        p = Path(fill(o.path, d, m))
+        p = Path(fill(o.path, d, m, t))
         if out is not None:
             p = out / p.relative_to(default) if p != default else out
         res.append((o.kind, p))
@@ -252,7 +254,7 @@ def check_outputs(stage: str, out: Path | None = None, *, finished: bool = False
     """Assert that every declared output is absent or complete and that stage.json was written last (when
     it is there, every output is there, valid, and was written by the run it records). Returns a label."""
     s = BY_NAME[stage]
-    out = out or Path(fill(s.out, *{"dataset": (D, None), "cell": (D, M), "all": (None, None)}[s.scope]))
+    out = out or Path(fill(s.out, *{"dataset": (D, None, None), "cell": (D, M, TS), "all": (None, None, None)}[s.scope]))
     files, absent = [], []
     for kind, p in declared(stage, out):
         if kind == "dir":
@@ -519,7 +521,7 @@ def _bit_exact(a: dict, b: dict) -> bool:
 def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stage):
     rng = random.Random(f"{SEED}:kill:{stage}")
     if stage == "train":
-        out, work = Path(f"{CELL}/train-kill"), Path(f"work/{D}/{M}-kill")
+        out, work = Path(f"{CELL}/train-kill"), Path(f"{WORK}-kill")
         argv = stage_argv("train", "--out", str(out), "--work", str(work))
         # kill 1: a seeded delay after the loop starts; kill 2: when the resume state is next replaced
         delay = rng.uniform(0.0, 0.25)  # the 24-iteration loop lasts ~0.5 s here
@@ -536,7 +538,7 @@ def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stag
         assert rc == 0, err
         check_outputs("train", out, finished=True)
         run = json.loads((out / "run.json").read_text())
-        ref = _final_weights(Path(f"{CELL}/train"), Path(f"work/{D}/{M}"))
+        ref = _final_weights(Path(f"{CELL}/train"), Path(WORK))
         exact = _bit_exact(_final_weights(out, work), ref)
         assert (k1["killed"] or k2["killed"]) and len(run["sessions_started_at"]) >= 2, (k1, k2, run)
         record("hard kill", "`fewgan train` SIGKILLed twice (a seeded delay after the loop starts; when resume.pt "
@@ -545,7 +547,7 @@ def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stag
                "G, D and EMA weights equal the uninterrupted run's", n=2)
         assert exact, "resumed weights differ from the uninterrupted run's"
     else:
-        out = Path(fill(BY_NAME[stage].out, D if stage != "report" else None, M if stage != "report" else None))
+        out = Path(fill(BY_NAME[stage].out, *((D, M, TS) if stage != "report" else (None, None, None))))
         argv = stage_argv(stage)
         startup = min(project.startup) if project.startup else 4.0
         frac = rng.uniform(0.05, 1.0)
@@ -631,7 +633,7 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
         _restore(snap, original)
     per.append("`fewgan invert` on corrupt-region: exit 3")
     for o, n in outcomes.items():
-        record("damaged file", "snapshot (runs/D/M/train/snapshots/*.pt) read by load_snapshot: truncated x4, "
+        record("damaged file", "snapshot (runs/D/M/s0/train/snapshots/*.pt) read by load_snapshot: truncated x4, "
                "corrupted x3; then `fewgan invert` on one", o, "; ".join(per) + ". torch.load checks no CRC: "
                "without fewgan.io.torch_load's CRC-32 check a byte flipped in tensor data loads silently", n=n)
 
@@ -639,8 +641,8 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
     # uninterrupted run, since a fresh start replays the same seeded trajectory)
     from fewgan.train import checkpoint as ckpt
 
-    work = Path(f"work/{D}/{M}-damaged")
-    shutil.copytree(f"work/{D}/{M}", work)
+    work = Path(f"{WORK}-damaged")
+    shutil.copytree(WORK, work)
     resume = work / "resume.pt"
     data, resume_region = resume.read_bytes(), tensor_region(resume)
     _restore(resume, damaged(data, "truncate-half", rng))
@@ -658,7 +660,7 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
     run = json.loads(Path(f"{CELL}/train-damaged/run.json").read_text())
     assert run["sessions_started_at"] == [0]
     exact = _bit_exact(_final_weights(Path(f"{CELL}/train-damaged"), work),
-                       _final_weights(Path(f"{CELL}/train"), Path(f"work/{D}/{M}")))
+                       _final_weights(Path(f"{CELL}/train"), Path(WORK)))
     record("damaged file", "resume.pt with a flipped byte in tensor data, then `fewgan train`",
            "clean recompute (starts fresh, says why)" if exact else "WEIGHTS DIFFER", why[:160])
     assert exact
@@ -721,7 +723,7 @@ def test_damaged_scores_split_and_curated_image(project):
             "truncate-empty", "truncate-half", "truncate-lines", "truncate-random", "corrupt-byte", "corrupt-16")),
             lambda: {w: load_images(curated, split, w) for w in ref}, same_split, outcomes, per, named="split")
         _restore(split_csv, damaged(original, "truncate-lines", rng))
-        rc, err = cli(*stage_argv("train", "--out", f"{CELL}/train-x", "--work", f"work/{D}/{M}-x"))
+        rc, err = cli(*stage_argv("train", "--out", f"{CELL}/train-x", "--work", f"{WORK}-x"))
         assert rc == 3 and str(split_csv) in err, err
         outcomes[CLEAR] += 1
     finally:
@@ -836,8 +838,8 @@ def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, cap
     assert rc == 3 and "train-evil/snapshots/snapshot_0000016.pt" in err and "refused" in err, err
     record("malicious checkpoint", "the same snapshots -> `fewgan invert`", REFUSED, err.strip()[:160])
     # train's resume.pt: a fresh start that says why
-    work = Path(f"work/{D}/{M}-evil")
-    shutil.copytree(f"work/{D}/{M}", work)
+    work = Path(f"{WORK}-evil")
+    shutil.copytree(WORK, work)
     _evil(work / "resume.pt", marker, RESUME_FORMAT)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="fewgan.train"):
