@@ -475,7 +475,9 @@ def test_every_place_a_name_becomes_a_path_refuses_bad_names(project, tmp_path):
            "--json) escaping", "clear error (exit 2)", n=5)
     # params naming folders the stages write into: refused in the source files and in a hand-edited active.yaml
     prof = project.dir / "params" / "profiles" / "reliability-escape.yaml"
-    prof.write_text(PROFILE + "\n" + yaml.safe_dump({"evaluation": {"feature_cache_dir": f"../x-{token}"}}))
+    escape = yaml.safe_load(PROFILE)  # merged, not appended: a second `evaluation:` key is refused as a duplicate
+    escape["evaluation"]["feature_cache_dir"] = f"../x-{token}"
+    prof.write_text(yaml.safe_dump(escape))
     try:
         rc, err = cli("params", "--profile", "reliability-escape", "--out", "params/escape.yaml")
         assert rc == 2 and "feature_cache_dir" in err and "inside the project" in err, err
@@ -1191,10 +1193,10 @@ def only_writes(door, *allowed: str):
     assert not stray, f"written outside the run's folder: {stray}"
 
 
-def hostile(case: str, door: str, rc: int, message: str, outcome: str) -> None:
-    line = " ".join(message.strip().split())[:230]
-    HOSTILE.append({"input": case, "door": door, "exit": rc, "outcome": outcome, "message": line or "(none)"})
-    record("hostile input", case, outcome)
+def hostile(case: str, door: str, rc: int, message: str, outcome: str, n: int = 1) -> None:
+    line = re.sub(r"\(since [^)]*\)", "(since <time>)", re.sub(r"PID \d+", "PID <pid>", " ".join(message.split())))
+    HOSTILE.append({"input": case, "door": door, "exit": rc, "outcome": outcome, "message": line[:230] or "(none)"})
+    record("hostile input", case, outcome, n=n)
 
 
 def _folder_dataset(name: str, build) -> None:
@@ -1399,10 +1401,10 @@ def test_door_out_root_parent_or_existing_file(door):
         seen.setdefault(argv[-1], err)
     n = sum(1 + len(s.scratch) for s in STAGES)
     for value, what in (("/", "`/`"), ("..", "`..`"), ("notes.txt", "an existing file")):
-        hostile(f"`--out` (and train's `--work`) pointing at {what}, every stage x{n}", "`fewgan <stage>`", 2,
-                seen[value].replace(str(door.dir), "<proj>"), "clear error (names the option); nothing written")
+        hostile(f"`--out` (and train's `--work`) pointing at {what}, every stage", "`fewgan <stage>`", 2,
+                seen[value].replace(str(door.dir), "<proj>"), "clear error (names the option); nothing written", n=n)
     hostile("`--out` a folder holding the stage's input (`split --out data/curated`, `curate --out params`)",
-            "`fewgan <stage>`", 2, seen["data/curated"], "clear error (names the option and the input)")
+            "`fewgan <stage>`", 2, seen["data/curated"], "clear error (names the option and the input)", n=2)
 
 
 def test_door_two_curates_at_once(door):

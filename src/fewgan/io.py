@@ -56,8 +56,8 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     try:
         target = (root_p / rel).resolve()
     except RuntimeError:  # Python < 3.13 (3.13 leaves the looping part unresolved: the checks below still hold)
-        raise UnsafePathError(f"{relative!s}: symbolic link loop (a link resolves to itself); fix the path or "
-                              "the link") from None
+        raise UnsafePathError(f"{relative!s}: symbolic link loop (following it leads back to itself); fix the "
+                              "path or the link") from None
     if target != root_p and root_p not in target.parents:
         raise UnsafePathError(f"{relative!s}: escapes {root_p}; refusing to read or write outside it")
     return target
