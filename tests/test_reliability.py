@@ -1,5 +1,7 @@
 """Fault injection on the real stage code: hostile names and paths, hard kills, damaged files, malicious
-checkpoints, two runs at once, a full disk, and the bad inputs of the earlier issue.
+checkpoints, two runs at once, a full disk, the bad inputs of the earlier issue, and hostile inputs at the
+door (issue 26: PNG bombs, symlink loops, odd file names, hostile YAML, bad values and output paths; these
+run in a bare project of their own, `door`, so `-k door` does not build the smoke project).
 
 Every case records what it observed (`record`), and the last test writes docs/RELIABILITY.md from those
 records, so the table there is this module's actual outcome, never hand-written. It is written only when
@@ -26,6 +28,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -50,7 +53,9 @@ SRC = REPO / "src"
 DOC = REPO / "docs" / "RELIABILITY.md"
 SEED = 20240611
 D, M = "demo_faces", "dcgan"
-CELL = f"runs/{D}/{M}"
+TS = 0  # the cell's training seed (experiment.seeds: [0], the default)
+CELL = f"runs/{D}/{M}/s{TS}"
+WORK = f"work/{D}/{M}/s{TS}"
 ITERATIONS = 24
 PROFILE = f"""\
 # written by tests/test_reliability.py: the smoke pipeline, smaller (1 dataset, 1 model, 1 thread)
@@ -83,6 +88,7 @@ ENGINE_FILES = {".snakemake_timestamp"}
 # ------------------------------------------------------------------------------------------------------
 ROWS: list[dict] = []
 BAD_INPUTS: list[dict] = []
+HOSTILE: list[dict] = []
 EXECUTED: set[str] = set()
 STARTED = time.monotonic()
 CLEAR, RECOMPUTE, SAME, BITEXACT, REFUSED = ("clear error", "clean recompute", "same result (damage in unused "
@@ -118,7 +124,7 @@ def cli(*argv: str) -> tuple[int, str]:
 def stage_argv(stage: str, *extra: str) -> list[str]:
     s = BY_NAME[stage]
     argv = [stage] + (["--dataset", D] if s.scope in ("dataset", "cell") else [])
-    return argv + (["--model", M] if s.scope == "cell" else []) + list(extra)
+    return argv + (["--model", M, "--seed", str(TS)] if s.scope == "cell" else []) + list(extra)
 
 
 def sub_env() -> dict:
@@ -233,11 +239,11 @@ def valid_file(p: Path) -> str | None:
 def declared(stage: str, out: Path | None = None) -> list[tuple[str, Path]]:
     """(kind, path) of the stage's declared outputs, under `out` when the run used another --out."""
     s = BY_NAME[stage]
-    d, m = {"dataset": (D, None), "cell": (D, M), "all": (None, None)}[s.scope]
-    default = Path(fill(s.out, d, m))
+    d, m, t = {"dataset": (D, None, None), "cell": (D, M, TS), "all": (None, None, None)}[s.scope]
+    default = Path(fill(s.out, d, m, t))
     res = []
     for o in s.outs:
-        p = Path(fill(o.path, d, m))
+        p = Path(fill(o.path, d, m, t))
         if out is not None:
             p = out / p.relative_to(default) if p != default else out
         res.append((o.kind, p))
@@ -248,7 +254,7 @@ def check_outputs(stage: str, out: Path | None = None, *, finished: bool = False
     """Assert that every declared output is absent or complete and that stage.json was written last (when
     it is there, every output is there, valid, and was written by the run it records). Returns a label."""
     s = BY_NAME[stage]
-    out = out or Path(fill(s.out, *{"dataset": (D, None), "cell": (D, M), "all": (None, None)}[s.scope]))
+    out = out or Path(fill(s.out, *{"dataset": (D, None, None), "cell": (D, M, TS), "all": (None, None, None)}[s.scope]))
     files, absent = [], []
     for kind, p in declared(stage, out):
         if kind == "dir":
@@ -469,7 +475,9 @@ def test_every_place_a_name_becomes_a_path_refuses_bad_names(project, tmp_path):
            "--json) escaping", "clear error (exit 2)", n=5)
     # params naming folders the stages write into: refused in the source files and in a hand-edited active.yaml
     prof = project.dir / "params" / "profiles" / "reliability-escape.yaml"
-    prof.write_text(PROFILE + "\n" + yaml.safe_dump({"evaluation": {"feature_cache_dir": f"../x-{token}"}}))
+    escape = yaml.safe_load(PROFILE)  # merged, not appended: a second `evaluation:` key is refused as a duplicate
+    escape["evaluation"]["feature_cache_dir"] = f"../x-{token}"
+    prof.write_text(yaml.safe_dump(escape))
     try:
         rc, err = cli("params", "--profile", "reliability-escape", "--out", "params/escape.yaml")
         assert rc == 2 and "feature_cache_dir" in err and "inside the project" in err, err
@@ -506,6 +514,8 @@ def _final_weights(out: Path, work: Path) -> dict:
 
 
 def _bit_exact(a: dict, b: dict) -> bool:
+    """Exact, not a tolerance: every run here is deterministic (CPU, 1 torch thread, the same kernels in every
+    process of this machine), so a resumed run that differs at all resumed wrongly."""
     return all(same_tensors(a[k], b[k]) for k in a)
 
 
@@ -513,7 +523,7 @@ def _bit_exact(a: dict, b: dict) -> bool:
 def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stage):
     rng = random.Random(f"{SEED}:kill:{stage}")
     if stage == "train":
-        out, work = Path(f"{CELL}/train-kill"), Path(f"work/{D}/{M}-kill")
+        out, work = Path(f"{CELL}/train-kill"), Path(f"{WORK}-kill")
         argv = stage_argv("train", "--out", str(out), "--work", str(work))
         # kill 1: a seeded delay after the loop starts; kill 2: when the resume state is next replaced
         delay = rng.uniform(0.0, 0.25)  # the 24-iteration loop lasts ~0.5 s here
@@ -530,7 +540,7 @@ def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stag
         assert rc == 0, err
         check_outputs("train", out, finished=True)
         run = json.loads((out / "run.json").read_text())
-        ref = _final_weights(Path(f"{CELL}/train"), Path(f"work/{D}/{M}"))
+        ref = _final_weights(Path(f"{CELL}/train"), Path(WORK))
         exact = _bit_exact(_final_weights(out, work), ref)
         assert (k1["killed"] or k2["killed"]) and len(run["sessions_started_at"]) >= 2, (k1, k2, run)
         record("hard kill", "`fewgan train` SIGKILLed twice (a seeded delay after the loop starts; when resume.pt "
@@ -539,7 +549,7 @@ def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stag
                "G, D and EMA weights equal the uninterrupted run's", n=2)
         assert exact, "resumed weights differ from the uninterrupted run's"
     else:
-        out = Path(fill(BY_NAME[stage].out, D if stage != "report" else None, M if stage != "report" else None))
+        out = Path(fill(BY_NAME[stage].out, *((D, M, TS) if stage != "report" else (None, None, None))))
         argv = stage_argv(stage)
         startup = min(project.startup) if project.startup else 4.0
         frac = rng.uniform(0.05, 1.0)
@@ -625,7 +635,7 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
         _restore(snap, original)
     per.append("`fewgan invert` on corrupt-region: exit 3")
     for o, n in outcomes.items():
-        record("damaged file", "snapshot (runs/D/M/train/snapshots/*.pt) read by load_snapshot: truncated x4, "
+        record("damaged file", "snapshot (runs/D/M/s0/train/snapshots/*.pt) read by load_snapshot: truncated x4, "
                "corrupted x3; then `fewgan invert` on one", o, "; ".join(per) + ". torch.load checks no CRC: "
                "without fewgan.io.torch_load's CRC-32 check a byte flipped in tensor data loads silently", n=n)
 
@@ -633,8 +643,8 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
     # uninterrupted run, since a fresh start replays the same seeded trajectory)
     from fewgan.train import checkpoint as ckpt
 
-    work = Path(f"work/{D}/{M}-damaged")
-    shutil.copytree(f"work/{D}/{M}", work)
+    work = Path(f"{WORK}-damaged")
+    shutil.copytree(WORK, work)
     resume = work / "resume.pt"
     data, resume_region = resume.read_bytes(), tensor_region(resume)
     _restore(resume, damaged(data, "truncate-half", rng))
@@ -652,7 +662,7 @@ def test_damaged_snapshot_and_resume_state(project, caplog):
     run = json.loads(Path(f"{CELL}/train-damaged/run.json").read_text())
     assert run["sessions_started_at"] == [0]
     exact = _bit_exact(_final_weights(Path(f"{CELL}/train-damaged"), work),
-                       _final_weights(Path(f"{CELL}/train"), Path(f"work/{D}/{M}")))
+                       _final_weights(Path(f"{CELL}/train"), Path(WORK)))
     record("damaged file", "resume.pt with a flipped byte in tensor data, then `fewgan train`",
            "clean recompute (starts fresh, says why)" if exact else "WEIGHTS DIFFER", why[:160])
     assert exact
@@ -715,7 +725,7 @@ def test_damaged_scores_split_and_curated_image(project):
             "truncate-empty", "truncate-half", "truncate-lines", "truncate-random", "corrupt-byte", "corrupt-16")),
             lambda: {w: load_images(curated, split, w) for w in ref}, same_split, outcomes, per, named="split")
         _restore(split_csv, damaged(original, "truncate-lines", rng))
-        rc, err = cli(*stage_argv("train", "--out", f"{CELL}/train-x", "--work", f"work/{D}/{M}-x"))
+        rc, err = cli(*stage_argv("train", "--out", f"{CELL}/train-x", "--work", f"{WORK}-x"))
         assert rc == 3 and str(split_csv) in err, err
         outcomes[CLEAR] += 1
     finally:
@@ -830,8 +840,8 @@ def test_malicious_checkpoints_are_refused_and_never_run(project, extractor, cap
     assert rc == 3 and "train-evil/snapshots/snapshot_0000016.pt" in err and "refused" in err, err
     record("malicious checkpoint", "the same snapshots -> `fewgan invert`", REFUSED, err.strip()[:160])
     # train's resume.pt: a fresh start that says why
-    work = Path(f"work/{D}/{M}-evil")
-    shutil.copytree(f"work/{D}/{M}", work)
+    work = Path(f"{WORK}-evil")
+    shutil.copytree(WORK, work)
     _evil(work / "resume.pt", marker, RESUME_FORMAT)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="fewgan.train"):
@@ -1116,7 +1126,7 @@ def test_bad_inputs_of_the_earlier_issue(project, monkeypatch):
     assert by["`..` source path"]["exit"] == 2 and "escapes" in by["`..` source path"]["outcome"]
     assert by["symlinked folder pointing outside the project"]["exit"] == 2
     links = by["folder holding a symlink to an image outside it"]
-    assert links["exit"] == 0 and "escape.png" not in Path("data/curated/bad6/manifest.csv").read_text()
+    assert links["exit"] == 0 and "'escape.png': 'symlink_outside'" in links["outcome"]  # not read, named
     undec = by["undecodable files (random bytes, truncated PNG, a text file) among 12 images"]
     assert undec["exit"] == 0 and "random_bytes.png" in undec["outcome"] and "truncated.png" in undec["outcome"]
     # unknown params key
@@ -1135,7 +1145,302 @@ def test_bad_inputs_of_the_earlier_issue(project, monkeypatch):
 
 
 # ======================================================================================================
-# 8. the document
+# 8. hostile inputs at the door (issue 26): each a clear error naming the file or key, or the image skipped
+#    and named; no traceback (in-process: an uncaught exception fails the test); nothing written outside
+#    the run's folder
+# ======================================================================================================
+@pytest.fixture(scope="module")
+def door(tmp_path_factory):
+    """A bare project (params and the module's profile, nothing run) for the hostile inputs."""
+    root = tmp_path_factory.mktemp("door")
+    proj = root / "proj"
+    shutil.copytree(REPO / "params", proj / "params")
+    (proj / "params" / "profiles" / "reliability.yaml").write_text(PROFILE)
+    mp = pytest.MonkeyPatch()
+    mp.chdir(proj)
+    try:
+        assert cli("params", "--profile", "reliability")[0] == 0
+        yield SimpleNamespace(root=root, dir=proj)
+    finally:
+        mp.undo()
+
+
+def _files(root: Path) -> dict[str, tuple]:
+    """Every entry under `root` (links not followed) with what a write changes."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)  # a folder: its entries are compared one by one, so not its mtime
+            out[os.path.relpath(p, root)] = ((st.st_mode, st.st_ino) if stat.S_ISDIR(st.st_mode) else
+                                             (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
+    return out
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+
+
+@contextlib.contextmanager
+def only_writes(door, *allowed: str):
+    """Assert that the block changes nothing under the door's temporary root except `allowed` (paths
+    relative to the project, with what is below them) and fewgan's lock files."""
+    before = _files(door.root)
+    yield
+    prefixes = [f"proj/{a}" for a in allowed] + ["proj/.fewgan"]
+    stray = sorted(p for p in _changed(before, _files(door.root))  # (the folders above the run's are made)
+                   if not any(p == a or p.startswith(a + "/") or a.startswith(p + "/") for a in prefixes))
+    assert not stray, f"written outside the run's folder: {stray}"
+
+
+def hostile(case: str, door: str, rc: int, message: str, outcome: str, n: int = 1) -> None:
+    line = re.sub(r"\(since [^)]*\)", "(since <time>)", re.sub(r"PID \d+", "PID <pid>", " ".join(message.split())))
+    HOSTILE.append({"input": case, "door": door, "exit": rc, "outcome": outcome, "message": line[:230] or "(none)"})
+    record("hostile input", case, outcome, n=n)
+
+
+def _folder_dataset(name: str, build) -> None:
+    """inputs/NAME: 12 good images plus what `build(folder)` adds; a folder dataset entry for it in
+    params/datasets.yaml; params/active.yaml resolved for it."""
+    folder = Path("inputs") / name
+    _noise_images(folder, 12, seed=sum(map(ord, name)))
+    build(folder)
+    entry = {name: {"source": {"kind": "folder", "path": f"inputs/{name}"}, "mode": "center", "resolution": 32}}
+    with open("params/datasets.yaml", "a", encoding="utf-8") as f:
+        f.write("\n" + yaml.safe_dump(entry, sort_keys=False))
+    rc, err = cli("params", "--profile", "reliability", "--datasets", name)
+    assert rc == 0, err
+
+
+def _curate_skips(door, name: str) -> tuple[int, str, dict[str, tuple[str, str]]]:
+    """`fewgan curate --dataset NAME` writing only data/curated/NAME: (exit, stderr, {source: (reason,
+    detail)} of the skipped rows of manifest.csv)."""
+    with only_writes(door, f"data/curated/{name}"):
+        rc, err = cli("curate", "--dataset", name)
+    assert rc == 0, err
+    rows = list(csv.DictReader(io.StringIO(Path(f"data/curated/{name}/manifest.csv").read_text(encoding="utf-8"))))
+    assert all("\n" not in r["source"] for r in rows)
+    summary = json.loads(Path(f"data/curated/{name}/summary.json").read_text())
+    assert summary["counts"]["written"] == 12 and summary["counts"]["found"] == len(rows), summary["counts"]
+    return rc, err, {r["source"]: (r["reason"], r["detail"]) for r in rows if r["status"] == "skipped"}
+
+
+def _skips_text(skipped: dict) -> str:
+    return "curated 12 images; skipped and listed in manifest.csv: " + "; ".join(
+        f"{src}: {reason} ({detail})" for src, (reason, detail) in skipped.items())
+
+
+def _png_bomb(path: Path, side: int = 30000) -> None:
+    """A real decompression bomb: a 1-bit side x side PNG of zeros (~110 kB on disk; 2.7 GB as 8-bit RGB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + 1-bit pixels
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_door_decompression_bomb_png(door):
+    _folder_dataset("bomb", lambda f: _png_bomb(f / "bomb.png"))
+    rc, _, skipped = _curate_skips(door, "bomb")
+    reason, detail = skipped["bomb.png"]
+    assert reason == "decompression_bomb" and "bomb.png" in detail and "max_pixels" in detail, skipped
+    hostile("a decompression-bomb PNG (30000x30000, 110 kB) among 12 images", "`fewgan curate`", rc,
+            _skips_text(skipped), "image skipped and named (manifest.csv reason decompression_bomb)")
+
+
+def test_door_image_symlink_outside_the_dataset(door):
+    outside = door.root / "outside"
+    _noise_images(outside, 1, seed=7)
+    _folder_dataset("linkout", lambda f: (f / "escape.png").symlink_to(outside / "img000.png"))
+    rc, _, skipped = _curate_skips(door, "linkout")
+    assert skipped["escape.png"][0] == "symlink_outside" and str(outside) in skipped["escape.png"][1], skipped
+    hostile("an image symlink pointing outside the dataset folder", "`fewgan curate`", rc,
+            _skips_text(skipped).replace(str(door.root), "<tmp>"),
+            "image skipped and named (reason symlink_outside); not read")
+
+
+def test_door_symlink_loops(door):
+    def build(f: Path) -> None:
+        (f / "loop_a.png").symlink_to("loop_b.png")
+        (f / "loop_b.png").symlink_to("loop_a.png")
+        (f / "self.png").symlink_to("self.png")
+        (f / "sub").mkdir()
+        (f / "sub" / "up").symlink_to("..")  # a folder loop: os.walk would go round it if it followed links
+
+    _folder_dataset("loops", build)
+    rc, _, skipped = _curate_skips(door, "loops")
+    assert {k: v[0] for k, v in skipped.items()} == {"loop_a.png": "symlink_loop", "loop_b.png": "symlink_loop",
+                                                     "self.png": "symlink_loop", "sub/up/": "symlink_folder"}, skipped
+    hostile("symlink loops in the image folder (a->b->a, a->a, a folder link to its parent)", "`fewgan curate`", rc,
+            _skips_text(skipped).replace(str(door.root), "<tmp>"),
+            "entries skipped and named (symlink_loop, symlink_folder: not followed)")
+    # the source folder itself a loop
+    Path("inputs/loopdir").symlink_to("loopdir")
+    entry = {"loopdir": {"source": {"kind": "folder", "path": "inputs/loopdir"}, "mode": "center", "resolution": 32}}
+    with open("params/datasets.yaml", "a", encoding="utf-8") as f:
+        f.write("\n" + yaml.safe_dump(entry, sort_keys=False))
+    assert cli("params", "--profile", "reliability", "--datasets", "loopdir")[0] == 0
+    with only_writes(door):
+        rc, err = cli("curate", "--dataset", "loopdir")
+    assert rc in (2, 3) and "inputs/loopdir" in err and ("loop" in err or "not found" in err), err
+    hostile("`source.path` a symlink loop", "`fewgan curate`", rc, err, "clear error (names the path)")
+
+
+def test_door_file_names_with_newlines(door):
+    def build(f: Path) -> None:
+        shutil.copy(f / "img000.png", f / "new\nline.png")
+        (f / "dir\nname").mkdir()
+        shutil.copy(f / "img001.png", f / "dir\nname" / "x.png")
+        shutil.copy(f / "img002.png", f / "tab\tand\rcr.png")
+
+    _folder_dataset("newlines", build)
+    rc, _, skipped = _curate_skips(door, "newlines")
+    assert {k: v[0] for k, v in skipped.items()} == {"new\\nline.png": "bad_file_name", "dir\\nname/x.png":
+                                                     "bad_file_name", "tab\\tand\\rcr.png": "bad_file_name"}, skipped
+    assert not any("\n" in p.name for p in Path("data/curated/newlines").rglob("*"))
+    hostile("file names with a newline (a file, a folder), a tab and a CR", "`fewgan curate`", rc,
+            _skips_text(skipped), "images skipped and named, the name escaped (reason bad_file_name)")
+
+
+def _profile_error(door, name: str, text: str | bytes) -> tuple[int, str]:
+    """`fewgan params --profile NAME` on a profile holding `text`: must be refused (exit 2) naming the file,
+    writing nothing."""
+    prof = Path("params/profiles") / f"{name}.yaml"
+    (prof.write_bytes if isinstance(text, bytes) else prof.write_text)(text)
+    try:
+        with only_writes(door):
+            rc, err = cli("params", "--profile", name)
+    finally:
+        prof.unlink()
+    assert rc == 2 and str(prof) in err and "Traceback" not in err, err
+    return rc, err
+
+
+def test_door_yaml_alias_bomb(door):
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9^10 = 3.5e9 values
+    rc, err = _profile_error(door, "bomb", "\n".join(lines) + "\ntrain: {iterations: *a9}\n")
+    assert "alias bomb" in err and "line 6" in err, err  # a5 = 1 + 9 x a4 (66,430) is the first past 100,000
+    hostile("a YAML alias bomb (9 levels x 9 aliases: 3.5e9 values) in a params profile", "`fewgan params`", rc, err,
+            "clear error (names the file and line)")
+
+
+def test_door_yaml_duplicate_keys(door):
+    rc, err = _profile_error(door, "dup", PROFILE + "train: {iterations: 1}\n")
+    assert "duplicate key 'train'" in err and "line" in err, err
+    hostile("duplicate YAML keys in a params profile (`train:` twice)", "`fewgan params`", rc, err,
+            "refused (names the file, the key and both lines)")
+    rc, err = _profile_error(door, "dup2", "train:\n  iterations: 8\n  iterations: 9\n")
+    assert "duplicate key 'iterations'" in err, err
+
+
+def test_door_yaml_python_tags(door):
+    marker = door.root / "pwned"
+    for tag in (f"!!python/object/apply:os.system ['touch {marker}']", "!!python/object:fewgan.io.CheckpointError {}",
+                "!!python/name:os.system", f"!!python/object/new:subprocess.Popen [['touch', '{marker}']]"):
+        rc, err = _profile_error(door, "tags", f"train: {tag}\n")
+        assert "is not allowed" in err and "python/" in err, err
+        assert not marker.exists()
+    hostile("`!!python/object` tags (object, object/apply, object/new, name) in a params profile",
+            "`fewgan params`", rc, err, "refused (names the file, tag and line); nothing constructed")
+
+
+def test_door_non_utf8_params(door):
+    rc, err = _profile_error(door, "latin1", PROFILE.encode() + "report: {title: 'café'}\n".encode("latin-1"))
+    assert "not UTF-8" in err and "0xe9" in err, err
+    hostile("non-UTF-8 params (a Latin-1 'é' in a profile)", "`fewgan params`", rc, err,
+            "clear error (names the file, the byte and its line)")
+
+
+@pytest.mark.parametrize("raw", ["-5", "1e309", ".nan", '"400"'])
+def test_door_train_iterations(door, raw):
+    marked = f"{{iterations: {ITERATIONS},"
+    assert marked in PROFILE
+    rc, err = _profile_error(door, "iters", PROFILE.replace(marked, f"{{iterations: {raw},"))
+    assert "train.iterations" in err, err
+    hostile(f"`train.iterations: {raw}` in a params profile", "`fewgan params`", rc, err,
+            "clear error (names the file and key)")
+    # the same value edited into params/active.yaml (`dvc exp run -S`, by hand), then a stage
+    active = Path("params/active.yaml").read_text()
+    edited = re.sub(r"(\ntrain:\n(?:  .*\n)*?  iterations: )\d+\n", lambda m: m.group(1) + raw + "\n", active, count=1)
+    assert edited != active
+    Path("params/edited.yaml").write_text(edited)
+    try:
+        with only_writes(door, "params/edited.yaml"):
+            rc, err = cli(*stage_argv("train", "--params", "params/edited.yaml"))
+    finally:
+        Path("params/edited.yaml").unlink()
+    assert rc == 2 and "params/edited.yaml" in err and "train.iterations" in err, err
+    hostile(f"`train.iterations: {raw}` edited into params/active.yaml", "`fewgan train`", rc, err,
+            "clear error (names the file and key)")
+
+
+def test_door_out_root_parent_or_existing_file(door):
+    Path("notes.txt").write_text("a user's file\n")
+    seen: dict[str, str] = {}
+    for s in STAGES:
+        options = ["--out"] + ["--" + n.replace("_", "-") for n in s.scratch]
+        for option in options:
+            for value in ("/", "..", "notes.txt"):
+                with only_writes(door):
+                    rc, err = cli(*stage_argv(s.name, option, value))
+                assert rc == 2 and f"{option} {value}" in err and "Traceback" not in err, (s.name, option, value, err)
+                seen.setdefault(value, err)
+    assert Path("notes.txt").read_text() == "a user's file\n"
+    # an output folder holding what the stage reads (it would be replaced by the output)
+    for argv in (stage_argv("split", "--out", "data/curated"), stage_argv("curate", "--out", "params")):
+        with only_writes(door):
+            rc, err = cli(*argv)
+        assert rc == 2 and "which this command reads" in err, err
+        seen.setdefault(argv[-1], err)
+    n = sum(1 + len(s.scratch) for s in STAGES)
+    for value, what in (("/", "`/`"), ("..", "`..`"), ("notes.txt", "an existing file")):
+        hostile(f"`--out` (and train's `--work`) pointing at {what}, every stage", "`fewgan <stage>`", 2,
+                seen[value].replace(str(door.dir), "<proj>"), "clear error (names the option); nothing written", n=n)
+    hostile("`--out` a folder holding the stage's input (`split --out data/curated`, `curate --out params`)",
+            "`fewgan <stage>`", 2, seen["data/curated"], "clear error (names the option and the input)", n=2)
+
+
+def test_door_two_curates_at_once(door):
+    name = "race"
+    entry = {name: {"description": "two curates at once", "domain": "synthetic faces", "synthetic": True,
+                    "source": {"kind": "synthetic", "count": 80, "seed": None}, "mode": "face", "resolution": 32}}
+    with open("params/datasets.yaml", "a", encoding="utf-8") as f:
+        f.write("\n" + yaml.safe_dump(entry, sort_keys=False))
+    assert cli("params", "--profile", "reliability", "--datasets", name)[0] == 0
+    out = Path(f"data/curated/{name}")
+    lock = door.dir / cli_mod.LOCK_DIR / f"data+curated+{name}.lock"
+    with only_writes(door, str(out)):
+        a = Proc(FEWGAN + ["curate", "--dataset", name], door.dir)
+        t0 = time.monotonic()  # the second starts once the first holds the lock (so they overlap)
+        while not (lock.is_file() and f"PID {a.p.pid}" in lock.read_text()) and a.p.poll() is None:
+            assert time.monotonic() - t0 < 120, a.output
+            time.sleep(0.01)
+        b = Proc(FEWGAN + ["curate", "--dataset", name], door.dir)
+        ra, rb = a.wait(), b.wait()
+    assert ra == 0 and rb in (0, 4), (ra, rb, a.output, b.output)
+    if rb == 4:
+        assert f"PID {a.p.pid}" in b.output and f"--out {out}" in b.output and "Traceback" not in b.output, b.output
+    check_outputs("curate", out)  # no stage.json here (written by run_stage only on success: it is there)
+    assert (out / "stage.json").is_file() and not leftovers(door.dir)
+    rows = [r for r in csv.DictReader(io.StringIO((out / "manifest.csv").read_text())) if r["status"] == "written"]
+    assert sorted(r["file"] for r in rows) == sorted(f"images/{p.name}" for p in (out / "images").iterdir())
+    assert all(fio.sha256_file(out / r["file"]) == r["output_sha256"] for r in rows)
+    hostile("two `fewgan curate` of the same dataset at once", "`fewgan curate` x2 (processes)", rb,
+            (" ".join(ln for ln in b.output.splitlines() if "busy" in ln) if rb == 4 else "both finished")
+            .replace(str(door.dir), "<proj>"),
+            "second refused (exit 4, names the holder's PID); the first finished, its output complete"
+            if rb == 4 else "both finished, one after the other; output complete")
+
+
+# ======================================================================================================
+# 9. the document
 # ======================================================================================================
 def _stable(text: str) -> str:
     """Drop what changes from run to run (PIDs and random tags of temporary names)."""
@@ -1183,6 +1488,13 @@ def test_zz_reliability_doc():
               "NAME`) on a folder source; the message is the command's own (temporary paths shortened).", "",
               "| Input | Exit code | Outcome |", "|---|---|---|"]
     lines += [f"| {_md(b['input'])} | {b['exit']} | {_md(b['outcome'])} |" for b in BAD_INPUTS]
+    lines += ["", "## Hostile inputs at the door", "",
+              "A hostile pass over the command line (issue 26), in a bare project; each case also checks that nothing "
+              "was written outside the run's folder. The message is the command's own (stderr; for skipped images the "
+              "skipped rows of manifest.csv; temporary paths shortened).", "",
+              "| Input | Door | Exit code | Outcome | Message |", "|---|---|---|---|---|"]
+    lines += [f"| {_md(h['input'])} | {_md(h['door'])} | {h['exit']} | {_md(h['outcome'])} | {_md(h['message'])} |"
+              for h in HOSTILE]
     lines += ["", "## How", "",
               "- Hard kill: `fewgan <stage>` as a process, SIGKILLed at a seeded time or when a seeded output file is "
               "replaced, then re-run; after each kill every declared output (stage table) is absent or parses, and a "
@@ -1194,6 +1506,10 @@ def test_zz_reliability_doc():
               "- Two runs at once: a lock held by this test process, and real concurrent processes (fewgan, "
               "Snakemake, DVC).",
               "- Full disk: fewgan.io's file writes fail with ENOSPC half-way through a file.",
+              "- Hostile inputs: crafted files (a real 1-bit PNG bomb, symlink loops, names with control characters, "
+              "YAML alias bombs, duplicate keys, Python tags, Latin-1 bytes) through the commands a user types, "
+              "in-process (an uncaught exception fails the test: no traceback); every entry under the temporary root "
+              "is compared before and after.",
               ""]
     fio.atomic_write_text(DOC, "\n".join(lines))
-    assert DOC.read_text().count("\n| ") >= len(table) + len(BAD_INPUTS)
+    assert DOC.read_text().count("\n| ") >= len(table) + len(BAD_INPUTS) + len(HOSTILE)

@@ -98,6 +98,26 @@ def _safe_path(value: str, option: str) -> Path:
     return Path(value)
 
 
+def _check_output(path: Path, option: str, kind: str, reads: list[tuple[str, Path]] = ()) -> None:
+    """An output path the command writes (`kind` 'dir': a folder it fills or replaces whole; 'file': one
+    file), refused before anything runs when the write would destroy something else: an existing file
+    where a folder goes (or a folder where a file goes), or a folder holding what the command reads."""
+    from fewgan.io import UnsafePathError
+
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise UnsafePathError(f"{option} {path}: exists and is not a folder; the stage writes a folder there "
+                              "and would replace it: give another path, or move the file away")
+    if kind == "file" and path.is_dir():
+        raise UnsafePathError(f"{option} {path}: is a folder; a file is written there: give a file path")
+    if kind == "dir":
+        where = path.resolve()
+        for what, read in reads:
+            r = read.resolve()
+            if where == r or where in r.parents:
+                raise UnsafePathError(f"{option} {path}: holds {what} {read}, which this command reads; writing "
+                                      "the output there would replace it: give another path")
+
+
 class OutputBusyError(RuntimeError):
     """Another fewgan process holds the lock of an output this command would write."""
 
@@ -196,6 +216,9 @@ def cmd_stage(args) -> None:
     entry = getattr(importlib.import_module(module), func)
     ctx = StageContext(params=params, dataset=d, model=m, out=out, paths=paths, threads=threads, seed=seed)
     writes = [("--out", out)] + [(opt(n), paths[n]) for n in stage.scratch]
+    reads = [("--params", Path(args.params))] + [(opt(n), paths[n]) for n in stage.args]
+    for option, path in writes:
+        _check_output(path, option, "dir", reads)
     main_rank = os.environ.get("RANK", "0") == "0"  # torchrun: rank 0 holds the locks for the group
     with _output_locks(writes if main_rank else []):
         if main_rank:  # a previous run's record must not vouch for what this run leaves half done
@@ -218,7 +241,9 @@ def cmd_params(args) -> None:
         p = load_active(_safe_path(args.out, "--out"))
         print(f"{args.out}: up to date (profile {p['profile']})")
         return
-    params = write_active(args.profile, _safe_path(args.params_dir, "--params-dir"), _safe_path(args.out, "--out"),
+    out = _safe_path(args.out, "--out")
+    _check_output(out, "--out", "file")
+    params = write_active(args.profile, _safe_path(args.params_dir, "--params-dir"), out,
                           datasets=args.datasets, models=args.models, seeds=args.seeds)
     exp = params["experiment"]
     print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}, "
@@ -244,6 +269,8 @@ def cmd_bench(args) -> None:
         if value is None or (option == "compare" and value == "."):  # ".": this project folder, only read
             continue
         _safe_path(value, f"--{option}")
+    if args.json is not None:
+        _check_output(Path(args.json), "--json", "file")
     bench.main(args)
 
 

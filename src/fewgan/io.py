@@ -53,7 +53,11 @@ def safe_join(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     rel = Path(relative)
     if rel.is_absolute():
         raise UnsafePathError(f"{relative!s}: absolute path not allowed here; give a path inside {root_p}")
-    target = (root_p / rel).resolve()
+    try:
+        target = (root_p / rel).resolve()
+    except RuntimeError:  # Python < 3.13 (3.13 leaves the looping part unresolved: the checks below still hold)
+        raise UnsafePathError(f"{relative!s}: symbolic link loop (following it leads back to itself); fix the "
+                              "path or the link") from None
     if target != root_p and root_p not in target.parents:
         raise UnsafePathError(f"{relative!s}: escapes {root_p}; refusing to read or write outside it")
     return target
@@ -201,9 +205,103 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(f)
 
 
+#: the most nodes a YAML file may hold once its aliases are expanded: params/active.yaml of the paper
+#: profile holds ~1,600; a "billion laughs" alias bomb expands to 10^9 and would exhaust memory in the
+#: first code that walks the data (schema validation, error messages that print a value)
+YAML_MAX_NODES = 100_000
+
+
+class YamlInputError(yaml.YAMLError, ValueError):
+    """A YAML file fewgan refuses to read: not UTF-8, a duplicate key, a Python tag, or aliases that expand
+    beyond YAML_MAX_NODES. The message says where (line, column) and what to do. A ValueError too, as the
+    UnicodeDecodeError it replaces was, so callers that catch ValueError keep catching it."""
+
+
+def _mark(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+
+
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """yaml.safe_load's loader, stricter: duplicate keys, Python (or any unknown) tags, and alias bombs are
+    refused instead of resolved (the last duplicate silently winning, a constructor error, memory)."""
+
+    def construct_document(self, node):
+        _expanded_size(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: explicit keys override, by design
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: the base constructor names it
+                    continue
+                if seen is not key_node.start_mark:
+                    raise YamlInputError(
+                        f"duplicate key {key!r} at {_mark(key_node.start_mark)} (first at {_mark(seen)}): YAML "
+                        "would silently keep only the last value; remove or merge one of them")
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_undefined(self, node):
+        raise YamlInputError(
+            f"tag {node.tag!r} at {_mark(node.start_mark)} is not allowed: fewgan reads plain data only "
+            "(mappings, lists, strings, numbers, booleans, null) and never builds Python objects from a file; "
+            "remove the tag")
+
+
+_StrictLoader.add_constructor(None, _StrictLoader.construct_undefined)
+
+
+def _expanded_size(root: Any) -> int:
+    """Nodes of the document with every alias expanded (memoised per node, so a bomb is counted, not
+    expanded); refuses an alias that contains itself and more than YAML_MAX_NODES."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YamlInputError(f"recursive alias at {_mark(node.start_mark)}: an anchor used inside itself "
+                                 "is refused")
+        active.add(key)
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        n = 1 + sum(size(c) for c in children)
+        active.discard(key)
+        if n > YAML_MAX_NODES:
+            raise YamlInputError(f"the node at {_mark(node.start_mark)} expands to more than {YAML_MAX_NODES:,} "
+                                 "values through aliases (*name): refused as an alias bomb; write the values out "
+                                 "or use fewer aliases")
+        sizes[key] = n
+        return n
+
+    return size(root)
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    """The one way fewgan reads YAML it did not just write: UTF-8 only, and safe_load made strict
+    (duplicate keys, Python tags and alias bombs refused: `_StrictLoader`). Errors are YamlInputError (or
+    yaml's own YAMLError for syntax) and name the position; callers add the file."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlInputError(f"not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {col} ({exc.reason}); "
+                             "save the file as UTF-8") from None
+    stream = io.StringIO(text)
+    stream.name = str(path)  # yaml's syntax errors name the file
+    try:
+        return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader, stricter
+    except RecursionError:
+        raise YamlInputError("nested too deeply to read") from None
 
 
 def atomic_write_yaml(path: str | os.PathLike, obj: Any, header: str = "") -> None:

@@ -59,7 +59,7 @@ def test_center_mode_manifest_hashes_match(cwd):
         with Image.open(f) as im:
             assert im.format == "PNG" and im.mode == "RGB" and im.size == (32, 32)
     wide = next(r for r in written if r["source"] == "WIDE.PNG")
-    assert json.loads(wide["quad"]) == [[15, 0], [15, 30], [45, 30], [45, 0]]
+    assert json.loads(wide["quad"]) == [[15, 0], [15, 30], [45, 30], [45, 0]]  # integers: exact through the 0.01 px rounding
     assert json.loads((cwd / "out" / "summary.json").read_text())["counts"]["written"] == 6
     # deterministic: a second run writes byte-identical manifest and images
     curate.run(params_for("d", folder_entry("src")), "d", cwd / "again")
@@ -228,11 +228,13 @@ def test_dlib_multi_face_photos(shared_data, cwd, monkeypatch):
     s2 = curate.run(params, "faces_wild_dlib", cwd / "out128")
     small = s2["counts"]["faces_too_small"]
     assert small > 0 and s2["counts"]["written"] + small == 43
+    # manifest.csv stores quad_side rounded to 0.01 px (curate: round(side, 2)), so a side just below 64 may
+    # read 64.0 and one at 64 may read 63.995..: each side of the threshold is checked to half that step
     for r in manifest(cwd / "out128"):
         if r["reason"] == "face_too_small":
-            assert float(r["quad_side"]) < 64
+            assert float(r["quad_side"]) <= 64 + 0.005
         elif r["status"] == "written":
-            assert float(r["quad_side"]) >= 64
+            assert float(r["quad_side"]) >= 64 - 0.005
 
 
 def test_deepface_edge_cases_center_mode(shared_data, cwd):

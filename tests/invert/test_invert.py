@@ -125,7 +125,11 @@ def test_run_writes_csv_json_png(tiny_run):
     assert {r["n_images"] for r in rows if r["split"] == "train"} == {"3"}
     assert all(r["steps"] == "40" for r in rows)
     for r in rows:
-        assert float(r["psnr_mean"]) == pytest.approx(10 * math.log10(4 / float(r["mse_mean"])), abs=3.0)
+        # the CSV holds Python's repr of each float (nothing rounded), so these are the run's own values. PSNR
+        # of the mean MSE is a lower bound of the mean PSNR (Jensen; 1e-4 dB: the per-image PSNRs are float32);
+        # the 3 dB bound is the spread of the per-image MSEs, a plausibility check, not a precision
+        psnr_of_mean = 10 * math.log10(4 / float(r["mse_mean"]))
+        assert psnr_of_mean - 1e-4 <= float(r["psnr_mean"]) <= psnr_of_mean + 3.0
         assert float(r["loss_final"]) < float(r["loss_initial"])
     # the last snapshot produced the targets: it reconstructs them far better than unrelated generators
     test_rows = {int(r["iteration"]): r for r in rows if r["split"] == "test"}
@@ -140,7 +144,9 @@ def test_run_writes_csv_json_png(tiny_run):
     assert tiny_run["calls"] == [("test", RES), ("train", RES)]  # targets loaded at the generator resolution
     assert js["per_image"][0]["names"] == [f"t{i}.png" for i in range(6)]
     assert len(js["per_image"][0]["lpips"]) == 6
-    assert js["rows"][0]["lpips_mean"] == pytest.approx(sum(js["per_image"][0]["lpips"]) / 6, rel=1e-6)
+    # JSON keeps every float's repr (no rounding): both sides are float64 means of the same six float32 values,
+    # equal up to float64 reassociation (~1e-16)
+    assert js["rows"][0]["lpips_mean"] == pytest.approx(sum(js["per_image"][0]["lpips"]) / 6, rel=1e-12)
     assert [s["iteration"] for s in js["snapshots"]] == [0, 100, 200]
 
     img = Image.open(d / "reconstructions.png")
@@ -162,9 +168,12 @@ def test_run_is_deterministic_given_seed(tiny_run):
 
 
 def test_batching_does_not_change_results(tiny_run):
+    # a batch_size at or above the number of images (6) is one batch either way: the same computation, so the
+    # results are equal bit for bit (deterministic: CPU, 1 thread). Smaller batches do change them (each batch
+    # draws its start latents from the seed anew), which this does not claim otherwise.
     a = _run(tiny_run, snapshots=[200], steps=15)["per_image"][0]["mse"]
     b = _run(tiny_run, snapshots=[200], steps=15, batch_size=6)["per_image"][0]["mse"]
-    assert a == pytest.approx(b, rel=1e-4)
+    assert a == b
     assert len(a) == 6
 
 

@@ -216,7 +216,10 @@ def test_truncation_psi_zero_gives_one_image():
     with torch.no_grad():
         same = m.generate_truncated(G, z, 0.0)
         diff = m.generate_truncated(G, z, 1.0)
-    assert torch.allclose(same[0], same[1], atol=1e-6) and torch.allclose(same[0], same[2], atol=1e-6)
+    # rows of one batch with identical inputs: bit-equal here (AVX2, and SSE4.1 without ATen SIMD), but a kernel
+    # may treat a batch tail with another blocking on another ISA; 1e-5 is ~80 float32 ulps at |x| <= 1.7, and a
+    # truncation that kept z differs by > 1e-3 (below)
+    assert torch.allclose(same[0], same[1], atol=1e-5) and torch.allclose(same[0], same[2], atol=1e-5)
     assert (diff[0] - diff[1]).abs().max() > 1e-3
 
 

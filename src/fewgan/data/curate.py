@@ -5,7 +5,9 @@
 - `out_dir/manifest.csv`: one row per source file (per face in `face` mode), written or skipped, with
   source path and sha256, format, EXIF orientation, colour conversion, landmarks used, crop quad,
   output file and sha256 (file bytes) and pixels_sha256 (decoded pixels; the split is keyed on it),
-  pHash, and the reason for every skipped row; datasets with classes (`classes.from` subfolder/csv,
+  pHash, and the reason for every skipped row (entries of the source folder that are not read - a link
+  leaving it, a symlink loop, a name with a newline: `fewgan.data.sources.scan_files` - are skipped rows
+  too, the name shown escaped); datasets with classes (`classes.from` subfolder/csv,
   `fewgan.data.classes`) add a last column `class` (images without one: skipped, reason no_class);
 - `out_dir/summary.json`: counts, mode, resolution, synthetic flag, notes, fallbacks, provenance, and for
   datasets with classes a `classes` block (source, names, written images per class);
@@ -49,7 +51,7 @@ from fewgan.data.decode import ImageDecodeError, decode_image
 from fewgan.data.dedup import nearest, phash
 from fewgan.data.landmarks import LandmarkError, get_detector, match_to_images, read_landmarks
 from fewgan.data.schema import DatasetConfigError, resolve_entry, shared_data_root
-from fewgan.data.sources import SourceError, download, extract_zip, list_files
+from fewgan.data.sources import SourceError, download, extract_zip, scan_files
 
 log = logging.getLogger(__name__)
 
@@ -217,13 +219,15 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
     elif lm_cfg is not None or entry["detector"]:
         log.warning("dataset %s: landmarks/detector given but mode is %r; they are not used", name, mode)
 
-    files = list_files(folder)
+    files, left_out = scan_files(folder)
     labels = class_labels(entry, folder)
     lm_set = {p.resolve() for p in landmark_files} | ({labels.csv_path.resolve()} if labels.csv_path else set())
     files = [(rel, p) for rel, p in files if p.resolve() not in lm_set]
     if not files:
+        unread = (f" ({len(left_out)} entr{'y' if len(left_out) == 1 else 'ies'} not read: "
+                  + "; ".join(f"{lo.rel}: {lo.reason}" for lo in left_out[:10]) + ")") if left_out else ""
         raise CurateError(f"dataset {name!r}: no files found in {folder}; the source folder is empty "
-                          "(check `source.path`/`subdir`)")
+                          f"(check `source.path`/`subdir`){unread}")
 
     faces_by_file: dict[str, list[np.ndarray]] = {}
     lm_stats: dict[str, int] = {}
@@ -249,7 +253,10 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
     kept_hashes: list[int] = []
     kept_files: list[str] = []
     used_names: set[str] = set()
-    rows: list[dict] = []
+    # entries the folder scan does not read (links leaving the folder, loops, control characters in the
+    # name, ...) are skipped rows too: named in manifest.csv, counted in summary.json
+    rows: list[dict] = [{"source": lo.rel, "status": "skipped", "reason": lo.reason, "detail": lo.detail}
+                        for lo in left_out]
     decoded = faces_total = 0
     fmt_mismatch = 0
     upscaled = 0
@@ -402,7 +409,7 @@ def _curate(params: dict, entry: dict, work: Path) -> dict:
                       if landmark_files else None),
         "detector": entry["detector"],
         "counts": {
-            "found": len(files),
+            "found": len(files) + len(left_out),
             "decoded": decoded,
             "faces": faces_total if mode == "face" else None,
             "skipped": sum(reasons.values()),
