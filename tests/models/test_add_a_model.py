@@ -65,26 +65,26 @@ def test_a_toy_model_is_registered_planned_by_both_engines_and_trained(tmp_path)
 
     # Snakemake plans it: train, score, select, evaluate for the toy cell; invert only for dcgan
     plan = sh("snakemake", "-n", "--cores", "2", "all", "-p")
-    assert "runs/demo_faces/toy/train" in plan and "runs/demo_faces/toy/evaluate" in plan
-    assert "runs/demo_faces/dcgan/invert" in plan and "runs/demo_faces/toy/invert" not in plan
+    assert "runs/demo_faces/toy/s0/train" in plan and "runs/demo_faces/toy/s0/evaluate" in plan
+    assert "runs/demo_faces/dcgan/s0/invert" in plan and "runs/demo_faces/toy/s0/invert" not in plan
     # DVC plans it from the same stage table (dvc.yaml is profile-independent: nothing to regenerate)
     sh("git", "init", "-q")
     sh("git", "add", "-A")
     sh("git", "commit", "-qm", "toy")
     stages = sh("dvc", "stage", "list")
-    assert "train@demo_faces-toy" in stages and "evaluate@demo_faces-toy" in stages
-    assert "invert@demo_faces-dcgan" in stages and "invert@demo_faces-toy" not in stages
+    assert "train@demo_faces-toy-0" in stages and "evaluate@demo_faces-toy-0" in stages
+    assert "invert@demo_faces-dcgan-0" in stages and "invert@demo_faces-toy-0" not in stages
 
     # trained for 2 iterations through the shared loop, with its own phases
-    sh("snakemake", "--cores", "2", "runs/demo_faces/toy/train", timeout=900)
-    run = json.loads((proj / "runs/demo_faces/toy/train/run.json").read_text())
+    sh("snakemake", "--cores", "2", "runs/demo_faces/toy/s0/train", timeout=900)
+    run = json.loads((proj / "runs/demo_faces/toy/s0/train/run.json").read_text())
     assert run["iterations"] == 2 and run["capabilities"] == ["latents"]
     assert run["phases"] == [{"name": "D", "optimizer": "D", "repeats": 2}, {"name": "G", "optimizer": "G", "repeats": 1}]
-    rows = [json.loads(s) for s in (proj / "runs/demo_faces/toy/train/log.jsonl").read_text().splitlines()]
+    rows = [json.loads(s) for s in (proj / "runs/demo_faces/toy/s0/train/log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2] and {"loss_D", "loss_G", "D/real", "D/fake"} <= rows[0].keys()
     assert run["params_G"] == 8 * 3 * 64 * 64 + 3 * 64 * 64  # Linear(z_dim 8 -> 3 x 64 x 64)
     # the snapshot rebuilds through the consumers' reader
     code = ("from fewgan.models.registry import load_snapshot; import torch; "
-            "m, G, meta = load_snapshot('runs/demo_faces/toy/train/snapshots/snapshot_0000002.pt'); "
+            "m, G, meta = load_snapshot('runs/demo_faces/toy/s0/train/snapshots/snapshot_0000002.pt'); "
             "print(type(m).__name__, tuple(m.generate(G, m.sample_latents(3)).shape), meta['iteration'])")
     assert sh(sys.executable, "-c", code).strip().splitlines()[-1] == "ToyGAN (3, 3, 64, 64) 2"
