@@ -68,7 +68,7 @@ EOF
   start=$(date +%s)
   snakemake --cores 4 all > "$OUT/smoke.log" 2>&1 || { tail -50 "$OUT/smoke.log"; exit 1; }
   echo $(( $(date +%s) - start )) > "$OUT/smoke_seconds"
-  python -c "import glob, json; m = json.load(open(sorted(glob.glob('runs/demo_faces/*/train/run.json'))[0])); print(m['model'], m['device'], m['precision'], m['seconds_per_iteration'])" > "$OUT/smoke_run"
+  python -c "import glob, json; m = json.load(open(sorted(glob.glob('runs/demo_faces/*/s*/train/run.json'))[0])); print(m['model'], m['device'], m['precision'], m['seconds_per_iteration'])" > "$OUT/smoke_run"
 )
 row "smoke profile, snakemake --cores 4 all, device $DEV" "$(cat "$OUT/smoke_seconds") s end to end; run.json: $(cat "$OUT/smoke_run")"
 
@@ -76,7 +76,7 @@ row "smoke profile, snakemake --cores 4 all, device $DEV" "$(cat "$OUT/smoke_sec
 (
   cd "$PROJ"
   rm -rf work/ddp runs/ddp
-  torchrun --standalone --nproc_per_node 1 -m fewgan.cli train --dataset demo_faces --model fastgan \
+  torchrun --standalone --nproc_per_node 1 -m fewgan.cli train --dataset demo_faces --model fastgan --seed 0 \
     --out runs/ddp/train --work work/ddp > "$OUT/ddp.log" 2>&1 || { tail -40 "$OUT/ddp.log"; exit 1; }
   python -c "import json; m = json.load(open('runs/ddp/train/run.json')); print(f\"world_size {m['world_size']}, device {m['device']}, {m['iterations']} iterations, {m['seconds_per_iteration']:.3f} s/iter\")" > "$OUT/ddp_run"
 )
