@@ -298,10 +298,13 @@ def read_yaml(path: str | os.PathLike) -> Any:
                              "save the file as UTF-8") from None
     stream = io.StringIO(text)
     stream.name = str(path)  # yaml's syntax errors name the file
+    loader = _StrictLoader(stream)  # a SafeLoader subclass (no python tags), stricter: see _StrictLoader
     try:
-        return yaml.load(stream, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader, stricter
+        return loader.get_single_data()
     except RecursionError:
         raise YamlInputError("nested too deeply to read") from None
+    finally:
+        loader.dispose()
 
 
 def atomic_write_yaml(path: str | os.PathLike, obj: Any, header: str = "") -> None:
