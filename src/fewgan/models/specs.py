@@ -2,7 +2,8 @@
 
 A model is one folder `src/fewgan/models/<name>/` (see docs/DESIGN.md, "Add a model"):
 
-    <name>/spec.py    SCHEMA (its params block, params/models/<name>.yaml) and CAPABILITIES; stdlib only
+    <name>/spec.py    SCHEMA (its params block, params/models/<name>.yaml), CAPABILITIES and, for a model
+                      whose discriminator uses a pretrained feature network, FEATURE_NETWORK; stdlib only
     <name>/model.py   the GANModel subclass, registered with @register_model("<name>")
     <name>/nets.py    its networks (optional)
     <name>/__init__.py  a docstring (keep it free of imports: params tooling imports the package)
@@ -44,6 +45,11 @@ class ModelSpec:
     schema: dict[str, Any]
     capabilities: frozenset[str]
     module: str  # the module that registers the GANModel ("fewgan.models.<name>.model")
+    #: the pretrained feature extractor (fewgan.metrics.inputs.EXTRACTORS name, e.g. "effnet-lite0") whose
+    #: network the model's discriminator trains on (spec.py FEATURE_NETWORK; Projected GAN). A distance in
+    #: those features favours the model (Kynkaanniemi et al. 2023): it never selects the model's snapshots or
+    #: ranks it, and the report flags every such number of it.
+    feature_network: str | None = None
 
 
 def model_specs() -> dict[str, ModelSpec]:
@@ -68,7 +74,11 @@ def model_specs() -> dict[str, ModelSpec]:
         if not hasattr(spec, "SCHEMA"):
             raise ValueError(f"src/fewgan/models/{m.name}/spec.py defines no SCHEMA (the JSON schema of "
                              f"params/models/{m.name}.yaml)")
-        found[m.name] = ModelSpec(m.name, spec.SCHEMA, caps, f"{pkg.__name__}.{m.name}.model")
+        feature_network = getattr(spec, "FEATURE_NETWORK", None)
+        if feature_network is not None and not isinstance(feature_network, str):
+            raise ValueError(f"src/fewgan/models/{m.name}/spec.py: FEATURE_NETWORK must be an extractor name "
+                             f"(a string), got {feature_network!r}")
+        found[m.name] = ModelSpec(m.name, spec.SCHEMA, caps, f"{pkg.__name__}.{m.name}.model", feature_network)
     return found
 
 
