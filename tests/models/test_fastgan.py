@@ -289,6 +289,33 @@ def test_offline_reconstruction_loss_is_l1_when_asked_and_labelled(tmp_path, mon
     assert m.describe()["recon"]["kind"] == "l1" and m.describe()["recon"]["requested"] == "lpips_vgg"
 
 
+def test_offline_reconstruction_loss_effnet_deep_when_asked_and_labelled(tmp_path, monkeypatch):
+    from fewgan.nets.perceptual import LABEL
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))  # no VGG16 file anywhere
+    monkeypatch.delenv("FEWGAN_VGG16_WEIGHTS", raising=False)
+    m = FastGAN(dict(SMALL, recon_loss="lpips_vgg", recon_offline="effnet_deep"), 64)
+    m.setup(TrainContext(batch_size=4, iterations=1, weights={
+        "download": False, "allow_untrained_fallback": True, "cache_dir": str(tmp_path / "cache"),
+        "vgg16": {"path": None, "url": None, "sha256": None}}))
+    fb = m.fallbacks()
+    assert len(fb) == 1 and "EfficientNet-Lite0 deep-feature distance instead of LPIPS-VGG" in fb[0]
+    rec = m.describe()["recon"]
+    assert rec["kind"] == "effnet_deep" and rec["requested"] == "lpips_vgg" and rec["label"] == LABEL
+    a, b = real_batch(3, 32, 1), real_batch(3, 32, 2)
+    want = m._recon_module(a, b)
+    assert torch.allclose(m.recon_distance(a, b), want) and (want > 0).all()
+    assert torch.allclose(m.recon_distance(a, a), torch.zeros(3), atol=1e-5)
+    # chosen on purpose: no fallback, but labelled; the D step trains through it and leaves it frozen
+    m2 = FastGAN(dict(SMALL, recon_loss="effnet_deep"), 64)
+    assert m2.fallbacks() == [] and m2.describe()["recon"]["note"].startswith("not the paper's loss")
+    loss, _ = m2.discriminator_loss(m2.G, m2.D, real_batch(2, 64), torch.randn(2, m2.z_dim), 0, IDENT)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m2.D.parameters())
+    assert all(p.grad is None for p in m2._recon_module.parameters())
+    assert not any("recon" in k for k in m2.state_dict())
+
+
 def test_bf16_autocast_step_keeps_fp32_weights_state_and_finite_losses():
     """train.precision: bf16 runs G, D and the LPIPS reconstruction under CPU autocast; weights, Adam state,
     the loss reductions and the EMA stay float32."""

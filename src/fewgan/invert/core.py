@@ -164,14 +164,16 @@ def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance
 
 
 @torch.no_grad()
-def reconstruction_metrics(lpips: Distance, recon: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+def reconstruction_metrics(lpips: Distance, recon: torch.Tensor, target: torch.Tensor,
+                           deep: Distance | None = None) -> dict[str, torch.Tensor]:
     """Per-image LPIPS (full resolution, unpooled), MSE on the [-1, 1] scale, PSNR (dB) and MS-SSIM.
 
     Reconstructions are quantised to uint8 first (as every generated image fewgan saves), so the numbers
     describe the images one would look at. PSNR uses the [-1, 1] peak-to-peak range 2:
     10*log10(4 / MSE), which equals PSNR on the [0, 1] scale. MS-SSIM (ProGAN's, fewgan.metrics.msssim)
     compares each reconstruction with its target on the 0..255 grid (higher = closer); with PSNR it is
-    the pretrained-free measure of inversion quality."""
+    the pretrained-free measure of inversion quality. `deep`: the EfficientNet-Lite0 deep-feature distance
+    (fewgan.nets.perceptual), the perceptual headline when LPIPS's pretrained backbone is missing."""
     from fewgan.metrics.msssim import msssim_pairs
 
     recon_u8 = to_uint8(recon)
@@ -183,4 +185,8 @@ def reconstruction_metrics(lpips: Distance, recon: torch.Tensor, target: torch.T
         ms = msssim_pairs(recon_u8.cpu(), to_uint8(target).cpu()).float().to(lp.device)
     else:
         ms = torch.full_like(lp, float("nan"))
-    return {"lpips": lp, "mse": mse, "psnr": psnr, "msssim": ms}
+    out = {"lpips": lp, "mse": mse, "psnr": psnr, "msssim": ms}
+    if deep is not None:
+        with torch.no_grad():
+            out["effnet_deep"] = deep(recon_q, target).reshape(-1).float().to(lp.device)
+    return out

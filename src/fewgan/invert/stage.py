@@ -2,8 +2,9 @@
 
 Outputs in `out_dir` (runs/D/M/invert/):
 * inversion.csv   - one row per (snapshot, split): iteration, lpips_mean, lpips_std, mse_mean, mse_std,
-                    n_images, steps, then split, psnr_mean, psnr_std, loss_initial, loss_final, seconds,
-                    snapshot.
+                    n_images, steps, then split, psnr_mean, psnr_std, msssim_mean, msssim_std,
+                    effnet_deep_mean, effnet_deep_std (EfficientNet-Lite0 deep-feature distance), loss_initial,
+                    loss_final, seconds, snapshot.
 * inversion.json  - the same rows, per-image values, loss curves, settings, fallbacks, provenance.
 * reconstructions.png - targets (first row) and the reconstruction at each snapshot (one row each).
 
@@ -32,16 +33,26 @@ from fewgan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, 
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps",
-               "split", "psnr_mean", "psnr_std", "msssim_mean", "msssim_std", "loss_initial", "loss_final",
-               "seconds", "snapshot"]
-#: the inversion figure's y-axis: LPIPS with the pretrained backbone; without it, MS-SSIM (no pretrained network)
+               "split", "psnr_mean", "psnr_std", "msssim_mean", "msssim_std", "effnet_deep_mean", "effnet_deep_std",
+               "loss_initial", "loss_final", "seconds", "snapshot"]
+#: the inversion headline (figure y-axis, report): LPIPS with the pretrained backbone; without it the
+#: EfficientNet-Lite0 deep-feature distance (pretrained, installed from PyPI; fewgan.nets.perceptual); MS-SSIM
+#: (no pretrained network) only when neither can be had
 HEADLINES = {"lpips": ("lpips_mean", "LPIPS (lower = closer)"),
+             "effnet_deep": ("effnet_deep_mean", "EfficientNet-Lite0 deep-feature distance (lower = closer; "
+                                                 "Zhang et al. 2018 baseline, not LPIPS)"),
              "msssim": ("msssim_mean", "MS-SSIM of reconstruction vs target (higher = closer)")}
 # ---- indirections (tests replace these; the real ones live in other fewgan packages) -------------
 def _build_lpips(net: str, params: dict, device: torch.device) -> tuple[Distance, dict]:
     from fewgan.nets.lpips import build_lpips
 
     return build_lpips(net, params, device)
+
+
+def _build_deep(params: dict, device: torch.device) -> tuple[Distance | None, dict]:
+    from fewgan.nets.perceptual import build_deep_features
+
+    return build_deep_features(params, device)
 
 
 def _load_images(curated_dir: Path, split_dir: Path, which: str, resolution: int) -> tuple[Any, list[str]]:
@@ -187,6 +198,13 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         msg = f"LPIPS-{cfg['lpips_net']}: {lpips_info['note']}"
         log.warning(msg)
         fallbacks.append(msg)
+    try:
+        deep, deep_info = _build_deep(params, device)
+    except Exception as exc:  # the package is a dependency; say so loudly if it is broken or missing
+        deep, deep_info = None, {"fallback": f"EfficientNet-Lite0 deep-feature distance unavailable ({exc}); "
+                                             "effnet_deep columns left empty"}
+        log.warning(deep_info["fallback"])
+        fallbacks.append(deep_info["fallback"])
 
     rows: list[dict] = []
     per_image: list[dict] = []
@@ -237,22 +255,24 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                              labels=y)
                 nb = target.shape[0]
                 recon_parts.append(to_uint8(res.images).cpu())
-                metric_parts.append(reconstruction_metrics(lpips, res.images, target))
+                metric_parts.append(reconstruction_metrics(lpips, res.images, target, deep))
                 init_losses.append(res.loss_initial * nb)
                 final_losses.append(res.loss_final * nb)
                 for step, value in res.loss_curve:
                     curve_sum[step] = curve_sum.get(step, 0.0) + value * nb
             n = u8.shape[0]
-            metrics = {k: torch.cat([m[k].cpu() for m in metric_parts]) for k in ("lpips", "mse", "psnr", "msssim")}
+            keys = ("lpips", "mse", "psnr", "msssim") + (("effnet_deep",) if deep is not None else ())
+            metrics = {k: torch.cat([m[k].cpu() for m in metric_parts]) for k in keys}
             lp_m, lp_s = _mean_std(metrics["lpips"])
             mse_m, mse_s = _mean_std(metrics["mse"])
             ps_m, ps_s = _mean_std(metrics["psnr"])
             ms_m, ms_s = _mean_std(metrics["msssim"])
+            dp_m, dp_s = _mean_std(metrics["effnet_deep"]) if deep is not None else (None, None)
             seconds = time.perf_counter() - t0
             rows.append({"iteration": iteration, "lpips_mean": lp_m, "lpips_std": lp_s, "mse_mean": mse_m,
                          "mse_std": mse_s, "n_images": n, "steps": int(cfg["steps"]), "split": split,
                          "psnr_mean": ps_m, "psnr_std": ps_s, "msssim_mean": ms_m, "msssim_std": ms_s,
-                         "loss_initial": sum(init_losses) / n,
+                         "effnet_deep_mean": dp_m, "effnet_deep_std": dp_s, "loss_initial": sum(init_losses) / n,
                          "loss_final": sum(final_losses) / n, "seconds": round(seconds, 3),
                          "snapshot": path.name})
             per_image.append({"iteration": iteration, "split": split, "names": split_names,
@@ -274,6 +294,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                  if cfg["recipe"] == "backtrack" else
                  "sum over images of LPIPS(G(w + noise), x) at <= max_lpips_resolution px"),
         "mse_weight": float(cfg["mse_weight"]), "lpips_net": cfg["lpips_net"], "lpips": lpips_info,
+        "effnet_deep": deep_info,
         "snapshots": cfg["snapshots"], "batch_size": int(cfg["batch_size"]), "seed": int(cfg["seed"]),
         "max_images": int(cfg["max_images"]), "include_train": int(cfg["include_train"]),
         "projector": cfg["projector"] if cfg["recipe"] == "projector" else None,
@@ -286,19 +307,25 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
             "mse": "per image, on the [-1, 1] scale (divide by 4 for the [0, 1] scale)",
             "psnr": "10*log10(4 / mse) dB with mse on [-1, 1] (identical to PSNR on [0, 1])",
             "msssim": "ProGAN MS-SSIM of each reconstruction against its target, both on the uint8 grid (higher = closer)",
+            "effnet_deep": "EfficientNet-Lite0 deep-feature distance (fewgan.nets.perceptual) of each reconstruction "
+                           "(uint8-quantised) to its target at 224 px; pretrained ImageNet features, not LPIPS",
             "std": "population std (ddof 0) over images",
         },
         "device": str(device), "threads": int(threads), "resolution": resolution,
     }
     lpips_standard = lpips_info["note"] is None
-    headline = "lpips" if lpips_standard else "msssim"
+    headline = "lpips" if lpips_standard else ("effnet_deep" if deep is not None else "msssim")
+    not_lpips = ("the LPIPS backbone is not the pretrained one (" + str(lpips_info["note"]) +
+                 "), so LPIPS values measure nothing perceptual: ")
     result = {
         "stage": "invert", "dataset": dataset, "model": model,
         "headline": {"metric": headline, "column": HEADLINES[headline][0], "label": HEADLINES[headline][1],
                      "why": ("LPIPS with the pretrained backbone" if lpips_standard else
-                             "the LPIPS backbone is not the pretrained one (" + str(lpips_info["note"]) +
-                             "), so LPIPS values measure nothing perceptual: the headline is MS-SSIM (with PSNR "
-                             "beside it), which needs no pretrained network; LPIPS stays in inversion.csv, labelled"),
+                             not_lpips + "the headline is the deep-feature distance over pretrained EfficientNet-Lite0 "
+                             "(Zhang et al. 2018's baseline without learned layers; MS-SSIM and PSNR beside it); "
+                             "LPIPS stays in inversion.csv, labelled" if headline == "effnet_deep" else
+                             not_lpips + "the headline is MS-SSIM (with PSNR beside it), which needs no pretrained "
+                             "network; LPIPS stays in inversion.csv, labelled"),
                      "lpips_label": "LPIPS" if lpips_standard else "LPIPS (untrained backbone: not perceptual)"},
         "class_conditional": bool(set_labels), "class_index": class_index,
         "rows": rows, "per_image": per_image, "loss_curves": curves, "snapshots": snapshot_meta,

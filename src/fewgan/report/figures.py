@@ -95,13 +95,25 @@ def swd_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], path:
 
 def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | None:
     """Reconstruction quality of held-out test images vs iteration (FastGAN Table 5 analogue); train images
-    dashed. The y-axis is each run's headline metric (inversion.json): LPIPS with the pretrained backbone,
-    MS-SSIM when the LPIPS backbone is a fallback; one metric for all models (MS-SSIM if any run falls back)."""
+    dashed. The y-axis is the runs' headline metric (inversion.json): LPIPS with the pretrained backbone, the
+    EfficientNet-Lite0 deep-feature distance when the LPIPS backbone is a fallback, MS-SSIM when neither is
+    there; one metric for all models."""
     have = [c for c in cells if c.inversion is not None and len(c.inversion)]
     if not have:
         return f"{dataset}: inversion curve not available (no invert/inversion.csv for any model)"
     heads = {inversion_headline(c) for c in have}
-    col = "msssim_mean" if "msssim" in heads and all("msssim_mean" in c.inversion.columns for c in have) else "lpips_mean"
+
+    def everywhere(column: str) -> bool:
+        return all(column in c.inversion.columns and c.inversion[column].notna().all() for c in have)
+
+    # one metric for all models: LPIPS only if every run's headline is LPIPS, else the deep-feature distance
+    # when every run has it, else MS-SSIM
+    if heads == {"lpips"}:
+        col = "lpips_mean"
+    elif heads <= {"lpips", "effnet_deep"} and everywhere("effnet_deep_mean"):
+        col = "effnet_deep_mean"
+    else:
+        col = "msssim_mean" if everywhere("msssim_mean") else "lpips_mean"
     std = col.replace("_mean", "_std")
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
@@ -121,10 +133,14 @@ def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | N
         note = lp.get("note", lp.get("fallback"))
         if note:
             notes.add("LPIPS backbone not the pretrained one (LPIPS kept in inversion.csv, labelled; not shown)"
-                      if col == "msssim_mean" else f"LPIPS: {note}")
+                      if col != "lpips_mean" else f"LPIPS: {note}")
+    if col == "effnet_deep_mean":
+        notes.add("EfficientNet-Lite0 deep-feature distance: pretrained ImageNet features, no learned layers "
+                  "(Zhang et al. 2018 baseline); not LPIPS")
     ax.set_xlabel("training iteration of the inverted snapshot")
-    ax.set_ylabel("reconstruction MS-SSIM (higher is better)" if col == "msssim_mean"
-                  else "reconstruction LPIPS (lower is better)")
+    ax.set_ylabel({"msssim_mean": "reconstruction MS-SSIM (higher is better)",
+                   "effnet_deep_mean": "reconstruction EffNet deep-feature distance (lower is better)"}.get(
+                       col, "reconstruction LPIPS (lower is better)"))
     ax.set_title(_t(f"{dataset}: inversion of held-out images (FastGAN Table 5)"), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

@@ -24,7 +24,7 @@ TAIL = [
     "inversion_first_iteration",
     "inversion_headline", "inversion_headline_first", "inversion_headline_last",
     "inversion_msssim_first", "inversion_msssim_last", "inversion_psnr_first", "inversion_psnr_last",
-    "inversion_lpips_first", "inversion_last_iteration", "inversion_lpips_last", "inversion_lpips_note",
+    "inversion_effnet_deep_first", "inversion_effnet_deep_last", "inversion_lpips_first", "inversion_last_iteration", "inversion_lpips_last", "inversion_lpips_note",
     "train_s_per_iter", "train_iterations", "resolution", "params_G", "params_D", "n_fake", "n_real_train",
     "n_real_test", "device",
 ]
@@ -96,6 +96,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
         "inversion_headline": None, "inversion_headline_first": None, "inversion_headline_last": None,
         "inversion_msssim_first": None, "inversion_msssim_last": None,
         "inversion_psnr_first": None, "inversion_psnr_last": None,
+        "inversion_effnet_deep_first": None, "inversion_effnet_deep_last": None,
         "train_s_per_iter": _num(run.get("seconds_per_iteration")), "train_iterations": run.get("iterations"),
         "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
         "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
@@ -108,8 +109,8 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
             row["inversion_lpips_first"] = float(test["lpips_mean"].iloc[0])
             row["inversion_last_iteration"] = int(test["iteration"].iloc[-1])
             row["inversion_lpips_last"] = float(test["lpips_mean"].iloc[-1])
-            for key in ("msssim", "psnr"):
-                if f"{key}_mean" in test.columns:
+            for key in ("msssim", "psnr", "effnet_deep"):
+                if f"{key}_mean" in test.columns and test[f"{key}_mean"].notna().all():
                     row[f"inversion_{key}_first"] = float(test[f"{key}_mean"].iloc[0])
                     row[f"inversion_{key}_last"] = float(test[f"{key}_mean"].iloc[-1])
             head = inversion_headline(cell)
@@ -270,7 +271,8 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
                                          r["model"], r["seed"])):
         inv = "n/a"
         if r["inversion_headline_first"] is not None and not pd.isna(r["inversion_headline_first"]):
-            name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR"}[r["inversion_headline"]]
+            name = {"msssim": "MS-SSIM", "lpips": "LPIPS", "psnr": "PSNR",
+                    "effnet_deep": "EffNet deep-feature distance"}[r["inversion_headline"]]
             inv = (f"{name} {R.fmt(r['inversion_headline_first'], 4)} (it {r['inversion_first_iteration']}) → "
                    f"{R.fmt(r['inversion_headline_last'], 4)} (it {r['inversion_last_iteration']})")
             if r["inversion_headline"] != "psnr" and r["inversion_psnr_first"] is not None:

