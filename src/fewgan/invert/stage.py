@@ -308,7 +308,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
             "psnr": "10*log10(4 / mse) dB with mse on [-1, 1] (identical to PSNR on [0, 1])",
             "msssim": "ProGAN MS-SSIM of each reconstruction against its target, both on the uint8 grid (higher = closer)",
             "effnet_deep": "EfficientNet-Lite0 deep-feature distance (fewgan.nets.perceptual) of each reconstruction "
-                           "(uint8-quantised) to its target at 224 px; pretrained ImageNet features, not LPIPS",
+                           "(uint8-quantised) to its target at their own resolution; pretrained ImageNet features, not LPIPS",
             "std": "population std (ddof 0) over images",
         },
         "device": str(device), "threads": int(threads), "resolution": resolution,
