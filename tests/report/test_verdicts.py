@@ -4,12 +4,14 @@ report's verdict sections and equal-compute table built from a multi-seed tree."
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from fewgan.report import run
 from fewgan.report import verdicts as V
+from fewgan.report.verdicts import spread
 
 from .conftest import EVIL_DATASET, build_tree
 
@@ -96,3 +98,47 @@ def test_report_opens_each_dataset_with_verdicts_over_seeds_and_at_equal_compute
     assert "At equal compute: each run's best snapshot trained with at most 3e+11 FLOPs" in verdict_section
     assert any(r.endswith(".png") and "flops_" in r for r in result["figures"]["faces"])
     assert EVIL_DATASET in result["equal_compute"]
+
+
+def _cells_with_scores(values_by_seed):
+    import pandas as pd
+
+    from fewgan.report.collect import Cell
+
+    cells = []
+    for seed, vals in enumerate(values_by_seed):
+        c = Cell(dataset="faces", model="fastgan", metrics={}, metrics_path=Path("x"), seed=seed)
+        c.scores = pd.DataFrame({"iteration": [100, 200, 300], "swd": vals})
+        c.best = {"iteration": 300, "swd": vals[-1], "metric": "swd"}
+        c.inversion = pd.DataFrame({"iteration": [100, 200, 300] * 2, "split": ["test"] * 3 + ["train"] * 3,
+                                    "msssim_mean": [v / 100 for v in vals] * 2, "lpips_mean": [0.3] * 6})
+        c.inversion_meta = {"headline": {"metric": "msssim"}}
+        cells.append(c)
+    return cells
+
+
+def test_curves_of_several_seeds_show_the_mean_and_its_interval(tmp_path, monkeypatch):
+    from fewgan.report import figures as figs
+
+    seeds = [[30.0, 20.0, 10.0], [34.0, 22.0, 12.0], [32.0, 27.0, 8.0]]
+    cells = _cells_with_scores(seeds)
+    it, mean, lo, hi = figs._seed_band(cells, "swd")
+    assert it == [100, 200, 300]
+    for k, i in enumerate(it):
+        sp = spread([s[k] for s in seeds])
+        assert mean[k] == pytest.approx(sp.mean) and (lo[k], hi[k]) == pytest.approx(sp.ci)
+    drawn = {}
+    monkeypatch.setattr(figs, "_save", lambda fig, path: drawn.setdefault(path.name, fig))
+    assert figs.score_curves("faces", cells, ["untrained"], tmp_path / "swd.png", "swd") is None
+    assert figs.inversion_curves("faces", cells, tmp_path / "inv.png") is None
+    for name in ("swd.png", "inv.png"):
+        ax = drawn[name].axes[0]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any("mean of 3 seeds" in t for t in labels), labels
+        bands = [c for c in ax.collections if c.get_paths()]
+        assert bands, f"{name}: no interval band"
+        ys = bands[0].get_paths()[0].vertices[:, 1]
+        want_lo, want_hi = (lo, hi) if name == "swd.png" else ([v / 100 for v in lo], [v / 100 for v in hi])
+        assert min(ys) == pytest.approx(min(want_lo)) and max(ys) == pytest.approx(max(want_hi))
+        footer = " ".join(t.get_text() for t in drawn[name].texts)
+        assert "t interval of the mean over training seeds" in footer

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from fewgan.io import atomic_write_bytes  # noqa: E402
 from fewgan.report.collect import Cell, inversion_headline, selected_by  # noqa: E402
+from fewgan.report.verdicts import LEVEL  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,22 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
         return f"{dataset}: {metric.upper()} curve not available (no score/scores.csv with a {metric} column)"
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
-    for c in have:
-        (line,) = ax.plot(c.scores["iteration"], c.scores[metric], marker="o", ms=3, label=_t(c.model))
-        best = c.best or {}
-        if best.get("iteration") is not None and best.get(metric) is not None:
-            ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
+    banded = False
+    for model, runs in _by_model(have).items():
+        if len(runs) == 1:
+            c = runs[0]
+            (line,) = ax.plot(c.scores["iteration"], c.scores[metric], marker="o", ms=3, label=_t(model))
+        else:
+            it, mean, lo, hi = _seed_band(runs, metric)
+            (line,) = ax.plot(it, mean, marker="o", ms=3, label=_t(f"{model} (mean of {len(runs)} seeds)"))
+            ax.fill_between(it, lo, hi, alpha=0.18, color=line.get_color(), linewidth=0)
+            for c in runs:  # each seed, faint
+                ax.plot(c.scores["iteration"], c.scores[metric], lw=0.6, alpha=0.35, color=line.get_color())
+            banded = True
+        for c in runs:
+            best = c.best or {}
+            if best.get("iteration") is not None and best.get(metric) is not None:
+                ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("training iteration")
     ax.set_ylabel(f"{m.label} ({m.direction} is better)")
     chosen = sorted({str(selected_by(c) or "unknown (best.json does not say)").upper() for c in have})
@@ -71,9 +83,47 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    _footnote(fig, "; ".join(sorted(set(labels))) if m.pretrained else m.curve_note)
+    notes = ["; ".join(sorted(set(labels))) if m.pretrained else m.curve_note]
+    if banded:
+        notes.append(f"band: {int(LEVEL * 100)}% t interval of the mean over training seeds at each iteration "
+                     "(faint lines: the seeds)")
+    _footnote(fig, "; ".join(n for n in notes if n))
     _save(fig, path)
     return None
+
+
+class _SplitView:
+    """One split of a cell's inversion rows, shaped like a cell with `scores` (for _seed_band)."""
+
+    def __init__(self, cell: Cell, split: str):
+        df = cell.inversion
+        self.scores = df[df["split"] == split]
+
+
+def _by_model(cells: Sequence[Cell]) -> dict[str, list[Cell]]:
+    out: dict[str, list[Cell]] = {}
+    for c in cells:
+        out.setdefault(c.model, []).append(c)
+    return out
+
+
+def _seed_band(runs: Sequence[Cell], metric: str) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per iteration present in every seed's scores: the mean over seeds and its t interval
+    (fewgan.report.verdicts.spread; the interval collapses to the mean where it is undefined)."""
+    from fewgan.report.verdicts import spread
+
+    per_seed = [dict(zip(c.scores["iteration"].astype(int), c.scores[metric].astype(float))) for c in runs]
+    common = sorted(set.intersection(*(set(d) for d in per_seed)))
+    it, mean, lo, hi = [], [], [], []
+    for i in common:
+        sp = spread([d[i] for d in per_seed])
+        if sp.mean is None:
+            continue
+        it.append(i)
+        mean.append(sp.mean)
+        lo.append(sp.ci[0] if sp.ci else sp.mean)
+        hi.append(sp.ci[1] if sp.ci else sp.mean)
+    return it, mean, lo, hi
 
 
 def curves_of(metric) -> Callable[..., str | None]:
@@ -118,22 +168,36 @@ def inversion_curves(dataset: str, cells: Sequence[Cell], path: Path) -> str | N
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
     notes = set()
-    for c in have:
-        df = c.inversion
-        test = df[df["split"] == "test"]
-        (line,) = ax.plot(test["iteration"], test[col], marker="o", ms=3, label=_t(f"{c.model} (test)"))
-        if std in test.columns:
-            ax.fill_between(test["iteration"], test[col] - test[std], test[col] + test[std], alpha=0.15,
-                            color=line.get_color())
-        train = df[df["split"] == "train"]
-        if len(train):
-            ax.plot(train["iteration"], train[col], ls="--", marker="x", ms=3, color=line.get_color(),
-                    label=_t(f"{c.model} (train)"))
-        lp = ((c.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
-        note = lp.get("note", lp.get("fallback"))
-        if note:
-            notes.add("LPIPS backbone not the pretrained one (LPIPS kept in inversion.csv, labelled; not shown)"
-                      if col != "lpips_mean" else f"LPIPS: {note}")
+    for model, runs in _by_model(have).items():
+        if len(runs) == 1:
+            df = runs[0].inversion
+            test = df[df["split"] == "test"]
+            (line,) = ax.plot(test["iteration"], test[col], marker="o", ms=3, label=_t(f"{model} (test)"))
+            if std in test.columns:
+                ax.fill_between(test["iteration"], test[col] - test[std], test[col] + test[std], alpha=0.15,
+                                color=line.get_color())
+                notes.add("band (one seed): ± std over the inverted images")
+            train = df[df["split"] == "train"]
+            if len(train):
+                ax.plot(train["iteration"], train[col], ls="--", marker="x", ms=3, color=line.get_color(),
+                        label=_t(f"{model} (train)"))
+        else:
+            tests = [_SplitView(c, "test") for c in runs]
+            it, mean, lo, hi = _seed_band(tests, col)
+            (line,) = ax.plot(it, mean, marker="o", ms=3, label=_t(f"{model} (test, mean of {len(runs)} seeds)"))
+            ax.fill_between(it, lo, hi, alpha=0.18, color=line.get_color(), linewidth=0)
+            notes.add(f"band (several seeds): {int(LEVEL * 100)}% t interval of the mean over training seeds")
+            trains = [_SplitView(c, "train") for c in runs]
+            if all(len(t.scores) for t in trains):
+                it, mean, _, _ = _seed_band(trains, col)
+                ax.plot(it, mean, ls="--", marker="x", ms=3, color=line.get_color(),
+                        label=_t(f"{model} (train, mean of {len(runs)} seeds)"))
+        for c in runs:
+            lp = ((c.inversion_meta or {}).get("settings") or {}).get("lpips") or {}
+            note = lp.get("note", lp.get("fallback"))
+            if note:
+                notes.add("LPIPS backbone not the pretrained one (LPIPS kept in inversion.csv, labelled; not shown)"
+                          if col != "lpips_mean" else f"LPIPS: {note}")
     if col == "effnet_deep_mean":
         notes.add("EfficientNet-Lite0 deep-feature distance: pretrained ImageNet features, no learned layers "
                   "(Zhang et al. 2018 baseline); not LPIPS")
