@@ -261,6 +261,23 @@ def cmd_dag(args) -> None:
         print(f"wrote {args.dvc_yaml} from the stage table (src/fewgan/stages.py)")
 
 
+def cmd_sample(args) -> None:
+    from fewgan import sample
+
+    run_dir = _safe_path(args.run, "run folder")
+    out = _safe_path(args.out, "--out") if args.out else None
+    if out is not None:
+        _check_output(out, "--out", "dir")
+    result = sample.run(run_dir, out, n=args.n, seed=args.seed, fmt=args.format, cols=args.cols, cls=args.cls,
+                        psi=args.psi, interpolate=args.interpolate, steps=args.steps, gif=args.gif, mix=args.mix,
+                        iteration=args.iteration, device=args.device, command=_ARGV[1:])
+    where = out or run_dir / "sample"
+    for name, what in result["files"].items():
+        print(f"{where / name}: {what}")
+    print(f"{where / 'sample.json'}: provenance (snapshot {result['snapshot']['path']}, iteration "
+          f"{result['snapshot']['iteration']}, seed {result['seed']}, psi {result['psi']})")
+
+
 def cmd_bench(args) -> None:
     from fewgan import bench
 
@@ -320,6 +337,30 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="write dvc.yaml (the default)")
     mode.add_argument("--check", action="store_true", help="fail when dvc.yaml differs from what the table generates")
 
+    p = sub.add_parser("sample", help="images from a trained run's generator (grid/PNGs, truncation, interpolation, "
+                                      "style mixing), with provenance",
+                       description="Images from the selected generator of a run (select/generator.pt) or one of its "
+                                   "training snapshots, reproducibly (--seed); see fewgan.sample.")
+    p.set_defaults(fn=cmd_sample)
+    p.add_argument("run", help="the run folder, runs/<dataset>/<model>/s<seed>")
+    p.add_argument("-n", type=int, default=16, help="number of samples (default 16; 0: none)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the latents and noise (default 0)")
+    p.add_argument("--format", choices=("grid", "png", "both"), default="grid",
+                   help="one grid (samples.png), one PNG per image (images/), or both")
+    p.add_argument("--cols", type=int, default=None, help="images per grid row (default: square)")
+    p.add_argument("--class", dest="cls", default=None, help="class name or index (class-conditional models)")
+    p.add_argument("--psi", type=float, default=None,
+                   help="truncation (models with the truncation capability; meaning recorded in sample.json)")
+    p.add_argument("--interpolate", type=int, default=0, metavar="K", help="K rows of latent interpolation")
+    p.add_argument("--steps", type=int, default=8, help="images per interpolation row (default 8)")
+    p.add_argument("--gif", action="store_true", help="also an animated GIF of the first interpolation")
+    p.add_argument("--mix", type=int, default=0, metavar="K",
+                   help="style-mixing grid of K content x K style latents (FastGAN: skip-layer excitation sources)")
+    p.add_argument("--iteration", type=int, default=None,
+                   help="sample this training snapshot instead of the selected generator")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/sample)")
+
     p = sub.add_parser("bench", help="measure stage costs on this machine and estimate profile run times")
     p.set_defaults(fn=cmd_bench)
     p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (a few minutes)")
@@ -377,7 +418,7 @@ _SELF_EXPLAINING = {"TrainingDivergedError", "TrainingInterrupted", "DatasetConf
                     "ImageDecodeError", "LandmarkError", "DetectorUnavailable", "SplitIntegrityError",
                     "SourceError", "SplitError", "ReportInputError", "WeightsUnavailableError",
                     "WeightsChecksumError", "DagMismatchError", "DatasetAddError", "CheckpointError",
-                    "ScoresError"}
+                    "ScoresError", "SampleError"}
 
 
 if __name__ == "__main__":  # pragma: no cover

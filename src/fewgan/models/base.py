@@ -254,6 +254,27 @@ class GANModel(nn.Module):
         DDP wrapper. Must return the full-resolution image only (auxiliary outputs are dropped here)."""
         return G(z)
 
+    # ---- sampling extras (`fewgan sample`) -------------------------------------------------------
+    #: what psi means for `generate_truncated` (capability "truncation"); the sample outputs record it
+    truncation_meaning: str | None = None
+
+    def truncated_latents(self, n: int, psi: float, *, generator: torch.Generator | None = None,
+                          device: torch.device | str | None = None,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Latents for `generate_truncated` with truncation psi. Default: the plain draw (models that truncate
+        in latent space, e.g. BigGAN's truncated normal, draw here; StyleGAN truncates in W instead)."""
+        return self.sample_latents(n, generator=generator, device=device, labels=labels)
+
+    def generate_truncated(self, G: nn.Module, z: torch.Tensor, psi: float) -> torch.Tensor:
+        """Images with the truncation trick (capability "truncation"); never used for metrics of the benchmark."""
+        raise ValueError(f"model {self.name!r} has no truncation trick (its spec.py does not declare the "
+                         "'truncation' capability)")
+
+    def generate_mixed(self, G: nn.Module, z_content: torch.Tensor, z_style: torch.Tensor) -> torch.Tensor:
+        """Images whose content comes from `z_content` and style from `z_style` (capability "mixing")."""
+        raise ValueError(f"model {self.name!r} has no style mixing (its spec.py does not declare the 'mixing' "
+                         "capability)")
+
     # ---- inversion (FastGAN paper, Table 5) ------------------------------------------------------
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None,

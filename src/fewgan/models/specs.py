@@ -35,7 +35,8 @@ CAPABILITIES = {
     "translates": "maps input images to output images (image-to-image translation)",
     "conditional": "uses class labels when the dataset has classes",
     "invertible": "a latent can be optimised to reproduce a given image (the invert stage, FastGAN Table 5)",
-    "truncation": "has a truncation trick for sampling",
+    "truncation": "has a truncation trick for sampling (GANModel.truncated_latents / generate_truncated)",
+    "mixing": "takes part of an image's style from a second latent (GANModel.generate_mixed)",
 }
 
 

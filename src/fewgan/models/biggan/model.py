@@ -189,6 +189,23 @@ class BigGAN(GANModel):
         z, y = self.split_latent(latent)
         return G(z, y)
 
+    # ---- truncation for `fewgan sample` (never for metrics) ---------------------------------------------
+    truncation_meaning = "threshold of BigGAN's truncated normal: |z| values above psi are redrawn (paper Sec. 3.1)"
+
+    def truncated_latents(self, n: int, psi: float, *, generator: torch.Generator | None = None,
+                          device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if not psi > 0:
+            raise ValueError(f"BigGAN truncation threshold psi must be > 0, got {psi}")
+        z = truncated_normal(n, self.z_dim, float(psi), generator=generator, device=device)
+        if not self.conditional:
+            return z
+        y = (torch.randint(self.num_classes, (n,), generator=generator, device=z.device) if labels is None
+             else self._check_labels(labels, n).to(z.device))
+        return torch.cat([z, y.to(z.dtype)[:, None]], dim=1)
+
+    def generate_truncated(self, G: nn.Module, z: torch.Tensor, psi: float) -> torch.Tensor:
+        return self.generate(G, z)  # the truncation is in the latents (truncated_latents)
+
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Zeros in z (base default) with the class column set to `labels` (uniform draws when None)."""

@@ -268,6 +268,10 @@ class FastGAN(GANModel):
     def generate(self, G: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return G(z)
 
+    def generate_mixed(self, G: nn.Module, z_content: torch.Tensor, z_style: torch.Tensor) -> torch.Tensor:
+        """Style mixing (paper section 4.4): the skip-layer excitations' low-resolution sources from z_style."""
+        return G(z_content, style_z=z_style)
+
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Official back-tracking script: z starts from a standard normal draw (seeded by `generator`)."""

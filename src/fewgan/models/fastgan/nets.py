@@ -142,13 +142,16 @@ class Generator(nn.Module):
         self.to_small = conv(ch[self.small_size], 3, 1)  # official to_128: 1x1 conv on the 128-px feature
         self.to_big = conv(ch[self.resolution], 3, 3, 1, 1)  # official to_big: 3x3 conv at full size
 
-    def forward(self, z: torch.Tensor, with_small: bool = False):
+    def forward(self, z: torch.Tensor, with_small: bool = False, style_z: torch.Tensor | None = None):
+        """`style_z`: style mixing (FastGAN paper, section 4.4, style/content disentanglement): every skip-layer
+        excitation takes its low-resolution source (4..32 px) from `style_z`'s path instead of `z`'s."""
         feats = {4: self.init(z.reshape(z.shape[0], -1, 1, 1))}
+        sources = feats if style_z is None else self.sle_sources(style_z)
         x = feats[4]
         for s in self.sizes:
             x = self.up[str(s)](x)
             if s in G_SLE:
-                x = self.sle[str(s)](feats[G_SLE[s]], x)
+                x = self.sle[str(s)](sources[G_SLE[s]], x)
             if s <= 32 or s == self.small_size:
                 feats[s] = x  # only the sources of SLE and the small output are kept
         img = self.to_big(x)
@@ -160,6 +163,21 @@ class Generator(nn.Module):
         if self.tanh:
             small = torch.tanh(small)
         return img, small
+
+
+    def sle_sources(self, z: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The features at 4..32 px of `z` (the sources of the skip-layer excitations; sizes below the first
+        excitation's target only, so no excitation is applied on the way)."""
+        feats = {4: self.init(z.reshape(z.shape[0], -1, 1, 1))}
+        x = feats[4]
+        for s in self.sizes:
+            if s > max(G_SLE.values()):
+                break
+            x = self.up[str(s)](x)
+            if s in G_SLE:
+                x = self.sle[str(s)](feats[G_SLE[s]], x)
+            feats[s] = x
+        return feats
 
 
 class DownComp(nn.Module):

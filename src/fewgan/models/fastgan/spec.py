@@ -23,4 +23,4 @@ SCHEMA = strict({
 })
 
 #: what the model can do (fewgan.models.specs.CAPABILITIES); the stage table reads it
-CAPABILITIES = ("latents", "invertible")
+CAPABILITIES = ("latents", "invertible", "mixing")

@@ -65,6 +65,8 @@ class StyleGAN2(GANModel):
         (random: draws from torch's global RNG, so seed it for reproducible images)."""
         return G(z, noise_mode=self.cfg["sample_noise_mode"])
 
+    truncation_meaning = "StyleGAN's truncation trick: w = w_avg + psi (w - w_avg), const noise"
+
     def generate_truncated(self, G: nn.Module, z: torch.Tensor, psi: float,
                            cutoff: int | None = None) -> torch.Tensor:
         """Truncation trick (w = w_avg + psi (w - w_avg)) for report figures only; never for metrics.
