@@ -166,3 +166,40 @@ def test_refuses_snapshots_of_another_run_and_replaced_files(tmp_path, monkeypat
     assert _sample(tmp_path, monkeypatch, "runs/faces/fastgan/s0", "--iteration", 7) == 3
     assert "snapshot_0000100.pt, snapshot_0000200.pt" in capsys.readouterr().err
     assert _sample(tmp_path, monkeypatch, "runs/faces/fastgan/s0", "--out", "../x") == 2
+
+
+
+def test_psi_sweep_trades_diversity_for_fidelity(tmp_path, monkeypatch):
+    import csv
+
+    import fewgan.metrics.common as common
+
+    make_run(tmp_path, "stylegan2")
+    (tmp_path / "data" / "curated" / "faces").mkdir(parents=True)
+    (tmp_path / "data" / "splits" / "faces").mkdir(parents=True)
+    reals = (torch.rand(12, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    seen = []
+    monkeypatch.setattr(common, "load_split_images",
+                        lambda c, s, which: seen.append((str(c), str(s), which)) or (reals, [f"{i}.png" for i in range(12)]))
+    assert _sample(tmp_path, monkeypatch, "runs/faces/stylegan2/s0", "-n", 0, "--psi-sweep", "1,0.5,0",
+                   "--sweep-n", 8) == 0
+    assert seen == [(str(Path("data/curated/faces")), str(Path("data/splits/faces")), "train")]
+    out = tmp_path / "runs/faces/stylegan2/s0/sample"
+    rows = list(csv.DictReader(open(out / "truncation.csv")))
+    assert [float(r["psi"]) for r in rows] == [1.0, 0.5, 0.0]
+    ms = [float(r["msssim_fake"]) for r in rows]
+    assert ms[2] == pytest.approx(1.0, abs=1e-6) and ms[0] < ms[2]     # psi 0: one image for every latent
+    assert all(float(r["swd_mean"]) > 0 for r in rows)
+    assert Image.open(out / "truncation.png").size[0] > 300
+    meta = json.loads((out / "sample.json").read_text())
+    assert "truncation.png" in meta["files"] and meta["psi_sweep_note"] is None
+    # without the dataset's folders the SWD is left out, said in sample.json (not silently)
+    monkeypatch.chdir(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "data")
+    assert _sample(tmp_path, monkeypatch, "runs/faces/stylegan2/s0", "-n", 0, "--psi-sweep", "1,0",
+                   "--sweep-n", 4, "--out", "nodata") == 0
+    meta = json.loads((tmp_path / "nodata" / "sample.json").read_text())
+    assert "SWD not computed" in meta["psi_sweep_note"]
+    assert all(r["swd_mean"] == "" for r in csv.DictReader(open(tmp_path / "nodata" / "truncation.csv")))

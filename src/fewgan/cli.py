@@ -186,6 +186,16 @@ def _params(args) -> dict:
     return params
 
 
+def _psi_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--psi-sweep {text!r}: comma-separated numbers, e.g. 1,0.8,0.6") from None
+    if not values:
+        raise argparse.ArgumentTypeError("--psi-sweep: give at least one psi")
+    return values
+
+
 def _seed(text: str) -> int:
     """--seed: a non-negative integer (it names the cell's folder, runs/D/M/s<seed>/)."""
     if not text.isdigit():
@@ -270,7 +280,8 @@ def cmd_sample(args) -> None:
         _check_output(out, "--out", "dir")
     result = sample.run(run_dir, out, n=args.n, seed=args.seed, fmt=args.format, cols=args.cols, cls=args.cls,
                         psi=args.psi, interpolate=args.interpolate, steps=args.steps, gif=args.gif, mix=args.mix,
-                        iteration=args.iteration, device=args.device, command=_ARGV[1:])
+                        iteration=args.iteration, psi_sweep_values=args.psi_sweep, sweep_n=args.sweep_n,
+                        device=args.device, command=_ARGV[1:])
     where = out or run_dir / "sample"
     for name, what in result["files"].items():
         print(f"{where / name}: {what}")
@@ -358,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="style-mixing grid of K content x K style latents (FastGAN: skip-layer excitation sources)")
     p.add_argument("--iteration", type=int, default=None,
                    help="sample this training snapshot instead of the selected generator")
+    p.add_argument("--psi-sweep", type=_psi_list, default=None, metavar="PSI,PSI,...",
+                   help="fidelity/diversity over truncation: SWD vs the training images and MS-SSIM at each psi "
+                        "(truncation.png, truncation.csv)")
+    p.add_argument("--sweep-n", type=int, default=100, help="fakes per psi of --psi-sweep (default 100)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p.add_argument("--out", default=None, help="output folder (default: <run>/sample)")
 

@@ -13,6 +13,10 @@
   model is recorded: StyleGAN's w-average interpolation, BigGAN's truncated-normal threshold).
 - `--interpolate K`: K rows, each a linear path between two latents (`--steps` images); `--gif` also writes
   an animated GIF of the first path there and back.
+- `--psi-sweep 1,0.8,0.6`: the fidelity/diversity trade-off of the truncation trick: for each psi, `--sweep-n`
+  fakes, their SWD against the run's training images (`data/curated/<dataset>` with `data/splits/<dataset>`,
+  the pixel metric that needs no pretrained network) and their MS-SSIM over random pairs (higher = less
+  diverse; the real set's own MS-SSIM drawn beside it): `truncation.png` and `truncation.csv`.
 - `--mix K`: FastGAN style mixing (capability "mixing"): a (K+1) x (K+1) grid whose first row holds K style
   images, first column K content images, and cell (i, j) content i with the style of j.
 Outputs go to `<run>/sample/` (or `--out`), with `sample.json`: run, snapshot (path, iteration, sha256),
@@ -184,9 +188,57 @@ def _mixing_grid(sampler: Sampler, k: int) -> torch.Tensor:
     return torch.cat(rows)
 
 
+def psi_sweep(gan, G, psis: list[float], *, n: int, seed: int, label: int | None, reals: torch.Tensor | None,
+              pairs: int = 200, device: Any = "cpu") -> list[dict]:
+    """SWD x10^3 (against `reals`, when given) and MS-SSIM of `n` fakes at each psi (same seed for every psi)."""
+    from fewgan.metrics.msssim import msssim_set
+    from fewgan.metrics.swd import swd
+
+    rows = []
+    for psi in psis:
+        s = Sampler(gan, G, seed, psi=psi, label=label, device=device)
+        fakes = s.images(s.latents(n))
+        row = {"psi": psi, "n_fake": n, "msssim_fake": msssim_set(fakes, pairs, seed)["msssim"]}
+        row["swd_mean"] = swd(reals, fakes, seed=seed)["mean"] if reals is not None else None
+        rows.append(row)
+    return rows
+
+
+def _sweep_figure(rows: list[dict], real_msssim: float | None, title: str, note: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fewgan.report.figures import _footnote
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig.subplots_adjust(left=0.12, right=0.86, top=0.9, bottom=0.16)
+    psis = [r["psi"] for r in rows]
+    ax.plot(psis, [r["msssim_fake"] for r in rows], marker="o", color="tab:blue", label="MS-SSIM of fakes")
+    if real_msssim is not None:
+        ax.axhline(real_msssim, ls="--", color="tab:blue", alpha=0.6, label="MS-SSIM of the real set")
+    ax.set_xlabel("truncation psi")
+    ax.set_ylabel("MS-SSIM (higher = less diverse)", color="tab:blue")
+    if any(r["swd_mean"] is not None for r in rows):
+        ax2 = ax.twinx()
+        ax2.plot(psis, [r["swd_mean"] for r in rows], marker="s", color="tab:red", label="SWD×10³ vs train")
+        ax2.set_ylabel("SWD×10³ vs training images (lower = closer)", color="tab:red")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    _footnote(fig, note)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def run(run_dir: Path, out_dir: Path | None = None, *, n: int = 16, seed: int = 0, fmt: str = "grid",
         cols: int | None = None, cls: str | None = None, psi: float | None = None, interpolate: int = 0,
         steps: int = 8, gif: bool = False, mix: int = 0, iteration: int | None = None,
+        psi_sweep_values: list[float] | None = None, sweep_n: int = 100, data_dir: Path = Path("data"),
         device: str = "cpu", command: list[str] | None = None) -> dict:
     """Write the asked images and sample.json; return sample.json's content."""
     if n < 0 or interpolate < 0 or mix < 0 or steps < 2:
@@ -224,15 +276,49 @@ def run(run_dir: Path, out_dir: Path | None = None, *, n: int = 16, seed: int = 
         atomic_write_bytes(out_dir / "mixing.png", png_bytes(grid(_mixing_grid(msampler, mix), mix + 1)))
         files["mixing.png"] = (f"style mixing: first row {mix} style images, first column {mix} content images, "
                                "cell (i, j): content i with the skip-layer excitations of style j")
+    sweep_note = None
+    if psi_sweep_values:
+        if "truncation" not in gan.capabilities:
+            raise SampleError(f"--psi-sweep: model {gan.name!r} has no truncation trick")
+        dataset = source.run.get("dataset")
+        curated, split = Path(data_dir) / "curated" / str(dataset), Path(data_dir) / "splits" / str(dataset)
+        reals = real_msssim = None
+        if curated.is_dir() and split.is_dir():
+            from fewgan.metrics.common import load_split_images
+            from fewgan.metrics.msssim import msssim_set
+
+            reals, _ = load_split_images(curated, split, "train")
+            if label is not None and (split / "split.csv").is_file():
+                sweep_note = "SWD against all training images (every class), fakes of one class"
+            real_msssim = msssim_set(reals, 200, seed)["msssim"]
+        else:
+            sweep_note = (f"SWD not computed: {curated} or {split} missing (run from the project folder whose "
+                          "data/ holds the run's dataset)")
+            log.warning(sweep_note)
+        rows = psi_sweep(gan, G, sorted(set(psi_sweep_values), reverse=True), n=sweep_n, seed=seed, label=label,
+                         reals=reals, device=device)
+        import csv
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["psi", "n_fake", "swd_mean", "msssim_fake"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(out_dir / "truncation.csv", buf.getvalue().encode())
+        note = "; ".join(x for x in (f"psi: {gan.truncation_meaning}", sweep_note,
+                                     f"{sweep_n} fakes per psi, seed {seed}") if x)
+        atomic_write_bytes(out_dir / "truncation.png", _sweep_figure(
+            rows, real_msssim, f"{dataset}/{gan.name}: fidelity vs diversity over truncation psi", note))
+        files["truncation.csv"] = "SWD×10³ vs training images and MS-SSIM of the fakes at each psi"
+        files["truncation.png"] = "the same as a figure (real set's MS-SSIM dashed)"
     if not files:
-        raise SampleError("nothing to write: ask for -n N > 0, --interpolate K or --mix K")
+        raise SampleError("nothing to write: ask for -n N > 0, --interpolate K, --mix K or --psi-sweep")
     result = {
         "run": str(source.run_dir), "model": gan.name, "dataset": source.run.get("dataset"),
         "resolution": gan.resolution,
         "snapshot": {"path": str(source.snapshot), "iteration": source.iteration, "sha256": source.sha256},
         "seed": int(seed), "psi": psi,
         "psi_meaning": (gan.truncation_meaning if psi is not None else "no truncation (psi not given)"),
-        "class": cls, "class_index": label, "files": files,
+        "class": cls, "class_index": label, "files": files, "psi_sweep_note": sweep_note,
         "fallbacks": list(meta.get("fallbacks") or []),
         "command": ["fewgan", "sample", *(command if command is not None else sys.argv[2:])],
     }
