@@ -3,8 +3,9 @@
 Facts checked against the official code (autonomousvision/projected-gan: train.py, training/training_loop.py,
 training/loss.py, pg_modules/*); networks in `fewgan.models.projected_gan.nets`.
 
-* **Discriminator input.** Images (reals, and fakes in both steps) are DiffAugmented (`color,translation,cutout`,
-  applied by the loop's `augment`), resized to 224 px (bilinear, align_corners=False) when the image size is
+* **Discriminator input.** Images (reals, and fakes in both steps) are DiffAugmented (`color,translation,cutout:0.2`:
+  Projected GAN's diffaug.py cuts a square of 0.2 of the size, not the reference's 0.5; applied by the loop's
+  `augment`), resized to 224 px (bilinear, align_corners=False) when the image size is
   below 224 (official `interp224 = resolution < 224`; at 256 px they enter at 256), and fed to the frozen
   EfficientNet-Lite0 split into four levels (`fewgan.nets.effnet_lite0.Levels`: stem + blocks[0:2], blocks[2:3],
   blocks[3:5], blocks[5:9]; 24/40/112/320 channels at strides 4/8/16/32), whose BatchNorms stay in eval mode.
@@ -38,7 +39,8 @@ fully determined by the pinned file) and never trained.
 | order within an iteration | G step, then D step | D step, then G step (fewgan's latent-GAN order, which its DDP wrapping assumes): the same alternation shifted by half an iteration |
 | resolutions | 128 px builds unused 256-px layers; 64 px fails | the generator's ladder stops at the image size (nets docstring) |
 | non-finite gradients | replaced by 0 / +-1e5 (`nan_to_num`) | not replaced (the loop stops on a non-finite loss) |
-| DiffAugment cutout | ratio 0.2 of the size (pg_modules/diffaug.py) | the loop's DiffAugment (DiffAugment reference: 0.5) unless the policy asks otherwise |
+| spectral norm | `torch.nn.utils.spectral_norm` (power iteration v then u; u, v random at construction) | `torch.nn.utils.parametrizations.spectral_norm` (u then v; 15 iterations at construction): same fixed point; with equal weights and (u, v) the eval-mode outputs are identical (max difference 0.0, G and D at 256 px), early training steps differ slightly |
+| discriminator input size (`input_size`) | 224 below 224 px | same (`null`); a number resizes every image to it instead: a CPU deviation (the demo block's 128 px costs a third of 224's EfficientNet passes; every logit map is then 1x1) |
 | G_ema sampling | eval mode, G's copied BatchNorm statistics | same (`ema_buffers: copy`) |
 """
 
@@ -69,7 +71,8 @@ class _FrozenFeatures(nn.Module):
 
     def __init__(self, levels: nn.Module):
         super().__init__()
-        self.levels = levels.eval().requires_grad_(False)
+        self.levels = levels.requires_grad_(False)
+        self.train(False)
 
     def train(self, mode: bool = True):  # noqa: ARG002 - never leaves eval mode
         return super().train(False)
@@ -123,6 +126,9 @@ class ProjectedGAN(GANModel):
         c = self.cfg
         self.z_dim = int(c["z_dim"])
         self.ema_buffers = c["ema_buffers"] == "average"
+        # the size images enter the feature network at (None: as they are)
+        self.input_size = (int(c["input_size"]) if c["input_size"] is not None
+                           else INTERP_SIZE if self.resolution < INTERP_SIZE else None)
         self.G = Generator(self.resolution, ngf=c["ngf"], z_dim=self.z_dim, lite=c["generator"] == "fastgan_lite")
         from fewgan.nets.effnet_lite0 import LEVEL_CHANNELS
 
@@ -149,9 +155,10 @@ class ProjectedGAN(GANModel):
         return self._features
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Augmented images in [-1, 1] -> the four EfficientNet-Lite0 levels (resized to 224 px below 224)."""
-        if self.resolution < INTERP_SIZE:
-            x = F.interpolate(x, size=(INTERP_SIZE, INTERP_SIZE), mode="bilinear", align_corners=False)
+        """Augmented images in [-1, 1] -> the four EfficientNet-Lite0 levels (official: resized to 224 px below 224)."""
+        s = self.input_size
+        if s is not None and tuple(x.shape[-2:]) != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
         return self._feature_net(x.device)(x)
 
     def logits(self, D: nn.Module, images: torch.Tensor, augment: Augment) -> torch.Tensor:
@@ -234,7 +241,7 @@ class ProjectedGAN(GANModel):
         d["params_D_frozen_projection"] = count(self.D.projection.parameters())
         d.update({"generator": self.cfg["generator"], "ngf": self.cfg["ngf"], "z_dim": self.z_dim,
                   "ndf": self.cfg["ndf"], "proj_type": self.cfg["proj_type"], "num_discs": self.cfg["num_discs"],
-                  "discriminator_input": INTERP_SIZE if self.resolution < INTERP_SIZE else self.resolution,
+                  "discriminator_input": self.input_size or self.resolution,
                   "ema_buffers": self.cfg["ema_buffers"]})
         if self._features_info is not None:
             d["feature_network"] = dict(self._features_info)

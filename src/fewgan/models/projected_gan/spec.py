@@ -12,6 +12,9 @@ SCHEMA = strict({
     "cout": {"type": "integer", "minimum": 1, "description": "CCM base width (official 64)"},
     "expand": {"type": "boolean", "description": "CCM widths cout x [1, 2, 4, 8] (official true)"},
     "proj_type": {"enum": [0, 1, 2], "description": "0 none, 1 CCM, 2 CCM + CSM (official 2)"},
+    "input_size": {"type": ["integer", "null"], "minimum": 128, "multipleOf": 32,
+                   "description": "null = official (images below 224 px resized to 224, others as they are); a number = "
+                                  "resize every image to it (a CPU deviation; 128 is the smallest the layer plan takes)"},
     "num_discs": {"type": "integer", "minimum": 1, "maximum": 4, "description": "discriminators (official 4)"},
     "lr": {"type": "number", "exclusiveMinimum": 0, "description": "Adam lr of G and D (official fastgan cfgs 2e-4)"},
     "betas": BETAS,
