@@ -114,6 +114,14 @@ def test_shapes_and_gradients(res, input_size, logits):
     assert not any(p.requires_grad for p in m.D.projection.parameters())
 
 
+@pytest.mark.parametrize("proj_type,channels", [(0, [24, 40, 112, 320]), (1, [8, 16, 32, 64])])
+def test_other_projection_types(proj_type, channels):
+    """projector.py proj_type 0 (the raw levels) and 1 (CCM only): nominal sizes 64/32/16/8 (no CSM doubling)."""
+    m = small(64, proj_type=proj_type)
+    assert m.D.projection.channels == channels and m.D.projection.resolutions == [64, 32, 16, 8]
+    assert m.D(m.features(reals(2, 64))).shape == (2, 4 * 16)  # 56/28/14/7 -> 7 -> 4x4 logits each
+
+
 def test_cpu_input_size_switch():
     m = small(64, input_size=128)
     levels = m.features(reals(2, 64))
