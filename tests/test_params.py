@@ -166,7 +166,7 @@ def test_bad_dataset_names_are_refused_with_file_key_and_rule(params_dir, name):
 def test_typo_in_an_overridden_experiment_list_is_still_an_error(params_dir):
     _edit(params_dir / "base.yaml", lambda d: d["experiment"].update(models=["fastgna", "dcgan"]))
     params, origin = resolve("smoke", params_dir)  # the smoke profile sets its own model list
-    assert params["experiment"]["models"] == ["fastgan", "stylegan2", "dcgan", "progan", "biggan"]
+    assert params["experiment"]["models"] == ["fastgan", "stylegan2", "dcgan", "progan", "biggan", "projected_gan"]
     with pytest.raises(ParamsError, match=r"base.yaml: experiment.models names unknown model 'fastgna' \(did you mean 'fastgan'\?\)"):
         validate(params, origin)
 

@@ -37,8 +37,9 @@ def _oracle(x: torch.Tensor, policy: str, g: torch.Generator) -> torch.Tensor:
                         if 0 <= si < H and 0 <= sj < W:
                             out[b, :, i, j] = x[b, :, si, sj]
             x = out
-        elif name == "cutout":
-            ch, cw = H // 2, W // 2
+        elif name.startswith("cutout"):
+            r = float(name.partition(":")[2] or 0)  # cutout:R -> int(size * R + 0.5) (Projected GAN diffaug.py)
+            ch, cw = (int(H * r + 0.5), int(W * r + 0.5)) if r else (H // 2, W // 2)
             cy = torch.randint(0, H + (1 - ch % 2), (B,), generator=g)
             cx = torch.randint(0, W + (1 - cw % 2), (B,), generator=g)
             for b in range(B):
@@ -49,7 +50,8 @@ def _oracle(x: torch.Tensor, policy: str, g: torch.Generator) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout", "translation,color"])
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout", "translation,color",
+                                    "cutout:0.2", "color,translation,cutout:0.2"])
 @pytest.mark.parametrize("hw", [(16, 16), (12, 20)])
 def test_matches_naive_oracle(policy, hw):
     x = _batch(h=hw[0], w=hw[1])
@@ -130,3 +132,20 @@ def test_differentiable():
 def test_bad_policy_names_the_problem():
     with pytest.raises(ValueError, match=r"unknown augmentation.*'colour'"):
         augment(_batch(), "colour,translation")
+
+
+def test_cutout_ratio_token():
+    """`cutout:R`: a square of int(size * R + 0.5) (Projected GAN's rand_cutout ratio 0.2: 13 px at 64 px);
+    `cutout:0.5` is the reference's `cutout` at even sizes, draw for draw."""
+    x = torch.ones(64, 1, 64, 64)
+    out = augment(x, "cutout:0.2", torch.Generator().manual_seed(3))
+    zeros = (out == 0).flatten(1).sum(1)
+    assert int(zeros.max()) == 13 * 13 and bool((zeros > 0).all())
+    inside = [int(z) for z in zeros if z == 13 * 13]
+    assert len(inside) > 32  # most centres leave the whole square inside the image
+    a = augment(_batch(h=16, w=16), "cutout:0.5", torch.Generator().manual_seed(9))
+    b = augment(_batch(h=16, w=16), "cutout", torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    for bad in ("cutout:0", "cutout:1.0", "cutout:.2", "cutout:0.2x"):
+        with pytest.raises(ValueError, match="cutout:R"):
+            parse_policy(bad)

@@ -20,8 +20,10 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
-#: DiffAugment policy: "" or a comma-separated list of color / translation / cutout (no spaces).
-POLICY_PATTERN = r"^((color|translation|cutout)(,(color|translation|cutout))*)?$"
+#: DiffAugment policy: "" or a comma-separated list of color / translation / cutout (no spaces); `cutout:R`
+#: is a cutout of size ratio 0 < R < 1 (fewgan.train.diffaugment; Projected GAN: cutout:0.2).
+_POLICY_NAME = r"(color|translation|cutout(:0\.[0-9]*[1-9][0-9]*)?)"
+POLICY_PATTERN = rf"^({_POLICY_NAME}(,{_POLICY_NAME})*)?$"
 BETAS = {"type": "array", "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
          "minItems": 2, "maxItems": 2}
 POS_INT = {"type": "integer", "minimum": 1}

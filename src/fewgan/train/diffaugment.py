@@ -5,7 +5,9 @@ DiffAugment_pytorch.py), written independently and vectorised:
 
 - color: brightness + U(-0.5, 0.5); saturation (x - mean_c) * U(0, 2); contrast (x - mean_chw) * U(0.5, 1.5)
 - translation: integer shift of up to 1/8 of the size per axis, per image, with zero padding
-- cutout: a zero square of half the size per axis, centred at a random position (clipped at the border)
+- cutout: a zero square of half the size per axis, centred at a random position (clipped at the border);
+  `cutout:R` (0 < R < 1) cuts round(R x size) per axis instead, as int(size * R + 0.5) (Projected GAN's
+  pg_modules/diffaug.py uses R = 0.2; `cutout` equals `cutout:0.5` at even sizes)
 
 Random numbers are drawn per image, in the reference's order (brightness, saturation, contrast, shift
 rows, shift cols, cutout rows, cutout cols), on the CPU by default (`generator` may be any torch
@@ -15,6 +17,8 @@ device, which is what makes resumed training bit-exact.
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 POLICIES = ("color", "translation", "cutout")
@@ -23,6 +27,8 @@ POLICIES = ("color", "translation", "cutout")
 TRANSLATION_DIVISOR = 8
 #: cutout: half the image size (DiffAugment_pytorch.py, rand_cutout ratio)
 CUTOUT_DIVISOR = 2
+#: `cutout:R`: a cutout of another size ratio R in (0, 1), e.g. `cutout:0.2` (Projected GAN)
+CUTOUT_RATIO = re.compile(r"^cutout:(0\.[0-9]*[1-9][0-9]*)$")
 
 
 def parse_policy(policy: str | None) -> tuple[str, ...]:
@@ -30,10 +36,11 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     if not policy:
         return ()
     names = tuple(p.strip() for p in policy.split(","))
-    bad = [n for n in names if n not in POLICIES]
+    bad = [n for n in names if n not in POLICIES and not CUTOUT_RATIO.match(n)]
     if bad:
         raise ValueError(f"DiffAugment policy {policy!r}: unknown augmentation(s) {bad}; "
-                         f"use a comma-separated subset of {', '.join(POLICIES)} or '' for none")
+                         f"use a comma-separated subset of {', '.join(POLICIES)} (cutout:R for a cutout of size "
+                         "ratio 0 < R < 1) or '' for none")
     return names
 
 
@@ -81,9 +88,13 @@ def translation(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return out.gather(3, cols[:, None, None, :].expand(B, C, H, W))
 
 
-def cutout(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def cutout(x: torch.Tensor, generator: torch.Generator | None = None, ratio: float | None = None) -> torch.Tensor:
+    """Zero one square per image; its side is size // 2 (ratio None) or int(size * ratio + 0.5)."""
     B, C, H, W = x.shape
-    ch, cw = H // CUTOUT_DIVISOR, W // CUTOUT_DIVISOR
+    if ratio is None:
+        ch, cw = H // CUTOUT_DIVISOR, W // CUTOUT_DIVISOR
+    else:
+        ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
     # centre drawn from [0, size] for even cutout sizes, [0, size) for odd ones (as the reference)
     cy = _randint(0, H + (1 - ch % 2), B, generator, x.device)
     cx = _randint(0, W + (1 - cw % 2), B, generator, x.device)
@@ -111,6 +122,10 @@ def augment(x: torch.Tensor, policy: str, generator: torch.Generator | None = No
     if x.dim() != 4:
         raise ValueError(f"DiffAugment expects an NCHW batch, got shape {tuple(x.shape)}")
     for name in parse_policy(policy):
+        m = CUTOUT_RATIO.match(name)
+        if m:
+            x = cutout(x, generator, float(m[1]))
+            continue
         for fn in _FNS[name]:
             x = fn(x, generator)
     return x
