@@ -51,11 +51,16 @@ def test_dvc_repository_files_are_committed_with_analytics_off():
     cfg.read_string((REPO / ".dvc" / "config").read_text())
     assert cfg.get("core", "analytics", fallback=None) == "false", "set `dvc config core.analytics false`"
     # the venv and scratch folders are never walked by DVC; no stage output lies under them
-    ignored = {line.strip() for line in (REPO / ".dvcignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
-    assert "/.venv/" in ignored
-    outs = [fill(o.path, "d", "m") for s in STAGES for o in s.outs]
-    assert not [o for o in outs if any(o.startswith(i.strip("/") + "/") for i in ignored)]
+    lines = [line.strip() for line in (REPO / ".dvcignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert "/.venv/" in lines
+    import pathspec  # DVC's own dependency; gitwildmatch semantics, negations included
+
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    outs = [fill(o.path, "d", "m").replace("{seed}", "0") + "/x.tsv" for s in STAGES for o in s.outs]
+    assert not [o for o in outs if spec.match_file(o)]
+    # the scratch tree stays ignored, all but the live curves
+    assert spec.match_file("work/d/m/s0/resume.pt") and spec.match_file("work/d/m/s0/snapshots/snapshot_0000001.pt")
 
 
 # ---- experiments: the stale check and edits of params/active.yaml ---------------------------------------
@@ -151,7 +156,12 @@ def test_dvc_metrics_are_only_the_summaries():
     assert metrics == {"runs/${item.dataset}/${item.model}/s${item.seed}/evaluate/summary.json"}
     plots = {next(iter(p)) for s in stages.values() for p in (s.get("do", s).get("plots") or [])}
     assert plots == {"runs/${item.dataset}/${item.model}/s${item.seed}/score/scores.csv",
-                     "runs/${item.dataset}/${item.model}/s${item.seed}/invert/inversion.csv"}
+                     "runs/${item.dataset}/${item.model}/s${item.seed}/invert/inversion.csv",
+                     "work/${item.dataset}/${item.model}/s${item.seed}/dvclive/plots/metrics"}
+    # the live training curves: kept across resumes, not cached (the scratch tree under work/)
+    (live,) = [p for s in stages.values() for p in (s.get("do", s).get("plots") or []) if "dvclive" in next(iter(p))]
+    spec = next(iter(live.values()))
+    assert (spec["x"], spec["cache"], spec["persist"]) == ("step", False, True)
 
 
 def test_no_stage_tracks_the_whole_params_file():
@@ -227,6 +237,9 @@ def test_fresh_clone_dvc_repro_metrics_plots_and_an_experiment(tmp_path):
     html = (clone / "dvc_plots" / "index.html").read_text()
     for d, m in cells:
         assert f"FID per snapshot: {d} / {m}" in html and f"Inversion of held-out test images: {d} / {m}" in html
+        # the training curves DVCLive wrote while each model trained
+        live = f"work/{d}/{m}/s0/dvclive/plots/metrics/train/"
+        assert any(i.startswith(live) and i.endswith("loss_G.tsv") for i in ids), sorted(ids)
 
     # an experiment: one params key changed -> only the stages that declare it (and the report) re-run
     for key, value in (("user.email", "ci@fewgan"), ("user.name", "ci")):  # dvc exp run commits too

@@ -42,11 +42,14 @@ class Out:
     title/labels in `plot`; each cell's file is one figure, and `dvc plots diff` overlays experiments in it).
     `caption`: the reStructuredText caption file in workflow/report/ that `snakemake --report` shows with it
     (None = not in that report); `category`: its section there; `htmlindex`: for a directory in that report,
-    the HTML page inside it that opens it (Snakemake then needs a .zip report: `--report report.zip`)."""
+    the HTML page inside it that opens it (Snakemake then needs a .zip report: `--report report.zip`).
+    `dvc_only`: declared to DVC only (a live plot folder under the scratch `work/` tree that the stage keeps
+    across resumes: `persist`, not cached; Snakemake would delete it before a resumed job)."""
 
     path: str
     kind: str = "file"
     plot: dict | None = None
+    dvc_only: bool = False
     caption: str | None = None
     category: str | None = None
     htmlindex: str | None = None
@@ -91,7 +94,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("train", "train one model on one dataset (resumable, snapshots)", "train", "cell",
           "fewgan.train.loop:stage", out=f"{CELL}/train",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}"},
-          outs=(Out(f"{CELL}/train", "dir"),),
+          outs=(Out(f"{CELL}/train", "dir"),
+                # DVCLive's curves, written live while the run trains (fewgan.train.logger): `dvc plots show`
+                Out("work/{dataset}/{model}/s{seed}/dvclive/plots/metrics", "plot", dvc_only=True,
+                    plot={"x": "step", "cache": False, "persist": True,
+                          "title": "Training curves (live): {dataset} / {model} / seed {seed}",
+                          "x_label": "training iteration"})),
           params=("device", "datasets.{dataset}.resolution", "models.{model}", "train",
                   "evaluation.weights"),
           threads=True, gpu=True, scratch={"work": "work/{dataset}/{model}/s{seed}"}),

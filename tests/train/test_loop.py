@@ -69,10 +69,33 @@ def test_resume_is_bit_exact_after_crash_between_snapshots(reference, tmp_path, 
     _assert_same(D, D_ref)
     # the log of the resumed run is the log of the uninterrupted one (timings aside), exactly: log.jsonl keeps
     # the losses unrounded and both runs computed the same values
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("wall_s", "it_per_s")} for r in rows]  # noqa: E731
+    timing = ("wall_s", "it_per_s", "img_per_s", "s_per_kimg", "peak_mem_mb")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     read = lambda d: [json.loads(s) for s in (d["out_dir"] / "log.jsonl").read_text().splitlines()]  # noqa: E731
     assert strip(read(other)) == strip(read(dirs))
     assert [r["iteration"] for r in read(other)] == [1, 2, 3, 4, 5, 6]
+    # the live curves continue at the resumed step: each step once, with log.jsonl's values (DVCLive's TSVs,
+    # TensorBoard's events read back with its own reader)
+    rows = {r["iteration"]: r for r in read(other)}
+    for name in ("loss_D", "loss_G", "kimg"):
+        tsv = other["out_dir"] / "dvclive" / "plots" / "metrics" / "train" / f"{name}.tsv"
+        lines = [ln.split("\t") for ln in tsv.read_text().splitlines()]
+        assert lines[0] == ["step", name]
+        assert [int(r[0]) for r in lines[1:]] == [1, 2, 3, 4, 5, 6]
+        assert [float(r[1]) for r in lines[1:]] == pytest.approx([float(rows[i][name]) for i in range(1, 7)], rel=1e-6)
+        ev = _tb_scalars(other["out_dir"] / "tensorboard", name)
+        assert [e[0] for e in ev] == [1, 2, 3, 4, 5, 6]
+        assert [e[1] for e in ev] == pytest.approx([float(rows[i][name]) for i in range(1, 7)], rel=1e-6)
+
+
+def _tb_scalars(logdir, tag):
+    """(step, value) of `tag`, as TensorBoard shows them: its own event reader, purged steps dropped."""
+    pytest.importorskip("tensorboard", reason="TensorBoard event checks need the tensorboard package (dev extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 def test_resume_is_bit_exact_after_sigint_and_after_extending_iterations(reference, tmp_path, dirs):
@@ -135,8 +158,13 @@ def test_nan_guard_names_iteration_and_keeps_last_good_snapshot(toy_data, dirs):
 def test_outputs_logs_and_run_json(toy_data, dirs):
     res = _run(dirs)
     out = dirs["out_dir"]
-    assert sorted(p.name for p in out.iterdir()) == ["interpolation.png", "log.csv", "log.jsonl", "run.json",
-                                                     "samples", "snapshots"]
+    assert sorted(p.name for p in out.iterdir()) == ["dvclive", "interpolation.png", "log.csv", "log.jsonl", "run.json",
+                                                     "samples", "snapshots", "tensorboard"]
+    # the sample grids went live too: DVCLive images per sampled iteration, TensorBoard images
+    assert sorted(p.name for p in (out / "dvclive" / "plots" / "images" / "samples").iterdir()) == [
+        "0000003.png", "0000006.png"]
+    live_metrics = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert live_metrics["step"] == 6 and live_metrics["train"]["kimg"] == pytest.approx(6 * 4 / 1000)
     run = json.loads((out / "run.json").read_text())
     assert run["iterations"] == 6 and run["batch_size"] == 4 and run["resolution"] == kit.RES
     assert run["params_G"] == sum(p.numel() for p in res.model.G.parameters())
@@ -156,7 +184,9 @@ def test_outputs_logs_and_run_json(toy_data, dirs):
     assert "git" in run["provenance"]
     rows = [json.loads(s) for s in (out / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert {"loss_D", "loss_G", "D/real", "D/fake", "G/g", "it_per_s", "wall_s"} <= rows[0].keys()
+    assert {"loss_D", "loss_G", "D/real", "D/fake", "G/g", "it_per_s", "wall_s", "kimg", "img_per_s", "s_per_kimg",
+            "peak_mem_mb"} <= rows[0].keys()
+    assert rows[0]["img_per_s"] == pytest.approx(rows[0]["it_per_s"] * 4, rel=1e-2) and rows[0]["peak_mem_mb"] > 0
     assert rows[-1]["loss_G"] == rows[-1]["G/g"]
     assert len((out / "log.csv").read_text().splitlines()) == 7
     # snapshots load through the consumers' reader and hold the EMA generator

@@ -47,6 +47,8 @@ def _key(path):
 def stage_output(name):
     outs = {}
     for o in BY_NAME[name].outs:
+        if o.dvc_only:
+            continue
         value = directory(o.path) if o.kind == "dir" else o.path
         if o.caption:
             labels = {"dataset": "{dataset}", "model": "{model}", "seed": "{seed}"} if BY_NAME[name].scope == "cell" else None

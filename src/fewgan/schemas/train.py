@@ -30,4 +30,11 @@ TRAIN_SCHEMA = strict({
     "grid_size": {"type": "integer", "minimum": 1, "maximum": 32,
                   "description": "sample grids show grid_size x grid_size images"},
     "interpolation_steps": {"type": "integer", "minimum": 2, "maximum": 64},
+    "live": strict({
+        "dvclive": {"type": "boolean", "description": "DVCLive curves and sample grids while training "
+                                                      "(work/D/M/sS/dvclive; `dvc plots show`)"},
+        "tensorboard": {"enum": ["auto", True, False],
+                        "description": "TensorBoard event files (work/D/M/sS/tensorboard); auto: when the "
+                                       "tensorboard package is installed (pip install 'fewgan[tensorboard]')"},
+    }),
 })

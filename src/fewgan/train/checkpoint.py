@@ -160,6 +160,9 @@ def publish(work_dir: Path, out_dir: Path, run_json: dict, log_rows: list[dict])
         for name in run_json["samples"]:
             _link_or_copy(work_dir / "samples" / name, tmp / "samples" / name)
         _link_or_copy(work_dir / "interpolation.png", tmp / "interpolation.png")
+        for live in ("dvclive", "tensorboard"):  # the live curves (fewgan.train.logger), as they ended
+            if (work_dir / live).is_dir():
+                shutil.copytree(work_dir / live, tmp / live)
         atomic_write_text(tmp / "log.jsonl", "".join(json.dumps(r) + "\n" for r in log_rows))
         atomic_write_text(tmp / "log.csv", _csv_text(log_rows))
         atomic_write_json(tmp / "run.json", run_json)

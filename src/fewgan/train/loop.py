@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from fewgan.device import resolve_device
-from fewgan.images import save_grid
+from fewgan.images import grid, png_bytes, save_grid
+from fewgan.io import atomic_write_bytes
 from fewgan.models.base import GANModel
 from fewgan.models.base import TrainContext
 from fewgan.train import checkpoint as ckpt
@@ -43,6 +44,7 @@ from fewgan.train import record
 from fewgan.train.data import Batches, images_sha256, load_train_images, load_train_labels
 from fewgan.train.diffaugment import augment
 from fewgan.train.flops import CONVENTION as FLOPS_CONVENTION, StepFlops
+from fewgan.train.logger import TrainLogger, peak_memory_mb
 from fewgan.train.record import augment_policy, class_record  # noqa: F401 (re-exported for bench, tests)
 from fewgan.train.state import capture_rng, derive_seed, generator, params_hash, restore_rng
 from fewgan.train.trainer import Trainer, build_trainer
@@ -221,7 +223,11 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
 
     pbar = tqdm(total=iterations, initial=start, disable=not d.is_main, desc=f"train {dataset}/{model}",
                 dynamic_ncols=True, mininterval=1.0 if os.isatty(2) else 30.0)
-    logf = open(work_dir / "log.jsonl", "a", encoding="utf-8") if d.is_main else None  # noqa: SIM115
+    live_notes: list[str] = []
+    logger = (TrainLogger(work_dir, start, dvclive=bool(cfg["live"]["dvclive"]), tensorboard=cfg["live"]["tensorboard"],
+                          notes=live_notes) if d.is_main else None)
+    for note in live_notes:
+        log.info("%s", note)
     t_session = time.perf_counter()
     t_log, it_log = t_session, start
     try:
@@ -251,16 +257,20 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                 do_snap = it % cfg["snapshot_every"] == 0 or last
                 if do_log and d.is_main:
                     now = time.perf_counter()
+                    it_per_s = (it - it_log) / max(now - t_log, 1e-9)
                     row = {"iteration": it, "wall_s": round(wall_before + now - t_session, 3),
-                           "it_per_s": round((it - it_log) / max(now - t_log, 1e-9), 4), **res.row()}
-                    logf.write(json.dumps(row) + "\n")
-                    logf.flush()
+                           "it_per_s": round(it_per_s, 4), "kimg": it * batch / 1000,
+                           "img_per_s": round(it_per_s * batch, 3),
+                           "s_per_kimg": round(1000 / max(it_per_s * batch, 1e-9), 3),
+                           "peak_mem_mb": round(peak_memory_mb(device), 1), **res.row()}
+                    logger.scalars(it, row)
                     pbar.set_postfix({f"loss_{p}": f"{v:.3f}" for p, v in res.losses.items()}, refresh=False)
                     t_log, it_log = now, it
                 if do_sample and d.is_main:
-                    save_grid(work_dir / "samples" / ckpt.sample_name(it),
-                              record.generate(gan, sampler, fixed_z, derive_seed(seed, "sample-noise"), device),
-                              cfg["grid_size"])
+                    canvas = grid(record.generate(gan, sampler, fixed_z, derive_seed(seed, "sample-noise"), device),
+                                  cfg["grid_size"])
+                    atomic_write_bytes(work_dir / "samples" / ckpt.sample_name(it), png_bytes(canvas))
+                    logger.image(it, canvas)
                     if ckpt.sample_name(it) not in samples:
                         samples.append(ckpt.sample_name(it))
                 if do_snap:
@@ -290,8 +300,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                     break
     finally:
         pbar.close()
-        if logf is not None:
-            logf.close()
+        if logger is not None:
+            logger.close()
     wall = wall_before + time.perf_counter() - t_session
     done = it  # iterations run: train.iterations, or fewer when train.budget was reached
     log_rows = ckpt.read_log(work_dir / "log.jsonl", done) if d.is_main else []
