@@ -24,6 +24,12 @@ def effnet_label(m: dict) -> str | None:
     return m.get("effnet_features")
 
 
+def effnet_standard(m: dict) -> bool | None:
+    """Whether the EfficientNet-Lite0 extractor had its pinned weights (metrics.json feature_extractors)."""
+    blk = (m.get("feature_extractors") or {}).get(EXTRACTOR)
+    return bool(blk.get("standard")) if isinstance(blk, dict) else None
+
+
 @register_metric
 class FDEffNet(Metric):
     name, short = "fd_effnet", "FD-EffNet"
@@ -47,7 +53,8 @@ class FDEffNet(Metric):
               *ci_columns("fd_effnet_train", lambda m: m.get("fd_effnet_train_ci")),
               Column("fd_effnet_test", lambda m: num(m.get("fd_effnet_test"))),
               *ci_columns("fd_effnet_test", lambda m: m.get("fd_effnet_test_ci")),
-              Column("effnet_features", effnet_label))
+              Column("effnet_features", effnet_label),
+              Column("effnet_features_standard", effnet_standard))
     shown = (Shown("FD-EffNet train", lambda r, f: with_ci(f, r, "fd_effnet_train")),
              Shown("FD-EffNet test", lambda r, f: with_ci(f, r, "fd_effnet_test")),
              Shown("EffNet features", lambda r, f: str(r.get("effnet_features") or "n/a")))
