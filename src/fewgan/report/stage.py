@@ -187,9 +187,12 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                "column selection_why).")
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
-              "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected "
-              "snapshots and ranks models by SWD instead (no pretrained network); compare SWD, MS-SSIM and the "
-              "samples.") if non_standard else None
+              "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected snapshots and ranks models by "
+              + (f"{ranking['metric']} instead (pretrained ImageNet features of EfficientNet-Lite0, not comparable "
+                 "to published FID); compare it with recall, SWD, MS-SSIM and the samples."
+                 if ranking["name"] in ("fd_effnet", "kid_effnet") else
+                 "SWD instead (no pretrained network); compare SWD, MS-SSIM and the samples.")
+              + " Each run's selection metric is in summary.csv (selected_by).") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
