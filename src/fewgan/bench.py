@@ -112,6 +112,17 @@ def extractor_images_per_second(params: dict, n: int, repeats: int) -> dict:
             "max_abs_feature_diff": diff, "weights": info.label, "standard_weights": info.standard}
 
 
+def effnet_images_per_second(params: dict, n: int, repeats: int) -> dict:
+    """The EfficientNet-Lite0 extractor (fewgan.metrics.effnet, 224 px) on 64 px images."""
+    from fewgan.metrics.effnet import EffNetExtractor
+    from fewgan.weights import resolve
+
+    info = resolve("effnet-lite0", params)
+    images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ex = EffNetExtractor(info, batch_size=n)
+    return {"n": n, "img_s": n / _median_time(lambda: ex(images), repeats), "weights": info.label}
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. SWD, MS-SSIM, inversion
 # --------------------------------------------------------------------------------------------------
@@ -168,6 +179,7 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
     """Seconds per stage (summed over the experiment matrix, run one after the other)."""
     start = figures["process_start_s"]
     img_s = figures["extractor"]["fewgan_img_s"]
+    eff_s = 1.0 / figures["effnet"]["img_s"] if figures.get("effnet") else 0.0  # seconds per EffNet image
     est: dict[str, float] = {"curate": 0.0, "split": 0.0, "train": 0.0, "score": 0.0, "select": 0.0,
                              "invert": 0.0, "evaluate": 0.0, "report": start}
     ev, inv, tr = p["evaluation"], p["invert"], p["train"]
@@ -183,8 +195,9 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
             snaps = _n_snapshots(tr)
             est["train"] += start + tr["iterations"] * step["s_per_iter"]
             n_score = ev["score"]["n_fake"]
-            per_image = 1.0 / img_s + step["generate_s_per_image"]
-            est["score"] += start + n_train / img_s + snaps * n_score * per_image
+            score_eff = eff_s if ev["score"].get("effnet") else 0.0
+            per_image = 1.0 / img_s + score_eff + step["generate_s_per_image"]
+            est["score"] += start + n_train * (1.0 / img_s + score_eff) + snaps * n_score * per_image
             est["select"] += start
             n_inv = min(n_test, inv.get("max_images") or n_test) + int(inv.get("include_train") or 0)
             inv_fig = figures["invert_profile"].get((p["profile"], m))
@@ -193,7 +206,8 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
             n_fake = ev["fid"]["n_fake"]
             swd_s = figures["swd"]["swd_s"] * (n_fake / figures["swd"]["swd_images"]) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
             ms_s = figures["swd"]["msssim_s_per_pair"] * (ev["msssim"]["pairs"] * 2) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
-            est["evaluate"] += start + (n_fake + n_test) / img_s + n_fake * step["generate_s_per_image"] + swd_s + ms_s
+            est["evaluate"] += (start + (n_fake + n_test) * (1.0 / img_s + eff_s) + n_fake * step["generate_s_per_image"]
+                                + swd_s + ms_s)
     est["total"] = sum(est.values())
     return est
 
@@ -255,6 +269,9 @@ def main(args) -> dict:
     figures["extractor"] = ex
     print(f"\n2. FID extractor (Inception 299 px, 2048-d; {ex['weights']})")
     print(_table([ex], ["n", "shipped_img_s", "fewgan_img_s", "speedup", "max_abs_feature_diff"]))
+    eff = effnet_images_per_second(active, 16 if args.quick else 32, repeats)
+    figures["effnet"] = eff
+    print(f"   EfficientNet-Lite0 extractor (224 px, 1280-d; {eff['weights']}): {eff['img_s']:.3g} img/s")
 
     sw = swd_msssim_seconds(64 if args.quick else 256, 100 if args.quick else 500, 256, repeats)
     figures["swd"] = sw

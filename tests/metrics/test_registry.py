@@ -103,12 +103,17 @@ class PToy(Metric):
 
 def test_builtin_registry_declarations():
     ms = {m.name: m for m in REG.registered_metrics()}
-    assert list(ms) == ["fid", "kid", "swd", "msssim"]
-    assert [m.name for m in REG.per_snapshot_metrics()] == ["fid", "kid", "swd"]
-    assert [m.name for m in REG.selectable_metrics()] == ["fid", "kid", "swd"]
+    assert list(ms) == ["fid", "kid", "fd_effnet", "kid_effnet", "prc_effnet", "swd", "msssim"]
+    assert [m.name for m in REG.per_snapshot_metrics()] == ["fid", "kid", "fd_effnet", "kid_effnet", "swd"]
+    assert [m.name for m in REG.selectable_metrics()] == ["fid", "kid", "fd_effnet", "kid_effnet", "swd"]
     assert ms["fid"].pretrained and ms["kid"].pretrained and not ms["swd"].pretrained
     assert ms["fid"].needs == {"features"} and ms["swd"].needs == {"fakes", "reals"}
-    assert SC.SCORE_COLUMNS == ["iteration", "fid", "kid", "kid_std", "swd", "n_fake", "n_real", "seconds", "snapshot"]
+    # the EfficientNet-Lite0 metrics: pretrained (only with the pinned weights), and auto's second choice
+    assert all(ms[n].pretrained and ms[n].extractor == "effnet-lite0" for n in ("fd_effnet", "kid_effnet", "prc_effnet"))
+    assert sorted((m.auto, m.name) for m in ms.values() if m.auto is not None) == [(0, "fid"), (1, "fd_effnet"),
+                                                                                   (2, "swd")]
+    assert SC.SCORE_COLUMNS == ["iteration", "fid", "kid", "kid_std", "fd_effnet", "kid_effnet", "kid_effnet_std",
+                                "swd", "n_fake", "n_real", "seconds", "snapshot"]
     with pytest.raises(ValueError, match="already registered"):
         REG.register_metric(type("Other", (REG.Metric,), {"name": "fid", "label": "x"}))
     with pytest.raises(ValueError, match="needs"):
@@ -134,7 +139,8 @@ def toy_files(tmp_path, monkeypatch):
 
 def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_files, run_dir, params, tmp_path):  # noqa: F811
     names = [m.name for m in REG.registered_metrics()]
-    assert names == ["fid", "kid", "swd", "toy", "ptoy", "msssim"]  # registered by dropping the files in
+    assert names == ["fid", "kid", "fd_effnet", "kid_effnet", "prc_effnet", "swd", "toy", "ptoy",
+                     "msssim"]  # registered by dropping the files in
     ev = params["evaluation"]
     ev["fid"].update(n_fake=4, batch_size=4)
     ev["score"].update(n_fake=4)
@@ -145,8 +151,8 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
     SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s", run_dir / "score",
            threads=1)
     rows = list(csv.DictReader(open(run_dir / "score" / "scores.csv")))
-    assert list(rows[0]) == ["iteration", "fid", "kid", "kid_std", "swd", "toy", "ptoy", "n_fake", "n_real",
-                             "seconds", "snapshot"]
+    assert list(rows[0]) == ["iteration", "fid", "kid", "kid_std", "fd_effnet", "kid_effnet", "kid_effnet_std",
+                             "swd", "toy", "ptoy", "n_fake", "n_real", "seconds", "snapshot"]
     from fewgan.metrics import fid as F
     from fewgan.models.registry import load_snapshot
     import fewgan.data.loading as loading
@@ -162,6 +168,7 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
 
     # select: toy may select (no pretrained network); ptoy is pretrained and the Inception here is a fallback
     assert choose_metric("auto", False)[0] == "swd"  # auto is unchanged: toy declares no `auto` preference
+    assert choose_metric("auto", {"inception": False, "effnet-lite0": True})[0] == "fd_effnet"
     ev["select"]["metric"] = "toy"
     best = select(params, run_dir / "score", run_dir / "train", run_dir / "select")
     assert best["metric"] == "toy" and best["rule"] == "lowest toy distance (mean image), then the later snapshot"
@@ -179,8 +186,9 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
     assert m["toy_train"] > 0 and m["ptoy_train"] > 0 and m["fid_train"] > 0
     summary = json.loads((run_dir / "evaluate" / "summary.json").read_text())
     assert [k for k in summary if not k.endswith(("_ci_low", "_ci_high"))] == [
-        "fid_train", "fid_test", "kid_train", "swd_mean", "toy_train", "msssim_fake", "msssim_real", "best_iteration",
-        "feature_extractor_standard"]  # each built-in value is followed by its bootstrap interval
+        "fid_train", "fid_test", "kid_train", "fd_effnet_train", "fd_effnet_test", "effnet_features",
+        "kid_effnet_train", "precision_effnet_train", "recall_effnet_train", "swd_mean", "toy_train", "msssim_fake",
+        "msssim_real", "best_iteration", "feature_extractor_standard"]  # each built-in value is followed by its bootstrap interval
 
     # report: the toy's column in summary.csv and the results table, its curve, and the ranking by it
     from fewgan.report import run as report
@@ -210,7 +218,8 @@ def test_a_toy_metric_in_one_file_is_scored_selected_evaluated_and_reported(toy_
 
 
 def test_registry_leaves_no_toy_behind():
-    assert [m.name for m in REG.registered_metrics()] == ["fid", "kid", "swd", "msssim"]
+    assert [m.name for m in REG.registered_metrics()] == ["fid", "kid", "fd_effnet", "kid_effnet", "prc_effnet",
+                                                          "swd", "msssim"]
 
 
 def test_params_schema_lists_the_selecting_metrics():

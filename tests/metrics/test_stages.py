@@ -84,14 +84,25 @@ def test_score_select_evaluate(run_dir, params):
         # scores.csv stores 6 decimals (score.write_csv: f"{v:.6f}"), so the stored value is within 5e-7 of the
         # recomputed one, plus a small relative term for kernel nondeterminism (another CPU's float paths)
         assert abs(float(r["swd"]) - want_swd) <= 5e-7 + 1e-9 * abs(want_swd), (r["swd"], want_swd)
-    assert res["selection"]["metric"] == "swd" and "fallback" in res["selection"]["why"]
+    assert res["selection"]["metric"] == "fd_effnet" and "fallback" in res["selection"]["why"]
+    assert res["feature_extractors"]["effnet-lite0"]["standard"] is True
+    assert all(float(r["fd_effnet"]) > 0 and float(r["kid_effnet_std"]) >= 0 for r in rows)
 
-    # auto: the Inception here is untrained, so SWD picks the snapshot
+    # auto: the Inception here is untrained and the EfficientNet-Lite0 is the pinned PyPI file, so FD-EffNet
+    # picks the snapshot (KID-EffNet breaks ties)
     best = select(params, run_dir / "score", run_dir / "train", run_dir / "select")
-    want = min(rows, key=lambda r: float(r["swd"]))
-    assert best["iteration"] == int(want["iteration"]) and best["metric"] == "swd"
-    assert best["rule"] == "lowest SWD×10³ (mean over pyramid levels), then the later snapshot"
-    assert "fallback" in best["why"] and best["swd"] == pytest.approx(float(want["swd"]))
+    want = min(rows, key=lambda r: (float(r["fd_effnet"]), float(r["kid_effnet"]), -int(r["iteration"])))
+    assert best["iteration"] == int(want["iteration"]) and best["metric"] == "fd_effnet"
+    assert best["rule"] == ("lowest FD-EffNet (Fréchet distance in EfficientNet-Lite0 ImageNet features; not FID), "
+                            "then lowest KID-EffNet, then the later snapshot")
+    assert "fallback" in best["why"] and "FD-EffNet decides" in best["why"]
+    assert best["fd_effnet"] == pytest.approx(float(want["fd_effnet"]))
+    # SWD selects when asked, as before
+    ev["select"]["metric"] = "swd"
+    best_swd = select(params, run_dir / "score", run_dir / "train", run_dir / "select_swd")
+    want_swd = min(rows, key=lambda r: (float(r["swd"]), -int(r["iteration"])))
+    assert best_swd["iteration"] == int(want_swd["iteration"])
+    assert best_swd["rule"] == "lowest SWD×10³ (mean over pyramid levels), then the later snapshot"
     # asked for FID or KID explicitly with this untrained Inception: refused, naming the key and the way out
     for explicit in ("fid", "kid"):
         ev["select"]["metric"] = explicit
@@ -99,14 +110,15 @@ def test_score_select_evaluate(run_dir, params):
                                              r"Inception weights.*auto or swd"):
             select(params, run_dir / "score", run_dir / "train", run_dir / "select_fid")
         assert not (run_dir / "select_fid").exists()
-    ev["select"]["metric"] = "auto"
     # score refuses up front (before any snapshot costs time) a selection metric it would not compute
+    ev["select"]["metric"] = "swd"
     ev["score"]["swd"] = False
     with pytest.raises(ValueError, match=r"selected by SWD .* but evaluation.score.swd is false"):
         SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s",
                run_dir / "score_noswd", threads=1)
     assert not (run_dir / "score_noswd").exists()
     ev["score"]["swd"] = True
+    ev["select"]["metric"] = "auto"
     gen = run_dir / "select" / "generator.pt"
     assert sha256_file(gen) == sha256_file(run_dir / "train" / want["snapshot"]) == best["sha256"]
     _, _, meta = load_snapshot(gen)
@@ -122,6 +134,14 @@ def test_score_select_evaluate(run_dir, params):
         assert key in on_disk, key
     assert m["n_real_train"] == 6 and m["n_real_test"] == 3 and m["kid_subset_size_test"] == 3
     assert m["fid_train"] > 0 and m["fid_test"] > 0
+    # the EfficientNet-Lite0 metrics, labelled as not FID
+    assert m["fd_effnet_train"] > 0 and m["fd_effnet_test"] > 0 and m["kid_effnet_train"] is not None
+    assert m["effnet_features"] == "pretrained ImageNet features (EfficientNet-Lite0), not comparable to published FID"
+    assert m["feature_extractors"]["effnet-lite0"]["label"] == m["effnet_features"]
+    assert 0 <= m["precision_effnet_train"] <= 1 and 0 <= m["recall_effnet_train"] <= 1
+    assert m["prc_effnet_settings"]["neighborhood"] == 3 and m["prc_effnet_settings"]["n_fake"] == 4
+    summary = read_json(run_dir / "evaluate" / "summary.json")
+    assert summary["effnet_features"] == m["effnet_features"] and summary["fd_effnet_train"] == m["fd_effnet_train"]
     assert set(m["swd"]["levels"]) == {"32", "16"} and m["swd"]["n_desc"] == 4 * 8
     assert m["msssim_fake_pairs"] == 3 and m["msssim_real_pairs"] == 3
     assert 0 <= m["msssim_fake"] <= 1 and 0 <= m["msssim_real"] <= 1

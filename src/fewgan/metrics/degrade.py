@@ -3,8 +3,10 @@
 A metric used to pick snapshots or rank models must at least order *known* degradations of real images
 correctly: a set of real photos must beat blurred, noisy or JPEG-compressed copies of the same photos, a
 stronger degradation must score worse than a weaker one, and smooth colour blobs (what a collapsed GAN
-draws early on) must score worse than mildly degraded photos. `tests/metrics/test_verdicts.py` asserts
-this for SWD and for FID with the untrained Inception fallback; `bench/verdicts.py` prints the table.
+draws early on) must score worse than mildly degraded photos; and a mode-collapsed set (k distinct real
+images repeated to the set's size, k shrinking) must score worse as k shrinks, with recall falling.
+`tests/metrics/test_verdicts.py` asserts this for SWD, FID with the untrained Inception fallback and the
+EfficientNet-Lite0 metrics (FD, KID, precision/recall); `bench/verdicts.py` prints the table.
 
 Every function takes and returns uint8 image batches (N, 3, H, W) and is deterministic (seeded).
 Strengths are in pixels of the working resolution (blur sigma) or in 0..255 grey levels (noise sigma).
@@ -33,6 +35,8 @@ MILD_STEPS = 2
 BLOBS = "blobs"
 GRAINY_BLOBS = "blobs-grainy"
 REAL = "real"
+#: Mode collapse: B's first k images repeated to |B|, k = |B| / 2, / 4, / 8 (rounded down, at least 2), then 1.
+COLLAPSE_DIVISORS = (2, 4, 8)
 
 #: The real-image domains of the verdict experiment: folder under ../shared/data and images per set
 #: (A and B each). 28 = all 56 CelebA-HQ faces split in two; flowers use the same count; AFHQ has 41
@@ -174,6 +178,24 @@ def degrade(x: torch.Tensor, family: str, strength: float, seed: int = 0) -> tor
     raise ValueError(f"unknown degradation family {family!r}; known: {', '.join(FAMILIES)}")
 
 
+def collapse_ks(n: int) -> list[int]:
+    """The distinct-image counts of the mode-collapse series for a set of n images, largest first."""
+    ks = [max(2, n // d) for d in COLLAPSE_DIVISORS] + [1]
+    return sorted(set(k for k in ks if k < n), reverse=True)
+
+
+def collapse_name(k: int) -> str:
+    return f"collapse k={k}"
+
+
+def collapsed(x: torch.Tensor, k: int) -> torch.Tensor:
+    """A mode-collapsed copy of x: its first k images repeated, in order, to x's size."""
+    _check(x)
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"collapse to k = {k} distinct images of a set of {x.shape[0]}")
+    return x[torch.arange(x.shape[0]) % int(k)].clone()
+
+
 def candidate_name(family: str, strength: float) -> str:
     return {"blur": f"blur s={strength:g}", "noise": f"noise s={strength:g}", "jpeg": f"jpeg q={strength:g}"}[family]
 
@@ -181,8 +203,8 @@ def candidate_name(family: str, strength: float) -> str:
 def candidates(b: torch.Tensor, *, seed: int = 0, families: dict[str, Sequence[float]] | None = None,
                blob_like: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The candidate sets, in a fixed order: B itself ("real"), each family's degraded copies of B
-    (weakest first), smooth colour blobs (as many as B, mean colour of `blob_like`, default B) and
-    grainy saturated blobs."""
+    (weakest first), smooth colour blobs (as many as B, mean colour of `blob_like`, default B), grainy
+    saturated blobs, and the mode-collapse series (`collapsed`, k = collapse_ks(|B|), largest first)."""
     _check(b, "candidate base set B")
     out = {REAL: b}
     for fam, steps in (families or FAMILIES).items():
@@ -190,6 +212,8 @@ def candidates(b: torch.Tensor, *, seed: int = 0, families: dict[str, Sequence[f
             out[candidate_name(fam, s)] = degrade(b, fam, s, seed=seed + 1)
     out[BLOBS] = colour_blobs(b.shape[0], b.shape[-1], b if blob_like is None else blob_like, seed=seed + 2)
     out[GRAINY_BLOBS] = grainy_blobs(b.shape[0], b.shape[-1], seed=seed + 3)
+    for k in collapse_ks(b.shape[0]):
+        out[collapse_name(k)] = collapsed(b, k)
     return out
 
 

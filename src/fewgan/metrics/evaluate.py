@@ -33,7 +33,7 @@ import torch
 from fewgan.images import save_grid
 from fewgan.io import atomic_write_json
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
-from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, note_once
+from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks, note_once
 from fewgan.metrics.registry import Metric, registered_metrics
 from fewgan.metrics.summary import write_summary
 
@@ -107,6 +107,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
         "n_fake": n_fid, "n_generated": x.n_generated, "n_real_train": int(train.shape[0]),
         "n_real_test": int(test.shape[0]),
         "feature_extractor": extractor.info.extractor_block(), "extractor_variant": extractor.variant,
+        "feature_extractors": extractor_blocks(reals.extractors),
         "settings": fid_settings(params) | {"fake_seed": seed},
         "conditional": bool(gan.conditional), "num_classes": int(gan.num_classes),
         "class_index": class_index, "per_class": per_class,

@@ -9,7 +9,8 @@ content-addressed cache of real-image features.
   `fid_statistics_to_metric`; KID: `kid_features_to_metric` (polynomial kernel, unbiased MMD, seeded
   subsets) with subset size min(n_real, n_fake, max_subset_size) and the value reported x10^3.
 - Real features are cached in `evaluation.feature_cache_dir`, keyed by the sha256 of the image tensor
-  (shape + bytes), the weights file's sha256, the layer and the extractor variant - never by a name.
+  (shape + bytes), the extractor (its name: inception, effnet-lite0), the weights file's sha256, the layer
+  and the extractor variant (fewgan.metrics.effnet's extractor is cached the same way).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def check_images(x: torch.Tensor, what: str) -> torch.Tensor:
 
 class InceptionExtractor:
     """torch-fidelity's InceptionV3 (2048-d pool features) from a resolved weights file."""
+
+    name, layer, dim = "inception", FEATURE_LAYER, 2048
 
     def __init__(self, info: WeightsInfo, device: Any = "cpu", *, channels_last: bool = True,
                  batch_size: int = 50):
@@ -96,32 +99,43 @@ def images_sha256(images: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-def feature_cache_key(images: torch.Tensor, extractor: InceptionExtractor) -> str:
-    parts = [CACHE_FORMAT, images_sha256(images), extractor.info.sha256 or "nofile", FEATURE_LAYER,
+def _identity(extractor: Any) -> tuple[str, str, int]:
+    """(name, layer, dimension) of an extractor (fewgan.metrics.inputs.EXTRACTORS)."""
+    return (getattr(extractor, "name", "inception"), str(getattr(extractor, "layer", FEATURE_LAYER)),
+            int(getattr(extractor, "dim", 2048)))
+
+
+def feature_cache_key(images: torch.Tensor, extractor: Any) -> str:
+    name, layer, dim = _identity(extractor)
+    parts = [CACHE_FORMAT, images_sha256(images), name, extractor.info.sha256 or "nofile", layer, str(dim),
              extractor.variant]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def real_features(images: torch.Tensor, extractor: InceptionExtractor, cache_dir: Path | None) -> tuple[torch.Tensor, dict]:
-    """Features of a real image set, from the cache when this exact (images, weights) pair was seen."""
+def real_features(images: torch.Tensor, extractor: Any, cache_dir: Path | None) -> tuple[torch.Tensor, dict]:
+    """Features of a real image set, from the cache when this exact (images, extractor, weights) was seen."""
     check_images(images, "real images")
     key = feature_cache_key(images, extractor)
-    meta = {"key": key, "images_sha256": images_sha256(images), "n": int(images.shape[0]), "cached": False}
+    name, _, dim = _identity(extractor)
+    meta = {"key": key, "images_sha256": images_sha256(images), "n": int(images.shape[0]), "cached": False,
+            "extractor": name}
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         try:
             blob = torch_load(path)
             if blob.get("format") == CACHE_FORMAT and blob.get("key") == key:
                 feats = blob["features"]
-                if feats.shape == (images.shape[0], 2048):
+                if feats.shape == (images.shape[0], dim):
                     meta["cached"] = True
                     return feats, meta
             log.warning("feature cache %s does not match its key; recomputing", path)
         except Exception as exc:  # corrupt cache file: recompute, say so
             log.warning("feature cache %s unreadable (%s); recomputing", path, exc)
     feats = extractor(images)
+    if feats.shape != (images.shape[0], dim):
+        raise ValueError(f"extractor {name} returned features {tuple(feats.shape)}, expected ({images.shape[0]}, {dim})")
     if path is not None:
-        atomic_torch_save(path, {"format": CACHE_FORMAT, "key": key, "features": feats,
+        atomic_torch_save(path, {"format": CACHE_FORMAT, "key": key, "features": feats, "extractor": name,
                                  "images_sha256": meta["images_sha256"],
                                  "weights_sha256": extractor.info.sha256, "variant": extractor.variant})
     return feats, meta

@@ -29,9 +29,22 @@ def _inception(params: dict, device: Any):
     return F.build_extractor(params, device)
 
 
+def _effnet(params: dict, device: Any):
+    from fewgan.metrics.effnet import build_extractor
+
+    return build_extractor(params, device)
+
+
 #: feature extractors by the name metrics give (Metric.extractor): builder(params, device) -> a callable
-#: uint8 (N, 3, H, W) -> float (N, D) with `.info` (fewgan.weights.WeightsInfo) and `.variant`
-EXTRACTORS: dict[str, Callable[[dict, Any], Any]] = {"inception": _inception}
+#: uint8 (N, 3, H, W) -> float (N, D) with `.info` (fewgan.weights.WeightsInfo), `.variant`, and `.name`,
+#: `.layer`, `.dim` (the real-feature cache keys on them)
+EXTRACTORS: dict[str, Callable[[dict, Any], Any]] = {"inception": _inception, "effnet-lite0": _effnet}
+
+
+def extractor_blocks(extractors: dict[str, Any]) -> dict[str, dict]:
+    """{extractor name: its feature_extractor block (name, source, sha256, standard, label) + variant}."""
+    return {n: ex.info.extractor_block() | {"variant": ex.variant} for n, ex in extractors.items()}
+
 
 
 def build_extractors(metrics: Iterable[Metric], params: dict, device: Any, fallbacks: list[str],

@@ -112,6 +112,7 @@ class Metric:
     needs: frozenset = frozenset()  # subset of NEEDS
     extractor: str | None = None   # the feature extractor (fewgan.metrics.inputs.EXTRACTORS) when "features"
     order: int = 100               # position in scores.csv, metrics.json and every table (then by name)
+    short: str = ""                # the name in sentences ("FD-EffNet"); default: name.upper()
 
     # ---- selection and ranking (fewgan.select, the report) ------------------------------------------
     selects: bool = False          # may select a snapshot / rank models at all
@@ -167,6 +168,11 @@ class Metric:
         return {}
 
     # ---- derived --------------------------------------------------------------------------------------
+    @property
+    def title(self) -> str:
+        """The metric's name in sentences (selection reasons, rules)."""
+        return self.short or self.name.upper()
+
     @property
     def score_columns(self) -> tuple:
         return tuple(self.columns) or (self.name,)

@@ -20,9 +20,9 @@ import torch
 
 from fewgan.io import atomic_path, atomic_write_json, atomic_write_text
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
-from fewgan.metrics.inputs import Inputs, RealSet, build_extractors
+from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks
 from fewgan.metrics.registry import Metric, get_metric, per_snapshot_metrics
-from fewgan.select import choose_metric, rank_key
+from fewgan.select import choose_metric, feature_network, rank_key, standard_of
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric: str) -> None:
-    """One panel per per-snapshot metric with a curve label and values (FID, SWD); the snapshot `metric`
-    selects is marked."""
+def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric: str,
+               extractors: dict | None = None) -> None:
+    """One panel per per-snapshot metric with a curve label and values (FID, FD-EffNet, SWD); the snapshot
+    `metric` selects is marked. `extractor`: the Inception block; `extractors`: every extractor's block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,8 +82,11 @@ def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-        if m.pretrained and not extractor.get("standard", False):
-            ax.set_title("untrained Inception: not comparable to published FID", fontsize=8, color="red")
+        blk = (extractors or {}).get(m.extractor) or (extractor if m.extractor == "inception" else {})
+        if m.pretrained and not blk.get("standard", False):
+            ax.set_title(f"untrained {m.extractor}: not comparable to published FID", fontsize=8, color="red")
+        elif m.extractor and m.extractor != "inception" and blk.get("label"):
+            ax.set_title(blk["label"], fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -119,8 +123,10 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     reals.extractors = build_extractors(on, params, device, fallbacks)
     extractor = reals.extractors["inception"]
     block = extractor.info.extractor_block()
+    blocks = extractor_blocks(reals.extractors)
     # decided before any snapshot is scored: a metric select cannot use, or one not computed, stops here
-    metric, why = choose_metric(ev["select"]["metric"], bool(block.get("standard", False)))
+    metric, why = choose_metric(ev["select"]["metric"], standard_of(blocks), feature_network=feature_network(model),
+                                model=model, available={m.name for m in on})
     chosen = get_metric(metric)
     if chosen not in on:
         raise ValueError(f"snapshots would be selected by {metric.upper()} ({why}), but evaluation.score."
@@ -169,7 +175,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     if x is None:  # no snapshot: the per-run keys still come from the metrics' declarations
         x = Inputs(params, reals, on, seed=seed, kseed=seed, n_features=n_fake, batch_size=bs)
     result = {
-        "dataset": dataset, "model": model, "rows": rows, "feature_extractor": block,
+        "dataset": dataset, "model": model, "rows": rows, "feature_extractor": block, "feature_extractors": blocks,
         "selection": {"metric": metric, "why": why, "label": chosen.label},
     }
     for m in metrics:
@@ -183,7 +189,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         "provenance": collect(params, str(device)),
     })
     atomic_write_json(out_dir / "scores.json", result)
-    plot_curve(out_dir / "fid_curve.png", rows, f"{dataset} / {model}: every snapshot", block, metric)
+    plot_curve(out_dir / "fid_curve.png", rows, f"{dataset} / {model}: every snapshot", block, metric, blocks)
     return result
 
 

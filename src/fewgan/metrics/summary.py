@@ -11,8 +11,14 @@ columns wide. This one is flat and small: one row per cell, the same columns for
     msssim_fake, msssim_real   MS-SSIM of fake pairs / of real pairs (diversity; lower = more diverse)
     <key>_ci_low, <key>_ci_high  after each of the above: its percentile bootstrap interval at
                                evaluation.bootstrap.level (fewgan.metrics.bootstrap; null when samples = 0)
+    fd_effnet_train, fd_effnet_test  Fréchet distance in EfficientNet-Lite0 ImageNet features (not FID)
+    effnet_features            the label of those numbers: "pretrained ImageNet features (EfficientNet-Lite0),
+                               not comparable to published FID" (or the untrained fallback's label)
+    kid_effnet_train           KID (x10^3) in the same features
+    precision_effnet_train, recall_effnet_train  Kynkäänniemi et al. 2019 (k = 3) in the same features
     best_iteration             the training iteration `fewgan select` kept (by evaluation.select.metric:
-                               lowest FID with the standard Inception, else lowest SWD; best.json says which)
+                               lowest FID with the standard Inception, else lowest FD-EffNet with the pinned
+                               EfficientNet-Lite0, else lowest SWD; best.json says which)
     feature_extractor_standard false when FID/KID came from a non-standard (e.g. untrained) Inception:
                                such values are not comparable to published FID
 """
@@ -41,9 +47,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _number(value: Any) -> float | int | None:
+def _number(value: Any) -> float | int | str | None:
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, str):  # a label (effnet_features) stays text
+        try:
+            return float(value)
+        except ValueError:
+            return value
     if isinstance(value, int):
         return value
     try:

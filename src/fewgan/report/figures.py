@@ -60,14 +60,19 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
         return f"{dataset}: {metric.upper()} curve not available (no score/scores.csv with a {metric} column)"
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
+    from fewgan.select import feature_network
+
+    own = {c.model for c in have if m.extractor and feature_network(c.model) == m.extractor}
     banded = False
     for model, runs in _by_model(have).items():
+        # † a model whose discriminator trains on this metric's network: shown, never selected or ranked by it
+        name = model + (" †" if model in own else "")
         if len(runs) == 1:
             c = runs[0]
-            (line,) = ax.plot(c.scores["iteration"], c.scores[metric], marker="o", ms=3, label=_t(model))
+            (line,) = ax.plot(c.scores["iteration"], c.scores[metric], marker="o", ms=3, label=_t(name))
         else:
             it, mean, lo, hi = _seed_band(runs, metric)
-            (line,) = ax.plot(it, mean, marker="o", ms=3, label=_t(f"{model} (mean of {len(runs)} seeds)"))
+            (line,) = ax.plot(it, mean, marker="o", ms=3, label=_t(f"{name} (mean of {len(runs)} seeds)"))
             ax.fill_between(it, lo, hi, alpha=0.18, color=line.get_color(), linewidth=0)
             for c in runs:  # each seed, faint
                 ax.plot(c.scores["iteration"], c.scores[metric], lw=0.6, alpha=0.35, color=line.get_color())
@@ -79,15 +84,21 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
     ax.set_xlabel("training iteration")
     ax.set_ylabel(f"{m.label} ({m.direction} is better)")
     chosen = sorted({str(selected_by(c) or "unknown (best.json does not say)").upper() for c in have})
-    ax.set_title(_t(f"{dataset}: {metric.upper()} of every snapshot (star = selected by {'/'.join(chosen)})"),
+    ax.set_title(_t(f"{dataset}: {m.title} of every snapshot (star = selected by {'/'.join(chosen)})"),
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    notes = ["; ".join(sorted(set(labels))) if m.pretrained else m.curve_note]
+    if m.pretrained and m.extractor != "inception":  # another extractor: its own label (metrics.json blocks)
+        labels = [((c.metrics.get("feature_extractors") or {}).get(m.extractor) or {}).get("label") or m.curve_note
+                  for c in have]
+    note = "; ".join(sorted(set(labels))) if m.pretrained else m.curve_note
+    if own:
+        note += (f"; † {', '.join(sorted(own))}: discriminator trains on {m.extractor} features (Kynkäänniemi et al. "
+                 "2023): never selected or ranked by this metric")
     if banded:
-        notes.append(f"band: {int(LEVEL * 100)}% t interval of the mean over training seeds at each iteration "
-                     "(faint lines: the seeds)")
-    _footnote(fig, "; ".join(n for n in notes if n))
+        note += (f"; band: {int(LEVEL * 100)}% t interval of the mean over training seeds at each iteration "
+                 "(faint lines: the seeds)")
+    _footnote(fig, note)
     _save(fig, path)
     return None
 

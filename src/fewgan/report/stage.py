@@ -17,7 +17,8 @@ from fewgan.report import render as R
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
 from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display, _dataset_table,  # noqa: F401 (tests)
                                   _display_table, _per_class_display, per_class_columns, per_class_rows,
-                                  rank_models, rank_start, slug, stage_costs, summary_columns, summary_row)
+                                  rank_models, rank_start, slug, stage_costs, summary_columns, summary_row,
+                                  BIAS_FOOTNOTE)
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     atomic_write_text(out_dir / "verdicts.csv", pd.DataFrame(
         pairs, columns=["dataset", "metric", "model_a", "model_b", "delta", "ci_low", "ci_high", "seeds_a", "seeds_b",
                         "verdict"]).to_csv(index=False, lineterminator="\n"))
-    equal = {d: C.equal_compute(by_ds[d], ranking["name"], ranking["metric"], ranking["lower_is_better"],
-                                cfg["flops_budget"]) for d in ds_names}
+    equal = {d: C.equal_compute([c for c in by_ds[d] if c.model not in ranking["unranked"]], ranking["name"],
+                                ranking["metric"], ranking["lower_is_better"], cfg["flops_budget"]) for d in ds_names}
     eq_rows = [r for d in ds_names if equal[d] for r in equal[d]["rows"]]
     if eq_rows:
         atomic_write_text(out_dir / "equal_compute.csv", pd.DataFrame(eq_rows).to_csv(index=False, lineterminator="\n"))
@@ -171,6 +172,12 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     # ---- documents ------------------------------------------------------------------------------------
     title = str(cfg["title"])
     display = _display_table(rows, decimals)
+    # what the EfficientNet-Lite0 numbers are, and the mark on a model's numbers in its own discriminator's features
+    eff_labels = sorted({str(r["effnet_features"]) for r in rows if r.get("effnet_features")})
+    table_notes = ([f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {'; '.join(eff_labels)}."]
+                   if eff_labels else [])
+    if any(r.get("biased_metrics") for r in rows):
+        table_notes.append(BIAS_FOOTNOTE)
     ds_table = _dataset_table(datasets)
     costs_disp = _costs_display(costs)
     paper = pd.DataFrame([(n, R.fmt(a), R.fmt(b), R.fmt(c)) for n, a, b, c in PAPER_FID_256], columns=PAPER_COLUMNS)
@@ -180,9 +187,12 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                "column selection_why).")
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
-              "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected "
-              "snapshots and ranks models by SWD instead (no pretrained network); compare SWD, MS-SSIM and the "
-              "samples.") if non_standard else None
+              "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected snapshots and ranks models by "
+              + (f"{ranking['metric']} instead (pretrained ImageNet features of EfficientNet-Lite0, not comparable "
+                 "to published FID); compare it with recall, SWD, MS-SSIM and the samples."
+                 if ranking["name"] in ("fd_effnet", "kid_effnet") else
+                 "SWD instead (no pretrained network); compare SWD, MS-SSIM and the samples.")
+              + " Each run's selection metric is in summary.csv (selected_by).") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
@@ -207,7 +217,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
            "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
            "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
            "are ×10³.", "", R.md_table(display), "",
-           "Full precision: [summary.csv](summary.csv).", ""]
+           "Full precision: [summary.csv](summary.csv).", ""] + [x for n in table_notes for x in (R.md_text(n), "")]
     if pc_rows:
         md += ["### Per class", "", PER_CLASS_CAPTION, "", R.md_table(_per_class_display(pc_rows, decimals)), ""]
     md += ["## Datasets", "", R.md_table(ds_table), ""]
@@ -246,6 +256,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
             "are ×10³. Full precision: "
             '<a href="summary.csv">summary.csv</a>.</p>', R.html_table(display, "results")]
+    sec += [f'<p class="note">{R.esc(n)}</p>' for n in table_notes]
     if pc_rows:
         sec += ["<h3>Per class</h3>", f"<p>{R.esc(PER_CLASS_CAPTION)}</p>",
                 R.html_table(_per_class_display(pc_rows, decimals), "per-class")]

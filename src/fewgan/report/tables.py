@@ -16,11 +16,12 @@ from fewgan.metrics.registry import Metric, num, registered_metrics
 from fewgan.report import render as R
 from fewgan.report.collect import (STAGES_PER_CELL, STAGES_PER_DATASET, Cell, DatasetInfo, feature_extractor,
                                    inversion_headline, selected_by)
-from fewgan.select import allowed, choose_metric
+from fewgan.select import allowed, bias_note, choose_metric, feature_network
 
 HEAD = ["dataset", "model", "seed", "synthetic", "rank", "order", "ranked_by", "best_iteration", "selected_by", "selection_why"]
 EXTRACTOR_COLUMNS = ["feature_extractor", "feature_extractor_standard"]
 TAIL = [
+    "feature_network", "biased_metrics",
     "inversion_first_iteration",
     "inversion_headline", "inversion_headline_first", "inversion_headline_last",
     "inversion_msssim_first", "inversion_msssim_last", "inversion_psnr_first", "inversion_psnr_last",
@@ -80,6 +81,20 @@ def _metric_and_extractor_values(m: dict, fe: dict) -> dict:
                                 [("feature_extractor", fe["label"]), ("feature_extractor_standard", fe["standard"])]))
 
 
+#: the mark after every number of a model computed in its own discriminator's feature network, and its footnote
+BIAS_MARK = "†"
+BIAS_FOOTNOTE = ("† computed in the features of the network this model's discriminator trains on (its spec.py "
+                 "FEATURE_NETWORK): such a distance favours the model (Kynkäänniemi et al. 2023, \"The Role of "
+                 "ImageNet Classes in Fréchet Inception Distance\"), so it never selects the model's snapshots or "
+                 "ranks it.")
+
+
+def biased_metrics(model: str) -> list[str]:
+    """The registered metrics computed in the feature network `model`'s discriminator trains on."""
+    fn = feature_network(model)
+    return [m.name for m in registered_metrics() if fn and m.extractor == fn]
+
+
 def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
     m = cell.metrics
     fe = feature_extractor(cell)
@@ -101,6 +116,7 @@ def summary_row(cell: Cell, ds: DatasetInfo) -> dict:
         "resolution": run.get("resolution"), "params_G": run.get("params_G"), "params_D": run.get("params_D"),
         "n_fake": m.get("n_fake"), "n_real_train": m.get("n_real_train"), "n_real_test": m.get("n_real_test"),
         "device": run.get("device") or m.get("device"),
+        "feature_network": feature_network(cell.model), "biased_metrics": ", ".join(biased_metrics(cell.model)) or None,
     }
     if cell.inversion is not None:
         test = cell.inversion[cell.inversion["split"] == "test"].sort_values("iteration")
@@ -132,12 +148,22 @@ def rank_models(rows: list[dict], setting: str) -> dict:
 
     from fewgan.metrics.registry import get_metric
 
-    standard = bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows)
-    chosen, _ = choose_metric(setting, standard)
+    from fewgan.metrics.registry import selectable_metrics
+
+    standard = {"inception": bool(rows) and all(bool(r["feature_extractor_standard"]) for r in rows),
+                "effnet-lite0": bool(rows) and all(r.get("effnet_features_standard") is True for r in rows)}
+    # a metric no row has a value of (runs evaluated before it existed) cannot rank
+    available = {s.name for s in selectable_metrics() if any(_num(r.get(s.rank[0])) is not None for r in rows)}
+    chosen, _ = choose_metric(setting, standard, available=available if setting == "auto" else None)
     m = get_metric(chosen)
     key, label = m.rank
-    if m.pretrained:
+    if m.pretrained and m.extractor == "inception":
         why = f"every FID here uses the standard Inception weights (evaluation.select.metric: {setting})"
+    elif m.pretrained:
+        why = (f"evaluation.select.metric: {setting}; " + ("the Inception here is not the standard one, so "
+                                                           if not standard["inception"] else "")
+               + f"{m.title} in the pinned EfficientNet-Lite0 ImageNet features ranks (not comparable to published "
+               "FID; bench/README.md: it orders degraded real images and mode collapse)")
     elif setting == chosen:
         why = f"evaluation.select.metric: {chosen} (no pretrained network)"
     else:
@@ -145,9 +171,14 @@ def rank_models(rows: list[dict], setting: str) -> dict:
         why = (f"{distrusted} here come from a fallback (untrained) Inception and can rank models wrongly; "
                f"{chosen.upper()} uses no pretrained network")
     lower = m.direction == "lower"
+    # a model whose discriminator trains on this metric's feature network is never ranked by it (issue 21)
+    unranked = sorted({r["model"] for r in rows if m.extractor and r.get("feature_network") == m.extractor})
     per_dataset = {}
     for d in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == d]
+        skipped = [r for r in rows if r["dataset"] == d and r["model"] in unranked]
+        for r in skipped:
+            r["rank"], r["ranked_by"], r["order"] = None, None, None
+        mine = [r for r in rows if r["dataset"] == d and r["model"] not in unranked]
         values = {mod: [_num(r[key]) for r in mine if r["model"] == mod] for mod in dict.fromkeys(r["model"] for r in mine)}
         ranges = V.rank_ranges(values, lower)
         # the order of the means over seeds: what a single-seed table would print as ranks, kept as "order"
@@ -157,6 +188,8 @@ def rank_models(rows: list[dict], setting: str) -> dict:
             r["rank"], r["ranked_by"] = V.rank_text(ranges[r["model"]]), label
             r["order"] = ordered.index(r["model"]) + 1 if r["model"] in ordered else None
         pairs, sentences = V.dataset_verdicts(values, label, lower)
+        sentences = sentences + [f"{mod} is not ranked: {bias_note(chosen, mod, m.extractor)}."
+                                 for mod in dict.fromkeys(r["model"] for r in skipped)]
         spreads = {mod: V.spread(v) for mod, v in values.items()}
         per_dataset[d] = {
             "sentences": sentences,
@@ -168,7 +201,7 @@ def rank_models(rows: list[dict], setting: str) -> dict:
                        "rank": V.rank_text(ranges[mod])} for mod, s in spreads.items()],
         }
     return {"metric": label, "name": chosen, "column": key, "lower_is_better": lower, "why": why, "level": V.LEVEL,
-            "datasets": per_dataset}
+            "datasets": per_dataset, "unranked": unranked}
 
 
 def rank_start(rank: Any) -> float:
@@ -277,7 +310,9 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
                    f"{R.fmt(r['inversion_headline_last'], 4)} (it {r['inversion_last_iteration']})")
             if r["inversion_headline"] != "psnr" and r["inversion_psnr_first"] is not None:
                 inv += (f"; PSNR {R.fmt(r['inversion_psnr_first'], 2)} → {R.fmt(r['inversion_psnr_last'], 2)} dB")
-        metric_cells = _with_extractor(ms, [[(s.header, s.show(r, f)) for s in m.shown] for m in ms],
+        own = r.get("feature_network")
+        metric_cells = _with_extractor(ms, [[(s.header, s.show(r, f) + (f" {BIAS_MARK}" if own and m.extractor == own
+                                                                         else "")) for s in m.shown] for m in ms],
                                        [("feature extractor", r["feature_extractor"])])
         out.append({
             "rank": r["rank"] if r["rank"] is not None else "n/a",

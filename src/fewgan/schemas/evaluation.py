@@ -28,6 +28,10 @@ EVALUATION_SCHEMA = strict({
         "max_images": {"type": "integer", "minimum": 0},
         "batch_size": _POS_INT,
     }),
+    # EfficientNet-Lite0 feature metrics (fd_effnet, kid_effnet, prc_effnet)
+    "effnet": strict({"batch_size": _POS_INT}),
+    # precision/recall (Kynkaanniemi et al. 2019): k of the k-NN radii (paper: 3); equal-size sets or all fakes
+    "prc": strict({"neighborhood": _POS_INT, "fakes": {"enum": ["equal", "all"]}}),
     "msssim": strict({"pairs": _POS_INT, "batch_size": _POS_INT}),
     # percentile bootstrap intervals of evaluate's metrics (fewgan.metrics.bootstrap); samples 0 = off
     "bootstrap": strict({
@@ -39,12 +43,13 @@ EVALUATION_SCHEMA = strict({
         "n_fake": {"type": "integer", "minimum": 2},
         "kid": {"type": "boolean"},
         "swd": {"type": "boolean"},
+        "effnet": {"type": "boolean"},
         "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
         "curve_test": {"type": "boolean"},
     }),
     # which metric picks a run's snapshot and ranks the models (fewgan.select): auto = FID with the standard
-    # Inception weights, SWD (no pretrained network) when the Inception extractor is a fallback
-    "select": strict({"metric": {"enum": ["auto", "fid", "kid", "swd"]},
+    # Inception weights, else FD-EffNet with the pinned EfficientNet-Lite0 weights, else SWD (no pretrained network)
+    "select": strict({"metric": {"enum": ["auto", "fid", "kid", "fd_effnet", "kid_effnet", "swd"]},
                       # only snapshots trained within this budget compete (equal-compute selection); null: all
                       "budget": {"oneOf": [{"type": "null"}, {
                           "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
@@ -59,5 +64,6 @@ EVALUATION_SCHEMA = strict({
         "inception": _WEIGHT_FILE,
         "vgg16": _WEIGHT_FILE,
         "alexnet": _WEIGHT_FILE,
+        "effnet_lite0": _WEIGHT_FILE,   # url null: shipped in a PyPI package, never downloaded
     }),
 })

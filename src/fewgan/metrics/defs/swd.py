@@ -4,8 +4,8 @@ network; fewgan.metrics.swd).
 score: SWD of every snapshot when evaluation.score.swd (the real descriptors are computed once per run);
 evaluate: per level and mean, with the real-vs-real noise floor and a percentile bootstrap interval of the
 mean (swd.mean_ci: fake and real images resampled with their descriptors, fewgan.metrics.bootstrap). It
-selects snapshots and ranks models with any Inception weights: `auto` uses it when the Inception extractor
-is a fallback."""
+selects snapshots and ranks models with any weights: `auto` uses it when neither the Inception nor the
+EfficientNet-Lite0 extractor has its standard weights (it cannot see mode collapse: bench/README.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class SWD(Metric):
     label = "SWD×10³ (mean over pyramid levels)"
     needs = frozenset({"fakes", "reals"})
     order = 30
-    selects, auto = True, 1
+    selects, auto = True, 2
     per_snapshot, score_switch = True, "swd"
     curve = "vs iteration (all models; no pretrained network)"
     curve_label = "SWD×10³ (train)"
