@@ -104,7 +104,8 @@ def tiny_run(tmp_path, monkeypatch, no_builtins):
     invert = read_yaml(Path(__file__).resolve().parents[2] / "params" / "invert.yaml")
     invert.update({"recipe": "backtrack", "steps": 40, "lr": 0.1, "mse_weight": 0.2, "snapshots": "all",
                    "batch_size": 100, "seed": 0, "log_every": 10})
-    params = {"profile": "smoke", "seed": 0, "device": "cpu", "invert": invert}
+    weights = read_yaml(Path(__file__).resolve().parents[2] / "params" / "evaluation.yaml")["weights"]
+    params = {"profile": "smoke", "seed": 0, "device": "cpu", "invert": invert, "evaluation": {"weights": weights}}
     return {"params": params, "train_dir": train_dir, "out_dir": tmp_path / "runs" / "toy" / TINY / "invert",
             "curated": tmp_path / "data" / "curated" / "toy", "split": tmp_path / "data" / "splits" / "toy",
             "gens": gens, "test": test, "calls": calls}

