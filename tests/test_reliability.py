@@ -243,6 +243,8 @@ def declared(stage: str, out: Path | None = None) -> list[tuple[str, Path]]:
     default = Path(fill(s.out, d, m, t))
     res = []
     for o in s.outs:
+        if o.dvc_only:  # the live curves under work/: scratch kept across resumes, not an atomic output
+            continue
         p = Path(fill(o.path, d, m, t))
         if out is not None:
             p = out / p.relative_to(default) if p != default else out
