@@ -46,6 +46,13 @@ def peak_memory_mb(device: torch.device) -> float:
         return float("nan")
 
 
+def rate_fields(it: int, it_per_s: float, batch: int, device: torch.device) -> dict[str, float]:
+    """A log row's speed and memory columns: iterations and images per second, kimg so far, seconds per kimg,
+    peak memory."""
+    return {"it_per_s": round(it_per_s, 4), "kimg": it * batch / 1000, "img_per_s": round(it_per_s * batch, 3),
+            "s_per_kimg": round(1000 / max(it_per_s * batch, 1e-9), 3), "peak_mem_mb": round(peak_memory_mb(device), 1)}
+
+
 def _scalars(row: dict) -> dict[str, float]:
     return {k: float(v) for k, v in row.items()
             if k != "iteration" and isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -104,8 +111,10 @@ class TrainLogger:
                 if tensorboard is True:
                     raise RuntimeError("train.live.tensorboard: true, but the tensorboard package is not installed: "
                                        "pip install 'fewgan[tensorboard]' (or set it to auto/false)") from exc
-                self.notes.append("TensorBoard event files not written: the tensorboard package is not installed "
-                                  "(pip install 'fewgan[tensorboard]'); train.live.tensorboard: auto")
+                note = ("TensorBoard event files not written: the tensorboard package is not installed "
+                        "(pip install 'fewgan[tensorboard]'); train.live.tensorboard: auto")
+                log.info("%s", note)
+                self.notes.append(note)
             else:
                 # purge_step: events after the resume point, left by a crashed session, are dropped
                 self.tb = SummaryWriter(log_dir=str(tb_dir), purge_step=self.start + 1 if self.start else None)

@@ -44,7 +44,7 @@ from fewgan.train import record
 from fewgan.train.data import Batches, images_sha256, load_train_images, load_train_labels
 from fewgan.train.diffaugment import augment
 from fewgan.train.flops import CONVENTION as FLOPS_CONVENTION, StepFlops
-from fewgan.train.logger import TrainLogger, peak_memory_mb
+from fewgan.train.logger import TrainLogger, rate_fields
 from fewgan.train.record import augment_policy, class_record  # noqa: F401 (re-exported for bench, tests)
 from fewgan.train.state import capture_rng, derive_seed, generator, params_hash, restore_rng
 from fewgan.train.trainer import Trainer, build_trainer
@@ -223,11 +223,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
 
     pbar = tqdm(total=iterations, initial=start, disable=not d.is_main, desc=f"train {dataset}/{model}",
                 dynamic_ncols=True, mininterval=1.0 if os.isatty(2) else 30.0)
-    live_notes: list[str] = []
-    logger = (TrainLogger(work_dir, start, dvclive=bool(cfg["live"]["dvclive"]), tensorboard=cfg["live"]["tensorboard"],
-                          notes=live_notes) if d.is_main else None)
-    for note in live_notes:
-        log.info("%s", note)
+    logger = (TrainLogger(work_dir, start, dvclive=bool(cfg["live"]["dvclive"]), tensorboard=cfg["live"]["tensorboard"])
+              if d.is_main else None)
     t_session = time.perf_counter()
     t_log, it_log = t_session, start
     try:
@@ -257,12 +254,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                 do_snap = it % cfg["snapshot_every"] == 0 or last
                 if do_log and d.is_main:
                     now = time.perf_counter()
-                    it_per_s = (it - it_log) / max(now - t_log, 1e-9)
                     row = {"iteration": it, "wall_s": round(wall_before + now - t_session, 3),
-                           "it_per_s": round(it_per_s, 4), "kimg": it * batch / 1000,
-                           "img_per_s": round(it_per_s * batch, 3),
-                           "s_per_kimg": round(1000 / max(it_per_s * batch, 1e-9), 3),
-                           "peak_mem_mb": round(peak_memory_mb(device), 1), **res.row()}
+                           **rate_fields(it, (it - it_log) / max(now - t_log, 1e-9), batch, device), **res.row()}
                     logger.scalars(it, row)
                     pbar.set_postfix({f"loss_{p}": f"{v:.3f}" for p, v in res.losses.items()}, refresh=False)
                     t_log, it_log = now, it
