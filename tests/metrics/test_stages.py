@@ -178,3 +178,30 @@ def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, pa
         select(params, sd, train, tmp_path / "sel2")
     with pytest.raises(FileNotFoundError, match="fewgan score"):
         select(params, tmp_path / "nowhere", train, tmp_path / "sel3")
+
+
+def test_score_skips_metrics_of_untrained_networks_when_asked(run_dir, params):
+    """evaluation.score.untrained: false - the untrained-fallback Inception's FID/KID (they can neither select
+    nor rank) are not computed per snapshot; scores.json says which and why; selection and the metrics that
+    were computed are unchanged."""
+    ev = params["evaluation"]
+    ev["fid"].update(n_fake=4, batch_size=4)
+    ev["score"].update(n_fake=4)
+    ev["swd"].update(patches_per_image=8, directions=16, repeats=2)
+    full = SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s",
+                  run_dir / "full", threads=1)
+    ev["score"]["untrained"] = False
+    lean = SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s",
+                  run_dir / "lean", threads=1)
+    assert full["not_scored"] == {}
+    assert set(lean["not_scored"]) == {"fid", "kid"}
+    assert all("untrained fallback" in why and "evaluation.score.untrained" in why for why in lean["not_scored"].values())
+    rows = {k: list(csv.DictReader(open(run_dir / k / "scores.csv"))) for k in ("full", "lean")}
+    assert list(rows["lean"][0]) == SC.SCORE_COLUMNS  # the same columns; the skipped ones are empty
+    for a, b in zip(rows["full"], rows["lean"]):
+        assert a["fid"] != "" and b["fid"] == "" and b["kid"] == ""
+        for c in ("swd", "fd_effnet", "kid_effnet"):  # same fakes, same seeds: the same numbers
+            assert b[c] == a[c], c
+    assert lean["selection"]["metric"] == full["selection"]["metric"] == "fd_effnet"
+    # scores.json's real-feature record: the Inception's when it is scored, else the first scored extractor's
+    assert lean["real_features"]["extractor"] != full["real_features"]["extractor"]

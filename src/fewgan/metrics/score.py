@@ -94,6 +94,13 @@ def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric
     plt.close(fig)
 
 
+def untrained_metrics(metrics: list[Metric], blocks: dict[str, dict]) -> dict[str, str]:
+    """{name: why} of the pretrained-feature metrics whose network is an untrained fallback here: they can
+    neither select nor rank (fewgan.select), so `evaluation.score.untrained: false` skips them per snapshot."""
+    return {m.name: f"{m.extractor}: untrained fallback weights; evaluation.score.untrained is false"
+            for m in metrics if m.pretrained and m.extractor and not (blocks.get(m.extractor) or {}).get("standard")}
+
+
 # ------------------------------------------------------------------------------------------------
 # score
 # ------------------------------------------------------------------------------------------------
@@ -124,6 +131,10 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     extractor = reals.extractors["inception"]
     block = extractor.info.extractor_block()
     blocks = extractor_blocks(reals.extractors)
+    skipped = {} if sc["untrained"] else untrained_metrics(on, blocks)
+    if skipped:  # they could not select (fewgan.select), so their feature passes are saved; said in scores.json
+        log.warning("not scored per snapshot: %s", "; ".join(f"{k.upper()} ({v})" for k, v in skipped.items()))
+        on = [m for m in on if m.name not in skipped]
     # decided before any snapshot is scored: a metric select cannot use, or one not computed, stops here
     metric, why = choose_metric(ev["select"]["metric"], standard_of(blocks), feature_network=feature_network(model),
                                 model=model, available={m.name for m in on})
@@ -132,7 +143,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         raise ValueError(f"snapshots would be selected by {metric.upper()} ({why}), but evaluation.score."
                          f"{chosen.score_switch} is false: set it true, or choose another evaluation.select.metric "
                          "(params/evaluation.yaml)")
-    _, real_meta = reals.features_meta("train")
+    featured = next((m.extractor for m in on if m.extractor), None)  # the real-feature record of scores.json
+    real_meta = reals.features_meta("train", featured)[1] if featured else {}
 
     n_fake = int(sc["n_fake"])
     bs = int(ev["fid"]["batch_size"])
@@ -183,7 +195,9 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     result.update({
         "snapshot_notes": sorted({r["note"] for r in rows if r.get("note")}),
         "extractor_variant": extractor.variant, "settings": fid_settings(params),
-        "real_features": {k: v for k, v in real_meta.items() if k != "key"} | {"cache_key": real_meta["key"]},
+        "real_features": ({k: v for k, v in real_meta.items() if k != "key"} | {"cache_key": real_meta["key"]}
+                          if real_meta else None),
+        "not_scored": skipped,
         "seed": seed, "device": str(device), "threads": torch.get_num_threads(),
         "wall_seconds": time.perf_counter() - t_start, "fallbacks": fallbacks,
         "provenance": collect(params, str(device)),

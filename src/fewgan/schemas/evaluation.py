@@ -44,6 +44,7 @@ EVALUATION_SCHEMA = strict({
         "kid": {"type": "boolean"},
         "swd": {"type": "boolean"},
         "effnet": {"type": "boolean"},
+        "untrained": {"type": "boolean"},
         "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
         "curve_test": {"type": "boolean"},
     }),
