@@ -12,7 +12,8 @@ whose discriminator trains on this network (FEATURE_NETWORK, Projected GAN): it 
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, num, register_metric, with_ci
+from fewgan.metrics.defs._feature_stats import FrechetDistance
+from fewgan.metrics.registry import Column, Shown, ci_columns, num, register_metric, with_ci
 
 EXTRACTOR = "effnet-lite0"
 RESAMPLED = ("fake and real EfficientNet-Lite0 feature rows (each side with replacement; no network pass); the "
@@ -31,11 +32,11 @@ def effnet_standard(m: dict) -> bool | None:
 
 
 @register_metric
-class FDEffNet(Metric):
+class FDEffNet(FrechetDistance):
     name, short = "fd_effnet", "FD-EffNet"
     label = "FD-EffNet (Fréchet distance in EfficientNet-Lite0 ImageNet features; not FID)"
-    needs = frozenset({"features"})
     extractor = EXTRACTOR
+    too_few_what, resampled = "FD-EffNet/KID-EffNet", RESAMPLED
     order = 22
     selects, pretrained, then = True, True, ("kid_effnet",)
     auto, auto_note = 1, " (pretrained ImageNet features of EfficientNet-Lite0; not comparable to published FID)"
@@ -60,31 +61,5 @@ class FDEffNet(Metric):
              Shown("EffNet features", lambda r, f: str(r.get("effnet_features") or "n/a")))
     rank = ("fd_effnet_train", "FD-EffNet (train; EfficientNet-Lite0 ImageNet features, not FID)")
 
-    def _fd(self, x, split: str) -> float:
-        from fewgan.metrics.fid import fid_from_features
-
-        return fid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
-                                 x.ev["fid"]["method"])
-
-    def score(self, x) -> dict:
-        out = {"fd_effnet": self._fd(x, "train")}
-        if x.ev["score"]["curve_test"]:
-            out["fd_effnet_test"] = self._fd(x, "test")
-        return out
-
     def evaluate(self, x) -> dict:
-        from fewgan.metrics.bootstrap import fid_samples, indices
-
-        boot = x.intervals(self)
-        out: dict = {"effnet_features": x.reals.extractors[self.extractor].info.label}
-        for s in ("train", "test"):
-            value = None if x.too_few(s, 2, "FD-EffNet/KID-EffNet") else self._fd(x, s)
-
-            def replicates(n, gen, s=s):
-                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
-                return fid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen))
-
-            out[f"fd_effnet_{s}"] = value
-            out[f"fd_effnet_{s}_ci"] = boot.run(f"fd_effnet_{s}", value, replicates)
-        out["fd_effnet_bootstrap"] = boot.block(RESAMPLED)
-        return out
+        return {"effnet_features": x.reals.extractors[self.extractor].info.label} | super().evaluate(x)

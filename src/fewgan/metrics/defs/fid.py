@@ -8,18 +8,19 @@ fallback weights it may do neither."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, num, register_metric, with_ci
+from fewgan.metrics.defs._feature_stats import FrechetDistance
+from fewgan.metrics.registry import Column, Shown, ci_columns, num, register_metric, with_ci
 
 RESAMPLED = ("fake and real Inception feature rows (each side with replacement; no network pass); FID "
              "recomputed with the exact fast statistic (N-1 covariances)")
 
 
 @register_metric
-class FID(Metric):
+class FID(FrechetDistance):
     name = "fid"
     label = "FID"
-    needs = frozenset({"features"})
     extractor = "inception"
+    resampled = RESAMPLED
     order = 10
     selects, pretrained, then = True, True, ("kid",)
     auto, auto_note = 0, " (the papers' metric)"
@@ -38,32 +39,3 @@ class FID(Metric):
     shown = (Shown("FID train", lambda r, f: with_ci(f, r, "fid_train")),
              Shown("FID test", lambda r, f: with_ci(f, r, "fid_test")))
     rank = ("fid_train", "FID (train)")
-
-    def _fid(self, x, split: str) -> float:
-        from fewgan.metrics.fid import fid_from_features
-
-        return fid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
-                                 x.ev["fid"]["method"])
-
-    def score(self, x) -> dict:
-        out = {"fid": self._fid(x, "train")}
-        if x.ev["score"]["curve_test"]:
-            out["fid_test"] = self._fid(x, "test")
-        return out
-
-    def evaluate(self, x) -> dict:
-        from fewgan.metrics.bootstrap import fid_samples, indices
-
-        boot = x.intervals(self)
-        out: dict = {}
-        for s in ("train", "test"):
-            value = None if x.too_few(s, 2, "FID/KID") else self._fid(x, s)
-
-            def replicates(n, gen, s=s):
-                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
-                return fid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen))
-
-            out[f"fid_{s}"] = value
-            out[f"fid_{s}_ci"] = boot.run(f"fid_{s}", value, replicates)
-        out["fid_bootstrap"] = boot.block(RESAMPLED)
-        return out

@@ -8,18 +8,19 @@ with the standard Inception weights."""
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, ci_text, num, register_metric
+from fewgan.metrics.defs._feature_stats import KernelDistance
+from fewgan.metrics.registry import Column, Shown, ci_columns, ci_text, num, register_metric
 
 RESAMPLED = ("fake and real Inception feature rows (each side with replacement; no network pass); KID recomputed "
              "with the point estimate's subset draws (same seed) from kernel matrices computed once")
 
 
 @register_metric
-class KID(Metric):
+class KID(KernelDistance):
     name = "kid"
     label = "KID×10³"
-    needs = frozenset({"features"})
     extractor = "inception"
+    resampled = RESAMPLED
     order = 20
     selects, pretrained, then = True, True, ("fid",)
     per_snapshot, score_switch = True, "kid"
@@ -37,40 +38,8 @@ class KID(Metric):
                    + ci_text(f, r, "kid_test_x1e3")))
     rank = ("kid_train_x1e3", "KID×10³ (train)")
 
-    def _kid(self, x, split: str) -> dict:
-        from fewgan.metrics.fid import kid_from_features
-
-        k = x.ev["kid"]
-        return kid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
-                                 subsets=int(k["subsets"]), max_subset_size=int(k["max_subset_size"]), seed=x.kseed)
-
-    def score(self, x) -> dict:
-        r = self._kid(x, "train")
-        return {"kid": r["kid"], "kid_std": r["kid_std"]}
-
     def score_meta(self, x, enabled: bool) -> dict:
         from fewgan.metrics.fid import kid_subset_size
 
         return {"kid_subset_size": kid_subset_size(x.reals.count("train"), x.n_features,
                                                    int(x.ev["kid"]["max_subset_size"]))}
-
-    def evaluate(self, x) -> dict:
-        from fewgan.metrics.bootstrap import indices, kid_samples
-
-        none = {"kid": None, "kid_std": None, "kid_subset_size": None}
-        r = {s: none if x.too_few(s, 2, "FID/KID") else self._kid(x, s) for s in ("train", "test")}
-        boot = x.intervals(self)
-        ci = {}
-        for s in ("train", "test"):
-            def replicates(n, gen, s=s):
-                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
-                return kid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen),
-                                   subsets=int(x.ev["kid"]["subsets"]), size=int(r[s]["kid_subset_size"]),
-                                   seed=x.kseed)
-
-            ci[s] = boot.run(f"kid_{s}", r[s]["kid"], replicates)
-        return {"kid_train": r["train"]["kid"], "kid_train_std": r["train"]["kid_std"], "kid_train_ci": ci["train"],
-                "kid_test": r["test"]["kid"], "kid_test_std": r["test"]["kid_std"], "kid_test_ci": ci["test"],
-                "kid_subset_size_train": r["train"]["kid_subset_size"],
-                "kid_subset_size_test": r["test"]["kid_subset_size"],
-                "kid_bootstrap": boot.block(RESAMPLED)}

@@ -8,18 +8,19 @@ evaluate: against the train and test splits with percentile bootstrap intervals 
 
 from __future__ import annotations
 
-from fewgan.metrics.registry import Column, Metric, Shown, ci_columns, ci_text, num, register_metric
+from fewgan.metrics.defs._feature_stats import KernelDistance
+from fewgan.metrics.registry import Column, Shown, ci_columns, ci_text, num, register_metric
 
 RESAMPLED = ("fake and real EfficientNet-Lite0 feature rows (each side with replacement; no network pass); KID "
              "recomputed with the point estimate's subset draws (same seed) from kernel matrices computed once")
 
 
 @register_metric
-class KIDEffNet(Metric):
+class KIDEffNet(KernelDistance):
     name, short = "kid_effnet", "KID-EffNet"
     label = "KID-EffNet×10³ (EfficientNet-Lite0 ImageNet features; not Inception KID)"
-    needs = frozenset({"features"})
     extractor = "effnet-lite0"
+    too_few_what, resampled = "FD-EffNet/KID-EffNet", RESAMPLED
     order = 24
     selects, pretrained, then = True, True, ("fd_effnet",)
     per_snapshot, score_switch = True, "effnet"
@@ -33,34 +34,3 @@ class KIDEffNet(Metric):
     shown = (Shown("KID-EffNet×10³ train", lambda r, f: f.pm(r["kid_effnet_train_x1e3"], r["kid_effnet_train_std_x1e3"])
                    + ci_text(f, r, "kid_effnet_train_x1e3")),)
     rank = ("kid_effnet_train_x1e3", "KID-EffNet×10³ (train; EfficientNet-Lite0 ImageNet features)")
-
-    def _kid(self, x, split: str) -> dict:
-        from fewgan.metrics.fid import kid_from_features
-
-        k = x.ev["kid"]
-        return kid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
-                                 subsets=int(k["subsets"]), max_subset_size=int(k["max_subset_size"]), seed=x.kseed)
-
-    def score(self, x) -> dict:
-        r = self._kid(x, "train")
-        return {"kid_effnet": r["kid"], "kid_effnet_std": r["kid_std"]}
-
-    def evaluate(self, x) -> dict:
-        from fewgan.metrics.bootstrap import indices, kid_samples
-
-        none = {"kid": None, "kid_std": None, "kid_subset_size": None}
-        r = {s: none if x.too_few(s, 2, "FD-EffNet/KID-EffNet") else self._kid(x, s) for s in ("train", "test")}
-        boot = x.intervals(self)
-        out: dict = {}
-        for s in ("train", "test"):
-            def replicates(n, gen, s=s):
-                fake, real = x.features(self.extractor), x.reals.features(s, self.extractor)
-                return kid_samples(fake, real, indices(fake.shape[0], n, gen), indices(real.shape[0], n, gen),
-                                   subsets=int(x.ev["kid"]["subsets"]), size=int(r[s]["kid_subset_size"]),
-                                   seed=x.kseed)
-
-            out |= {f"kid_effnet_{s}": r[s]["kid"], f"kid_effnet_{s}_std": r[s]["kid_std"],
-                    f"kid_effnet_{s}_ci": boot.run(f"kid_effnet_{s}", r[s]["kid"], replicates),
-                    f"kid_effnet_subset_size_{s}": r[s]["kid_subset_size"]}
-        out["kid_effnet_bootstrap"] = boot.block(RESAMPLED)
-        return out
