@@ -10,6 +10,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= demo
+# MODELS: a subset of the profile's experiment.models, e.g. make smoke MODELS="dcgan fastgan" (empty: all of them)
+MODELS ?=
 CORES ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
@@ -24,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	fewgan params --profile $(PROFILE)
+	fewgan params --profile $(PROFILE) $(if $(strip $(MODELS)),--models $(MODELS))
 	snakemake --cores $(CORES) all
 	@echo "report: reports/benchmark/index.html (and README.md)"
 
@@ -32,7 +34,7 @@ smoke:
 	$(MAKE) demo PROFILE=smoke
 
 dvc-demo: setup
-	fewgan params --profile $(PROFILE)
+	fewgan params --profile $(PROFILE) $(if $(strip $(MODELS)),--models $(MODELS))
 	dvc repro
 
 report: setup
