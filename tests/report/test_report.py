@@ -28,16 +28,6 @@ def _run(t, **report_overrides):
     return run(params, t["runs"], t["data"], t["out"])
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One report build shared by the read-only tests (matplotlib figures are the slow part)."""
-    tree = build_tree(tmp_path_factory.mktemp("report"))
-    result = _run(tree)
-    out = tree["out"]
-    return {**tree, "result": result, "summary": pd.read_csv(out / "summary.csv"),
-            "md": (out / "README.md").read_text(), "html": (out / "index.html").read_text()}
-
-
 def test_summary_csv_holds_the_numbers(built):
     s = built["summary"]
     assert len(s) == 4
@@ -71,24 +61,30 @@ def test_readme_and_html_show_the_numbers(built):
         assert "1,234,568 / 765,432" in doc               # parameter counts
 
 
-def test_untrained_label_next_to_fid_everywhere(built):
-    assert (built["summary"]["feature_extractor"] == UNTRAINED).all()
+def test_untrained_label_is_said_once_above_the_fid_values_not_in_every_row(built):
+    assert (built["summary"]["feature_extractor"] == UNTRAINED).all()  # summary.csv keeps it per row
     assert not built["summary"]["feature_extractor_standard"].any()
-    # README: a banner, and the label on the same table row as each FID value
-    md_rows = [ln for ln in built["md"].splitlines() if "40.12" in ln or "41.62" in ln]
-    assert md_rows and all(UNTRAINED in ln for ln in md_rows)
-    assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in built["md"]
-    assert "fewgan selected snapshots and ranks models by SWD instead (no pretrained network)" in built["md"]
-    # HTML: banner and the label in the same <tr> as the FID value
-    assert '<div class="banner">' in built["html"] and UNTRAINED in built["html"].split('<div class="banner">')[1][:300]
-    trs = [tr for tr in re.findall(r"<tr>.*?</tr>", built["html"]) if "40.12" in tr]
-    assert trs and all(UNTRAINED in tr for tr in trs)
-    # the published numbers live in their own table, never in fewgan's results table
-    results = re.search(r'<table class="results">.*?</table>', built["html"]).group(0)
-    paper = re.search(r'<table class="paper">.*?</table>', built["html"]).group(0)
-    assert "41.05" in paper and "41.05" not in results and "130.19" in paper
-    assert "40.12" not in paper
-    assert "not comparable" in built["html"].split('<div class="paper">')[1][:600]
+    html, md = built["html"], built["md"]
+    # a banner, and no table row repeats the label
+    assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in md
+    assert "fewgan selected snapshots and ranks models by SWD instead (no pretrained network)" in md
+    assert '<div class="banner">' in html and UNTRAINED in html.split('<div class="banner">')[1][:300]
+    assert not [tr for tr in re.findall(r"<tr>.*?</tr>", html) if UNTRAINED in tr]
+    assert not [ln for ln in md.splitlines() if ln.startswith("|") and UNTRAINED in ln]
+    # ... but once above each table of FID values, in "Same for every row"
+    results = html.split('id="results"', 1)[1]
+    tables = re.findall(r'<div class="same">(.*?)</div>\s*<table class="results">(.*?)</table>', results, re.S)
+    assert len(tables) == len(built["datasets"])
+    for same, table in tables:
+        assert "<strong>feature extractor</strong>: untrained, not comparable to published FID" in same
+        assert "40.12" in table or "50.12" in table  # the FID values it labels
+        assert "feature extractor" not in table
+    assert md.count("- feature extractor: untrained, not comparable to published FID") == len(built["datasets"])
+    # the published numbers live in their own table, never in fewgan's results tables
+    paper = re.search(r'<table class="paper">.*?</table>', html).group(0)
+    assert "41.05" in paper and "130.19" in paper and "40.12" not in paper
+    assert not any("41.05" in t for _, t in tables)
+    assert "not comparable" in html.split('<div class="paper">')[1][:600]
 
 
 def test_html_and_markdown_escape_everything(built):
@@ -189,6 +185,18 @@ def test_params_file_matches_schema():
     assert PAPER_FID_256[0] == ("Obama (100)", 41.05, 46.87, 80.20)
 
 
+def _md_tables(text: str) -> list[list[list[str]]]:
+    """The Markdown tables of `text`, each as rows of cells (header first, the rule line dropped)."""
+    tables, cur = [], []
+    for ln in text.splitlines() + [""]:
+        if ln.startswith("|"):
+            cur.append([c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]])
+        elif cur:
+            tables.append([cur[0]] + cur[2:])
+            cur = []
+    return tables
+
+
 def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(built):
     s = built["summary"]
     for d, grp in s.groupby("dataset"):
@@ -203,17 +211,18 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
         assert "Models are ranked by SWD×10³ (mean over levels, vs train)" in doc
         assert "selected by SWD" in doc and "(SWD)" in doc  # the best-iteration column names the metric
     assert built["result"]["ranking"]["column"] == "swd_mean_x1e3"
-    # the results table a reader sees lists each dataset's models best first
-    section = built["md"].split("## Results", 1)[1].split("Full precision", 1)[0]
-    lines = [ln for ln in section.splitlines() if ln.startswith("|")][2:]  # skip header and rule
-    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
-    assert len(cells) == len(s)
-    for d in dict.fromkeys(c[1] for c in cells):
-        models = [c[2] for c in cells if c[1] == d]
-        name = html.unescape(d.removesuffix(" (synthetic)").replace("\\", ""))
-        want = list(s[s["dataset"] == name].sort_values("order")["model"])
-        assert models == want, (d, models)  # one seed: ranks are ranges, rows follow the order of the means
-        assert {c[0] for c in cells if c[1] == d} == {f"1–{len(models)}"}
+    # each dataset's compact table and its every-metric table list the models best first; one seed: the rank
+    # range is the same for every row, so it is said once above the table instead
+    md = built["md"]
+    for d in built["datasets"]:
+        head = html.escape(d, quote=False) + (" (synthetic)" if d == "faces" else "")
+        want = list(s[s["dataset"] == d].sort_values("order")["model"])
+        compact = md.split(f"## {head}\n", 1)[1].split("### At equal compute", 1)[0]
+        every = md.split("## Results", 1)[1].split(f"### {head}\n", 1)[1].split("\n#", 1)[0]
+        for section in (compact, every):
+            (table,) = _md_tables(section)
+            assert [row[table[0].index("model")] for row in table[1:]] == want, (d, table)
+            assert "rank" not in table[0] and f"- rank: 1–{len(want)}" in section
     # ... whatever order the rows come in
     shuffled = built["summary"].iloc[::-1].to_dict("records")
     table = _display_table(shuffled, 2)

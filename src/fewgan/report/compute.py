@@ -61,7 +61,7 @@ def equal_compute(cells: Sequence[Cell], column: str, label: str, lower_is_bette
     spreads = {m: V.spread(v) for m, v in values.items()}
     ranges = V.rank_ranges(values, lower_is_better)
     pairs, sentences = V.dataset_verdicts(values, label, lower_is_better)
-    return {"budget": budget, "why": why, "rows": rows,
+    return {"budget": budget, "why": why, "rows": rows, "headline": V.headline(values, label, lower_is_better),
             "seeds": [{"model": m, "seeds": s.n, "mean": s.mean, "std": s.std,
                        "ci_low": s.ci[0] if s.ci else None, "ci_high": s.ci[1] if s.ci else None,
                        "rank": V.rank_text(ranges[m])} for m, s in spreads.items()],
