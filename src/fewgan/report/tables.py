@@ -219,9 +219,12 @@ def rank_models(rows: list[dict], setting: str) -> dict:
 
 def rank_start(rank: Any) -> float:
     """Sort key of a rank text ("2", "2–4"; None last)."""
-    if rank is None or (isinstance(rank, float) and pd.isna(rank)) or rank == "n/a":
+    if rank is None or (isinstance(rank, float) and pd.isna(rank)):
         return math.inf
-    return float(str(rank).split("–")[0])
+    try:
+        return float(str(rank).split("–")[0])
+    except ValueError:  # "n/a", "not ranked"
+        return math.inf
 
 
 def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
