@@ -303,3 +303,121 @@ def test_dataset_table_shows_train_test_counts_overall_and_per_class(tree):
     md = (tree["out"] / "README.md").read_text()
     row = next(ln for ln in md.splitlines() if ln.startswith("| faces"))
     assert "18 / 2 (rank split, ratio 0.9)" in row and "cat 9 / 1; dog 9 / 1" in row
+
+
+def _section(html_text: str, anchor: str) -> str:
+    """The <section id=anchor> of the page."""
+    return re.search(rf'<section class="dataset" id="{re.escape(anchor)}">(.*?)</section>', html_text, re.S).group(1)
+
+
+def test_each_dataset_opens_with_its_verdict_then_one_compact_table(built):
+    from fewgan.report.tables import slug
+
+    page = built["html"]
+    positions = []
+    for d in built["datasets"]:
+        sec = _section(page, f"ds-{slug(d)}")
+        positions.append(page.index(f'id="ds-{slug(d)}"'))
+        # the heading, then the verdict: the headline sentence and the pairs
+        m = re.match(r'\s*<h2>([^<]*)</h2>\s*<div class="verdict">\s*<p class="headline">([^<]*)</p>\s*<ul class="verdicts">',
+                     sec)
+        assert m, sec[:300]
+        assert html.unescape(m.group(1)).startswith(d)
+        assert html.unescape(m.group(2)).startswith("No verdict yet: fastgan has the best SWD×10³")  # one seed
+        # then exactly one compact table before the equal-compute part, with what is the same for every row
+        # said once above it
+        head = sec.split("<h3>At equal compute</h3>", 1)[0]
+        assert head.count("<table") == 1 and head.count('<table class="compact">') == 1
+        table = re.search(r'<table class="compact">.*?</table>', head, re.S).group(0)
+        same = re.search(r'<div class="same">(.*?)</div>', head, re.S).group(1)
+        headers = re.findall(r"<th>(.*?)</th>", table)
+        assert headers[:2] == ["model", "SWD×10³ (mean over levels, vs train) [95% interval]"]
+        assert {"train s/iter", "params G / D"} <= set(headers) and "precision / recall (EffNet, train)" not in headers
+        for said in ("rank</strong>: 1–2", "seeds</strong>: 1", "MS-SSIM fake (real)</strong>: 0.2500 (0.2000)",
+                     "inversion (held-out) first → last</strong>: MS-SSIM 0.6000"):
+            assert said in same, said
+        assert "0.2500 (0.2000)" not in table and "Ranked by SWD" in head.split('<div class="same">')[0]
+        # cost: training FLOPs from run.json compute (fastgan 300 GFLOPs, dcgan twice as many per iteration)
+        assert "training FLOPs" in headers and "<td>300 G</td>" in table and "<td>600 G</td>" in table
+    assert positions == sorted(positions) and positions[-1] < page.index('id="results"')
+    md = built["md"]
+    assert md.index("## faces (synthetic)\n\nNo verdict yet: fastgan") < md.index("## Results")
+
+
+def test_a_value_that_is_the_same_in_every_row_is_said_once():
+    from fewgan.report.tables import split_constant
+
+    df = pd.DataFrame({"model": ["a", "b", "c"], "label": ["untrained"] * 3, "fid": ["1.00", "2.00", "3.00"],
+                       "effnet": ["n/a"] * 3, "pr": ["n/a / n/a"] * 3})
+    table, said = split_constant(df)
+    assert list(table.columns) == ["model", "fid"]
+    assert said == [("label", "untrained"), ("not available for any row", "effnet, pr")]
+    one = pd.DataFrame({"model": ["a"], "label": ["untrained"]})
+    assert split_constant(one)[0] is one and split_constant(one)[1] == []  # one row: nothing to fold
+    assert split_constant(pd.DataFrame({"model": ["a", "a"]}))[1] == []     # the key column stays
+
+
+def test_provenance_is_in_collapsible_key_value_tables(tree):
+    from fewgan.report.tables import flatten
+
+    cs = tree["data"] / "curated" / "faces" / "summary.json"
+    cs.write_text(json.dumps({"n_images": 20, "synthetic": True, "source": {"kind": "synthetic", "count": 40},
+                              "params": {"background": [255, 255, 255]}, "notes": ["a <long> note " * 10, "two"],
+                              "provenance": {"git": {"commit": "c0ffee"}, "params_sha256": "ab" * 32}}))
+    _run(tree)
+    page = (tree["out"] / "index.html").read_text()
+    md = (tree["out"] / "README.md").read_text()
+    block = re.search(r"<details><summary>faces: curated summary[^<]*</summary>\s*(<table class=\"kv\">.*?</table>)\s*"
+                      r"</details>", page, re.S)
+    assert block, "no <details> with the curated summary"
+    rows = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", block.group(1)))
+    assert rows["source.kind"] == "synthetic" and rows["params.background"] == "255, 255, 255"
+    assert rows["provenance.git.commit"] == "c0ffee" and rows["provenance.params_sha256"] == "ab" * 32
+    assert rows["synthetic"] == "yes" and rows["notes [2]"] == "two" and "&lt;long&gt;" in rows["notes [1]"]
+    assert "<details><summary>faces: split summary" in page
+    # no key=value dumps left in any table cell; the dataset table is short
+    assert "n_images=20" not in page and "source=" not in page
+    datasets = re.search(r'<table class="datasets">.*?</table>', page, re.S).group(0)
+    assert re.findall(r"<th>(.*?)</th>", datasets) == ["dataset", "synthetic", "description", "domain", "train / test",
+                                                       "per class train / test"]
+    assert "<details><summary>faces: curated summary" in md and "| source.kind" in md and "</details>" in md
+    # the report's own provenance, fallbacks and notes are collapsible too
+    for title in ("report provenance", "fallback(s)", "not available"):
+        assert re.search(rf"<details><summary>[^<]*{re.escape(title)}", page), title
+    assert flatten({"a": {"b": 1, "c": None}, "e": [], "f": {}}) == [("a.b", "1"), ("a.c", "n/a"), ("e", "(none)"),
+                                                                       ("f", "(none)")]
+
+
+def test_figures_in_reading_order_not_for_decisions_last(built):
+    from fewgan.report.tables import slug
+
+    res = built["result"]
+    for d in built["datasets"]:
+        kinds = [Path(r).name.split("_")[0] for r in res["figures"][d]]
+        # the ranking metric vs compute, its curve, the samples, the inversion; FID (untrained) last
+        assert kinds == ["flops", "swd", "overview", "inversion", "fid"], kinds
+        assert [Path(r).name.split("_")[0] for r in res["figures_not_for_decisions"][d]] == ["fid"]
+        sec = _section(built["html"], f"ds-{slug(d)}")
+        srcs = re.findall(r'<img src="([^"]+)"', sec)
+        assert srcs == res["figures"][d]
+        label = sec.index("<h4>Not for decisions</h4>")
+        assert sec.index(res["figures"][d][-1]) > label > sec.index(res["figures"][d][-2])
+        assert re.search(r'alt="Not for decisions \(FID here is computed without', sec)
+
+
+def test_every_image_has_alt_text_and_no_link_is_broken(built):
+    out, page = built["out"], built["html"]
+    imgs = re.findall(r"<img [^>]*>", page)
+    assert imgs and all(re.search(r'alt="[^"]+"', i) for i in imgs)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    targets = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert any(t.startswith("#") for t in targets) and any(t.endswith(".csv") for t in targets)
+    for t in targets:
+        t = html.unescape(t)
+        assert not re.match(r"^[a-z]+:", t), f"not a local link: {t}"
+        if t.startswith("#"):
+            assert t[1:] in ids, f"broken anchor {t}"
+        else:
+            assert (out / t).is_file(), f"broken link {t}"
+    for t in re.findall(r"\]\(([^)]+)\)", built["md"]):  # README links and images
+        assert (out / t).is_file(), f"README: broken link {t}"
