@@ -66,6 +66,8 @@ def open_report(index: Path, screenshot: Path | None = None, width: int = 1280, 
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
+    if not Path(index).is_file():
+        raise FileNotFoundError(f"{index}: no such report page")
     if browser is None or driver is None:
         b, d, why = find_chromium()
         if why:
@@ -106,10 +108,11 @@ def problems(result: dict) -> list[str]:
     elements wider than the viewport, a dataset section that does not open with its verdict."""
     out = []
     for im in result["images"]:
+        src = im["src"] if len(im["src"] or "") <= 120 else im["src"][:117] + "..."
         if not im["naturalWidth"]:
-            out.append(f"image did not load: {im['src']}")
+            out.append(f"image did not load: {src}")
         if not (im["alt"] or "").strip():
-            out.append(f"image without alt text: {im['src']}")
+            out.append(f"image without alt text: {src}")
     if result["scrollWidth"] > result["viewport"]:
         out.append(f"page scrolls sideways: {result['scrollWidth']} px content in a {result['viewport']} px viewport")
     out += [f"wider than the viewport: <{w['tag']} class={w['cls']!r}> {w['left']:.0f}..{w['right']:.0f} px "

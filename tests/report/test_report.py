@@ -73,17 +73,29 @@ def test_untrained_label_is_said_once_above_the_fid_values_not_in_every_row(buil
     assert not [ln for ln in md.splitlines() if ln.startswith("|") and UNTRAINED in ln]
     # ... but once above each table of FID values, in "Same for every row"
     results = html.split('id="results"', 1)[1]
-    tables = re.findall(r'<div class="same">(.*?)</div>\s*<table class="results">(.*?)</table>', results, re.S)
-    assert len(tables) == len(built["datasets"])
-    for same, table in tables:
+    tables = re.findall(r'<h4>([^<]*)</h4>\s*<div class="same">(.*?)</div>\s*<table class="results">(.*?)</table>',
+                        results, re.S)
+    fid = [(title, same, table) for title, same, table in tables if "<th>FID train</th>" in table]
+    assert len(fid) == len(built["datasets"])
+    for title, same, table in fid:
         assert "<strong>feature extractor</strong>: untrained, not comparable to published FID" in same
         assert "40.12" in table or "50.12" in table  # the FID values it labels
         assert "feature extractor" not in table
+        assert title == ("metrics in Inception features (FID, KID): not for decisions here (the extractor does not "
+                         "have its standard weights)")
+    # the every-metric table comes in one table per feature space, the ranking metric's (SWD: pixels) first,
+    # the untrained Inception's last
+    assert [t for t, _, _ in tables[:2]] == ["metrics from pixels (no pretrained network), held-out inversion and cost",
+                                             fid[0][0]]
+    # the EfficientNet-Lite0 metrics were not computed for any run: no table of n/a, one sentence instead
+    assert "<th>FD-EffNet train</th>" not in results
+    assert "Not computed for any run of faces: FD-EffNet train, FD-EffNet test" in html
+    assert "<th>best it. (selected by)</th>" in tables[0][2] or "best it. (selected by)" in tables[0][1]
     assert md.count("- feature extractor: untrained, not comparable to published FID") == len(built["datasets"])
     # the published numbers live in their own table, never in fewgan's results tables
     paper = re.search(r'<table class="paper">.*?</table>', html).group(0)
     assert "41.05" in paper and "130.19" in paper and "40.12" not in paper
-    assert not any("41.05" in t for _, t in tables)
+    assert not any("41.05" in t for _, _, t in tables)
     assert "not comparable" in html.split('<div class="paper">')[1][:600]
 
 
@@ -218,11 +230,13 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
         head = html.escape(d, quote=False) + (" (synthetic)" if d == "faces" else "")
         want = list(s[s["dataset"] == d].sort_values("order")["model"])
         compact = md.split(f"## {head}\n", 1)[1].split("### At equal compute", 1)[0]
-        every = md.split("## Results", 1)[1].split(f"### {head}\n", 1)[1].split("\n#", 1)[0]
+        every = md.split("## Results", 1)[1].split(f"### {head}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        assert len(_md_tables(compact)) == 1 and len(_md_tables(every)) == 2  # pixels; Inception (EffNet: no values)
         for section in (compact, every):
-            (table,) = _md_tables(section)
-            assert [row[table[0].index("model")] for row in table[1:]] == want, (d, table)
-            assert "rank" not in table[0] and f"- rank: 1–{len(want)}" in section
+            for table in _md_tables(section):
+                assert [row[table[0].index("model")] for row in table[1:]] == want, (d, table)
+                assert "rank" not in table[0]
+            assert section.count(f"- rank: 1–{len(want)}") == len(_md_tables(section))
     # ... whatever order the rows come in
     shuffled = built["summary"].iloc[::-1].to_dict("records")
     table = _display_table(shuffled, 2)
@@ -330,11 +344,13 @@ def test_each_dataset_opens_with_its_verdict_then_one_compact_table(built):
         assert head.count("<table") == 1 and head.count('<table class="compact">') == 1
         table = re.search(r'<table class="compact">.*?</table>', head, re.S).group(0)
         same = re.search(r'<div class="same">(.*?)</div>', head, re.S).group(1)
-        headers = re.findall(r"<th>(.*?)</th>", table)
+        headers = re.findall(r'<th(?: class="key")?>(.*?)</th>', table)
         assert headers[:2] == ["model", "SWD×10³ (mean over levels, vs train) [95% interval]"]
         assert {"train s/iter", "params G / D"} <= set(headers) and "precision / recall (EffNet, train)" not in headers
-        for said in ("rank</strong>: 1–2", "seeds</strong>: 1", "MS-SSIM fake (real)</strong>: 0.2500 (0.2000)",
-                     "inversion (held-out) first → last</strong>: MS-SSIM 0.6000"):
+        for said in ("rank</strong>: 1–2", "seeds</strong>: 1",
+                     "MS-SSIM fake (diversity; lower = more diverse)</strong>: 0.2500",
+                     "MS-SSIM real train images</strong>: 0.2000",
+                     "held-out inversion, first → last snapshot: MS-SSIM (it 100 → 300)</strong>: 0.6000 → 0.8000"):
             assert said in same, said
         assert "0.2500 (0.2000)" not in table and "Ranked by SWD" in head.split('<div class="same">')[0]
         # cost: training FLOPs from run.json compute (fastgan 300 GFLOPs, dcgan twice as many per iteration)
@@ -378,7 +394,7 @@ def test_provenance_is_in_collapsible_key_value_tables(tree):
     # no key=value dumps left in any table cell; the dataset table is short
     assert "n_images=20" not in page and "source=" not in page
     datasets = re.search(r'<table class="datasets">.*?</table>', page, re.S).group(0)
-    assert re.findall(r"<th>(.*?)</th>", datasets) == ["dataset", "synthetic", "description", "domain", "train / test",
+    assert re.findall(r'<th(?: class="key")?>(.*?)</th>', datasets) == ["dataset", "synthetic", "description", "domain", "train / test",
                                                        "per class train / test"]
     assert "<details><summary>faces: curated summary" in md and "| source.kind" in md and "</details>" in md
     # the report's own provenance, fallbacks and notes are collapsible too

@@ -51,11 +51,16 @@ def md_table(df: pd.DataFrame) -> str:
     return safe.to_markdown(index=False, disable_numparse=True)
 
 
+#: columns that name a row (short words): never broken inside a word, whatever else must wrap to fit
+KEY_COLUMNS = ("rank", "model", "seed", "seeds", "dataset")
+
+
 def html_table(df: pd.DataFrame, css_class: str = "") -> str:
     if df.empty:
         return "<p><em>(no rows)</em></p>"
-    head = "".join(f"<th>{esc(c)}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>"
+    key = [' class="key"' if str(c) in KEY_COLUMNS else "" for c in df.columns]
+    head = "".join(f"<th{k}>{esc(c)}</th>" for k, c in zip(key, df.columns))
+    body = "".join("<tr>" + "".join(f"<td{k}>{esc(v)}</td>" for k, v in zip(key, row)) + "</tr>"
                    for row in df.itertuples(index=False))
     return f'<table class="{esc(css_class)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -67,6 +72,7 @@ table{border-collapse:collapse;margin:0.6em 0;font-size:0.86em;max-width:100%}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}
 table.kv th{width:16em;font-weight:normal;color:#444}
+th.key,td.key{overflow-wrap:normal;white-space:nowrap}
 .banner{background:#fff3cd;border:2px solid #d39e00;padding:0.7em 1em;margin:1em 0;font-weight:600}
 .synthetic{background:#e7f1ff;border:1px solid #4a86e8;padding:0.5em 1em;margin:0.6em 0}
 .na{color:#777;font-style:italic}
@@ -83,6 +89,7 @@ summary{cursor:pointer;font-weight:600}
 figure{margin:1em 0}
 .figs{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}
 .figs figure{flex:1 1 480px;max-width:100%;margin:0.6em 0}
+.figs figure.wide{flex-basis:100%}
 img{max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:0.9em;color:#444}
 .fe{color:#a00;font-weight:600}
@@ -108,8 +115,9 @@ def md_list(items: Sequence[str]) -> str:
     return "\n".join(f"- {md_text(i)}" for i in items)
 
 
-def html_img(rel_path: str, alt: str) -> str:
-    return f'<figure><img src="{esc(rel_path)}" alt="{esc(alt)}"><figcaption>{esc(alt)}</figcaption></figure>'
+def html_img(rel_path: str, alt: str, css_class: str = "") -> str:
+    return (f'<figure{_cls(css_class)}><img src="{esc(rel_path)}" alt="{esc(alt)}">'
+            f"<figcaption>{esc(alt)}</figcaption></figure>")
 
 
 def md_img(rel_path: str, alt: str) -> str:
@@ -125,7 +133,7 @@ def md_img(rel_path: str, alt: str) -> str:
 #   ("table", DataFrame, css_class)    table, every cell escaped
 #   ("kv", [(key, value)], css_class)  key / value table (provenance)
 #   ("same", [(header, value)])        what is the same for every row of the table that follows, said once
-#   ("img", rel_path, caption)         figure with alt text and caption
+#   ("img", rel_path, caption, class)  figure with alt text and caption
 #   ("links", prefix, [(rel, label)])  a sentence of links to files of the report
 #   ("details", summary, [blocks])     collapsible section (HTML <details>, also in the README)
 #   ("div", css_class, anchor, [blocks], tag)  a group (HTML only: <div>/<section>; Markdown: its blocks)
@@ -156,8 +164,8 @@ def same(items: Sequence[tuple[str, str]]) -> tuple:
     return ("same", list(items))
 
 
-def img(rel_path: str, caption: str) -> tuple:
-    return ("img", rel_path, caption)
+def img(rel_path: str, caption: str, css_class: str = "") -> tuple:
+    return ("img", rel_path, caption, css_class)
 
 
 def links(prefix: str, items: Sequence[tuple[str, str]]) -> tuple:
@@ -168,9 +176,11 @@ def linklist(items: Sequence[tuple[str, str]]) -> tuple:
     return ("linklist", list(items))
 
 
-def gallery(figures: Sequence[tuple[str, str]]) -> tuple:
-    """Figures side by side where the page is wide enough (a wide one takes its own row)."""
-    return ("div", "figs", None, [img(rel, cap) for rel, cap in figures], "div")
+def gallery(figures: Sequence[tuple[str, str]], wide: Iterable[str] = ()) -> tuple:
+    """Figures side by side where the page is wide enough; those named in `wide` (a panel per model) take a
+    row of their own."""
+    wide = set(wide)
+    return ("div", "figs", None, [img(rel, cap, "wide" if rel in wide else "") for rel, cap in figures], "div")
 
 
 def details(summary: str, blocks: Sequence[tuple]) -> tuple:
@@ -217,7 +227,7 @@ def to_html(blocks: Iterable[tuple]) -> list[str]:
                 items = "".join(f"<li><strong>{esc(k)}</strong>: {esc(_after(k, v))}</li>" for k, v in b[1])
                 out.append(f'<div class="same">{esc(SAME_LEAD)}<ul>{items}</ul></div>')
         elif kind == "img":
-            out.append(html_img(b[1], b[2]))
+            out.append(html_img(b[1], b[2], b[3] if len(b) > 3 else ""))
         elif kind == "links":
             out.append(f"<p>{esc(b[1])} " + ", ".join(f'<a href="{esc(rel)}">{esc(label)}</a>' for rel, label in b[2])
                        + ".</p>")

@@ -5,6 +5,7 @@ matrix in params."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from fewgan.report import figures as figs
 from fewgan.report import render as R
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
 from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display,  # noqa: F401 (tests)
-                                  _display_table, _per_class_display, all_metrics_table, compact_table,
+                                  _display_table, _per_class_display, all_metrics_tables, compact_table,
                                   dataset_overview, flatten, not_for_decisions, per_class_columns, per_class_rows,
                                   rank_models, rank_start, si, slug, split_constant, stage_costs, summary_columns,
                                   summary_row, BIAS_FOOTNOTE)
@@ -224,9 +225,13 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                    "KID and SWD are ×10³."),
                R.links("Full precision:", files)]
     for d in ds_names:
-        df, constant = split_constant(all_metrics_table(d, rows, decimals))
-        blocks += [R.h(3, d + (" (synthetic)" if ds_by_name[d].synthetic else ""), f"results-{slug(d)}"),
-                   R.same(constant), R.table(df, "results")]
+        blocks.append(R.h(3, d + (" (synthetic)" if ds_by_name[d].synthetic else ""), f"results-{slug(d)}"))
+        tables, empty = all_metrics_tables(d, rows, decimals, ranking)
+        for what, df in tables:
+            df, constant = split_constant(df)
+            blocks += [R.h(4, what), R.same(constant), R.table(df, "results")]
+        if empty:
+            blocks.append(R.p(f"Not computed for any run of {d}: {', '.join(empty)}.", "note"))
     if any(r.get("biased_metrics") for r in rows):
         blocks.append(R.p(BIAS_FOOTNOTE, "note"))
     if pc_rows:
@@ -247,7 +252,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         blocks.append(R.div("paper", [R.h(2, "Published numbers (for reference only)"), R.p(paper_caption),
                                       R.table(paper, "paper")]))
     shown_grids, linked_grids = grids[: int(cfg["image_grid_max"])], grids[int(cfg["image_grid_max"]):]
-    blocks += [R.h(2, "Image grids", "grids"), *(R.img(rel, cap) for rel, cap in shown_grids), R.linklist(linked_grids)]
+    blocks += [R.h(2, "Image grids", "grids"), R.gallery(shown_grids), R.linklist(linked_grids)]
     if sampling:
         blocks += [R.h(2, "How snapshots were sampled"), R.ul(sampling)]
     blocks += [R.h(2, "Stage costs (wall seconds)", "costs"), R.table(_costs_display(costs), "costs")]
@@ -278,13 +283,18 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     return result
 
 
-def _seed_table(rows: list[dict], metric: str, level: str, decimals: int) -> pd.DataFrame:
+def _seed_table(rows: list[dict], metric: str, level: str, decimals: int, lower: bool = True) -> pd.DataFrame:
+    """Rank, mean ± std and interval over the seeds, per model: best rank first, then best mean."""
     f = lambda v: R.fmt(v, decimals)  # noqa: E731
+    sign = 1 if lower else -1
+    key = lambda r: (rank_start(r["rank"]), math.inf if r["mean"] is None else sign * r["mean"])  # noqa: E731
     return pd.DataFrame([{"rank": r["rank"], "model": r["model"], "seeds": r["seeds"],
-                          f"{metric} mean ± std": f(r["mean"]) + (f" ± {f(r['std'])}" if r["std"] is not None else ""),
+                          f"{metric} mean ± std": (f(r["mean"]) + (f" ± {f(r['std'])}" if r["std"] is not None else "")
+                                                   if r["mean"] is not None else "no snapshot within the budget"),
                           f"{level} interval of the mean": (f"[{f(r['ci_low'])}, {f(r['ci_high'])}]"
-                                                            if r["ci_low"] is not None else "n/a (one seed)")}
-                         for r in sorted(rows, key=lambda r: rank_start(r["rank"]))])
+                                                            if r["ci_low"] is not None else
+                                                            "n/a (one seed)" if r["seeds"] == 1 else "n/a")}
+                         for r in sorted(rows, key=key)])
 
 
 def _dataset_section(ds, rows: list[dict], ranking: dict, eq: dict | None, figures: list[tuple[str, str, bool]],
@@ -303,7 +313,8 @@ def _dataset_section(ds, rows: list[dict], ranking: dict, eq: dict | None, figur
               *(R.p(n, "note") for n in notes), R.same(constant), R.table(table, "compact")]
     blocks.append(R.h(3, "At equal compute"))
     if eq:
-        seed_table, seed_constant = split_constant(_seed_table(eq["seeds"], ranking["metric"], level, decimals))
+        seed_table, seed_constant = split_constant(_seed_table(eq["seeds"], ranking["metric"], level, decimals,
+                                                                       ranking["lower_is_better"]))
         blocks += [R.p(f"Each run's best snapshot among those trained with at most {si(eq['budget'], 'FLOPs')} "
                        f"({eq['why']}): {eq['headline']}"),
                    R.ul(eq["sentences"] or ["one model: nothing to compare"], "verdicts"),
@@ -312,7 +323,7 @@ def _dataset_section(ds, rows: list[dict], ranking: dict, eq: dict | None, figur
         blocks.append(R.p("Not available (the runs have no FLOP records: re-train them).", "na"))
     decide = [(rel, cap) for rel, cap, ok in figures if ok]
     shaky = [(rel, cap) for rel, cap, ok in figures if not ok]
-    blocks += [R.h(3, "Figures"), R.gallery(decide)]
+    blocks += [R.h(3, "Figures"), R.gallery(decide, wide=[rel for rel, _ in decide if "/overview_" in rel])]
     if shaky:
         blocks += [R.h(4, "Not for decisions"),
                    R.p("These metrics are computed without their feature extractor's standard weights here "

@@ -339,11 +339,16 @@ def _display_table(rows: list[dict], decimals: int) -> pd.DataFrame:
                                          r["model"], r["seed"])):
         inv = inversion_text(r)
         own = r.get("feature_network")
-        metric_cells = _with_extractor(ms, [[(s.header, s.show(r, f) + (f" {BIAS_MARK}" if own and m.extractor == own
-                                                                         else "")) for s in m.shown] for m in ms],
+        labels = {v for v in r.values() if isinstance(v, str)}  # a shown label is not a number: no mark
+
+        def shown(m, s):
+            text = s.show(r, f)
+            return text + (f" {BIAS_MARK}" if own and m.extractor == own and text not in labels else "")
+
+        metric_cells = _with_extractor(ms, [[(s.header, shown(m, s)) for s in m.shown] for m in ms],
                                        [("feature extractor", r["feature_extractor"])])
         out.append({
-            "rank": r["rank"] if r["rank"] is not None else "n/a",
+            "rank": r["rank"] if r["rank"] is not None else ("not ranked" if r.get("biased_metrics") else "n/a"),
             "dataset": r["dataset"] + (" (synthetic)" if r["synthetic"] else ""),
             "model": r["model"], "seed": r["seed"],
             "best it. (selected by)": ((R.fmt(r["best_iteration"]) if r["best_iteration"] is not None else "n/a")
@@ -426,6 +431,26 @@ def _has_values(metric: Metric, rows: list[dict]) -> bool:
     return any(_num(r.get(k)) is not None for r in rows for k in keys)
 
 
+#: the compact table's columns of COMPACT_METRICS: plain values (the intervals are in the every-metric table)
+COMPACT_SHOWN = {
+    "msssim": lambda r, f: [("MS-SSIM fake (diversity; lower = more diverse)", f.num(r.get("msssim_fake"), 4)),
+                            ("MS-SSIM real train images", f.num(r.get("msssim_real"), 4))],
+    "prc_effnet": lambda r, f: [("precision / recall (EffNet, train)",
+                                 f"{f.num(r.get('precision_effnet_train'), 3)} / {f.num(r.get('recall_effnet_train'), 3)}")],
+}
+INVERSION_HEADER = "held-out inversion, first → last snapshot"
+
+
+def _compact_inversion(r: dict) -> dict:
+    """{header: text}: the inversion headline's metric and snapshots in the header (the same for most rows,
+    so the header says it once), the values in the cell."""
+    if _missing(r.get("inversion_headline_first")) or _missing(r.get("inversion_headline")):
+        return {INVERSION_HEADER: "n/a"}
+    header = (f"{INVERSION_HEADER}: {INVERSION_NAMES[r['inversion_headline']]} "
+              f"(it {r['inversion_first_iteration']} → {r['inversion_last_iteration']})")
+    return {header: f"{R.fmt(r['inversion_headline_first'], 4)} → {R.fmt(r['inversion_headline_last'], 4)}"}
+
+
 def compact_table(dataset: str, rows: list[dict], ranking: dict, decimals: int) -> tuple[pd.DataFrame, list[str]]:
     """The table under a dataset's verdict: one row per model (best rank first), with the ranking metric and
     its interval (over the seeds with 2 or more, else the run's bootstrap interval), diversity, precision /
@@ -463,16 +488,22 @@ def compact_table(dataset: str, rows: list[dict], ranking: dict, decimals: int) 
         cells = {"rank": s["rank"], "model": model, "seeds": str(s["seeds"] or len(runs)),
                  f"{label} [{level} interval]": value}
         for m in extra:
-            for sh in m.shown:
-                cells[sh.header] = sh.show(agg, f) + mark(m)
+            for header, text in COMPACT_SHOWN[m.name](agg, f):
+                cells[header] = text + mark(m)
                 biased_shown |= bool(mark(m))
-        cells |= {"inversion (held-out) first → last": inversion_text(agg),
+        cells |= {**_compact_inversion(agg),
                   "training FLOPs": si(agg.get("train_flops")),
                   "train s/iter": f.num(agg.get("train_s_per_iter")),
                   "params G / D": f"{R.fmt(agg.get('params_G'))} / {R.fmt(agg.get('params_D'))}",
                   "_sort": (rank_start(s["rank"]), math.inf if s["mean"] is None else (1 if lower else -1) * s["mean"])}
         out.append(cells)
     out.sort(key=lambda c: c.pop("_sort"))
+    heads = {k for c in out for k in c if k.startswith(INVERSION_HEADER)}
+    if len(heads) > 1:  # runs inverted with different metrics or snapshots: the full text in each row
+        for c in out:
+            for k in heads:
+                c.pop(k, None)
+            c[INVERSION_HEADER] = inversion_text(_aggregate(by_model[c["model"]]))
     notes = [f"Ranked by {label}: {'lower' if lower else 'higher'} is better. Interval: the {level} t interval "
              "of the mean over training seeds where a model has 2 or more, else the run's own bootstrap interval "
              "over its samples (not a verdict across models). Other columns: the mean over a model's seeds."]
@@ -481,7 +512,12 @@ def compact_table(dataset: str, rows: list[dict], ranking: dict, decimals: int) 
         notes.append(f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {'; '.join(effnet)}.")
     if biased_shown:
         notes.append(BIAS_FOOTNOTE)
-    return pd.DataFrame(out), notes
+    df = pd.DataFrame(out)
+    if INVERSION_HEADER in df.columns and "training FLOPs" in df.columns:  # back in its place
+        cols = [c for c in df.columns if c != INVERSION_HEADER]
+        cols.insert(cols.index("training FLOPs"), INVERSION_HEADER)
+        df = df[cols]
+    return df, notes
 
 
 def all_metrics_table(dataset: str, rows: list[dict], decimals: int) -> pd.DataFrame:
@@ -489,6 +525,49 @@ def all_metrics_table(dataset: str, rows: list[dict], decimals: int) -> pd.DataF
     dataset column (the section heading names it)."""
     df = _display_table([r for r in rows if r["dataset"] == dataset], decimals)
     return df.drop(columns=["dataset"]) if len(df) else df
+
+
+ROW_KEYS = ["rank", "model", "seed"]
+EXTRACTOR_TITLES = {None: "metrics from pixels (no pretrained network), held-out inversion and cost",
+                    "inception": "metrics in Inception features (FID, KID)",
+                    "effnet-lite0": "metrics in EfficientNet-Lite0 ImageNet features"}
+
+
+def all_metrics_tables(dataset: str, rows: list[dict], decimals: int,
+                       ranking: dict) -> tuple[list[tuple[str, pd.DataFrame]], list[str]]:
+    """The every-metric table of a dataset cut into one table per feature space (each fits the page): the
+    ranking metric's space first (with the selected iteration), then the metrics from pixels with inversion
+    and cost, then the other spaces; spaces whose metrics are not for decisions here (an untrained
+    extractor) last. Every table repeats rank, model and seed. A space without a value in any run gets no
+    table. Returns [(title, table)] and the headers of the columns no run has a value in."""
+    df = all_metrics_table(dataset, rows, decimals)
+    if not len(df):
+        return [("every metric", df)], []
+    ms = registered_metrics()
+    by_space: dict = {}
+    for m in ms:
+        by_space.setdefault(m.extractor, []).extend(s.header for s in m.shown)
+    if "inception" in by_space:
+        by_space["inception"].append("feature extractor")  # the label of the Inception's weights
+    by_space.setdefault(None, [])
+    by_space[None] += ["inversion (held-out) first → last", "train s/iter", "params G / D"]
+    ranked = next((m.extractor for m in ms if m.name == ranking.get("name")), None)
+    standard = ranking.get("standard") or {}
+    shaky = {m.extractor for m in ms if not_for_decisions(m, standard)}
+    order = sorted(by_space, key=lambda x: (x != ranked, x is not None, x in shaky, str(x)))
+    keys = [c for c in ROW_KEYS if c in df.columns]
+    empty = [c for c in df.columns if all(_NA.match(str(v)) for v in df[c])]
+    out = []
+    for space in order:
+        cols = [c for c in by_space[space] if c in df.columns]
+        if not [c for c in cols if c not in empty and c != "feature extractor"]:
+            continue
+        lead = keys + (["best it. (selected by)"] if not out else [])
+        title = EXTRACTOR_TITLES.get(space, f"metrics in {space} features")
+        if space in shaky:
+            title += ": not for decisions here (the extractor does not have its standard weights)"
+        out.append((title, df[lead + cols]))
+    return out, empty
 
 
 # ---- provenance, readable: key / value rows --------------------------------------------------------------------
