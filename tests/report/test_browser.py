@@ -2,12 +2,17 @@
 selenium) opens the report built from the fixture runs at a 1280 px viewport. Every image loads
 (naturalWidth > 0) and has alt text, no element is wider than the viewport (every <details> opened), and each
 dataset section opens with its verdict. A full-page screenshot is kept in the test's temp folder (the CI
-artifact; not committed). Skips, saying why, where selenium, chromium or chromedriver is missing."""
+artifact; not committed). Skips, saying why, where selenium, chromium or chromedriver is missing.
+
+FEWGAN_REPORT_DIR=<a built reports/benchmark> adds the same checks on that report (e.g. the smoke run's:
+`make smoke`, then `FEWGAN_REPORT_DIR=reports/benchmark pytest tests/report/test_browser.py`)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +61,13 @@ def test_the_checks_catch_a_broken_page(tmp_path):
     assert any(f.startswith("page scrolls sideways") for f in found)
     assert any(f.startswith("wider than the viewport: <td") for f in found)  # inside a closed <details>
     assert any("ds-x does not open with its verdict" in f for f in found)
+
+
+@pytest.mark.skipif(not os.environ.get("FEWGAN_REPORT_DIR"), reason="FEWGAN_REPORT_DIR (a built report) not set")
+def test_a_built_report_in_chromium_at_1280_px(tmp_path):
+    """The checks above on a report of real runs (the smoke run's), screenshot in the test's temp folder."""
+    report = Path(os.environ["FEWGAN_REPORT_DIR"])
+    shot = tmp_path / "built-report-1280.png"
+    res = open_report(report / "index.html", shot, width=1280, browser=BROWSER, driver=DRIVER)
+    print(f"\nscreenshot: {shot}")
+    assert problems(res) == [] and res["images"] and res["sections"]

@@ -71,7 +71,7 @@ padding:0 1em;color:#222;line-height:1.4;overflow-wrap:break-word}
 table{border-collapse:collapse;margin:0.6em 0;font-size:0.86em;max-width:100%}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}
-table.kv th{width:16em;font-weight:normal;color:#444}
+table.kv th{width:22em;font-weight:normal;color:#444}
 th.key,td.key{overflow-wrap:normal;white-space:nowrap}
 .banner{background:#fff3cd;border:2px solid #d39e00;padding:0.7em 1em;margin:1em 0;font-weight:600}
 .synthetic{background:#e7f1ff;border:1px solid #4a86e8;padding:0.5em 1em;margin:0.6em 0}

@@ -184,9 +184,9 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     # ---- documents: one list of blocks, written as README.md and index.html ------------------------------
     title = str(cfg["title"])
     selected_by = sorted({str(r["selected_by"]).upper() for r in rows if r["selected_by"]})
-    verdict = (f"Models are ranked by {ranking['metric']} ({ranking['why']}). Each run's snapshot was selected "
-               f"by {', '.join(selected_by) or 'n/a'} (evaluation.select.metric; the reason is in summary.csv, "
-               "column selection_why).")
+    verdict = (f"Models are ranked by {ranking['metric']} (why: see \"How to read the verdicts\" at the top). "
+               f"Each run's snapshot was selected by {', '.join(selected_by) or 'n/a'} (evaluation.select.metric; "
+               "the reason is in summary.csv, column selection_why).")
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
               "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected snapshots and ranks models by "

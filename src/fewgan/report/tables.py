@@ -504,9 +504,12 @@ def compact_table(dataset: str, rows: list[dict], ranking: dict, decimals: int) 
             for k in heads:
                 c.pop(k, None)
             c[INVERSION_HEADER] = inversion_text(_aggregate(by_model[c["model"]]))
+    several = any(len(runs) > 1 for runs in by_model.values())
     notes = [f"Ranked by {label}: {'lower' if lower else 'higher'} is better. Interval: the {level} t interval "
              "of the mean over training seeds where a model has 2 or more, else the run's own bootstrap interval "
-             "over its samples (not a verdict across models). Other columns: the mean over a model's seeds."]
+             "over its samples (not a verdict across models)."
+             + (" Other columns: the mean over a model's seeds (every run: the tables under \"Results\")."
+                if several else "")]
     effnet = sorted({str(r["effnet_features"]) for r in mine if r.get("effnet_features")})
     if any(m.extractor == "effnet-lite0" for m in extra) and effnet:
         notes.append(f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {'; '.join(effnet)}.")
