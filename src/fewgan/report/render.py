@@ -273,7 +273,8 @@ def to_md(blocks: Iterable[tuple]) -> list[str]:
                 out += ["\n".join(f"- [{md_text(label)}]({rel})" for rel, label in b[1]), ""]
         elif kind == "details":
             # GitHub and most viewers render <details> in Markdown; the blank lines let the tables inside render
-            out += [f"<details><summary>{esc(b[1])}</summary>", ""] + to_md(b[2]) + ["</details>", ""]
+            out += [f"<details><summary>{html.escape(str(b[1]), quote=False)}</summary>", ""] + to_md(b[2]) + \
+                ["</details>", ""]
         elif kind == "div":
             out += to_md(b[3])
         elif kind == "raw":

@@ -235,7 +235,15 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if any(r.get("biased_metrics") for r in rows):
         blocks.append(R.p(BIAS_FOOTNOTE, "note"))
     if pc_rows:
-        blocks += [R.h(3, "Per class"), R.p(PER_CLASS_CAPTION), R.table(_per_class_display(pc_rows, decimals), "per-class")]
+        # unconditional generators on a dataset with classes: a sentence each, not a row of empty cells
+        conditional = [bool(r["conditional"]) for r in pc_rows]
+        pc_table, pc_constant = split_constant(_per_class_display(pc_rows, decimals)[conditional].reset_index(drop=True),
+                                               keep=("model", "class"))
+        blocks += [R.h(3, "Per class"), R.p(PER_CLASS_CAPTION)]
+        if len(pc_table):
+            blocks += [R.same(pc_constant), R.table(pc_table, "per-class")]
+        blocks.append(R.ul([f"{r['dataset']}/{r['model']}/s{r['seed']}: {r['note']}" for r in pc_rows
+                            if not r["conditional"]]))
     blocks += [R.h(2, "Datasets", "datasets"), R.table(dataset_overview(datasets), "datasets")]
     for ds in datasets:
         for what, summary, where in (("curated", ds.curated_summary, f"data/curated/{ds.name}/summary.json"),
