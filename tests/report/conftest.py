@@ -58,6 +58,7 @@ def build_tree(root: Path, seeds: tuple[int, ...] = (0,), swd_by_model: dict | N
                     "dataset": d, "model": m, "resolution": 64, "iterations": 300, "batch_size": 8,
                     "params_G": 1234567 + mi, "params_D": 765432, "wall_seconds": 90.0,
                     "seconds_per_iteration": 0.3 + mi, "device": "cpu",
+                    "compute": {"kimg": 2.4, "train_seconds": 90.0, "flops": 300 * 1e9 * (mi + 1), "device": "cpu"},
                     "fallbacks": [f"LPIPS-VGG backbone untrained ({m})"],
                     "snapshots": [{"iteration": i, "path": f"snapshots/snapshot_{i:07d}.pt", "kimg": i * 8 / 1000,
                                    "train_seconds": i * 0.3, "flops": i * 1e9 * (mi + 1), "device": "cpu"}
@@ -114,3 +115,17 @@ def build_tree(root: Path, seeds: tuple[int, ...] = (0,), swd_by_model: dict | N
 @pytest.fixture
 def tree(tmp_path) -> dict:
     return build_tree(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """One report build shared by the read-only tests of this folder (matplotlib figures are the slow part)."""
+    import pandas as pd
+
+    from fewgan.report import run
+
+    tree = build_tree(tmp_path_factory.mktemp("report"))
+    result = run(tree["params"], tree["runs"], tree["data"], tree["out"])
+    out = tree["out"]
+    return {**tree, "result": result, "summary": pd.read_csv(out / "summary.csv"),
+            "md": (out / "README.md").read_text(), "html": (out / "index.html").read_text()}

@@ -112,6 +112,7 @@ def test_report_leaves_the_model_unranked_and_marks_its_numbers(tmp_path, projec
     assert "† computed in the features of the network this model's discriminator trains on" in md
     assert f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {EFF}." in md
     results = md.split("## Results", 1)[1].split("## Datasets", 1)[0]
+    results = "\n".join(part.split("\n####", 1)[0] for part in results.split("#### metrics in EfficientNet-Lite0")[1:])
     cells = lambda ln: [c.strip() for c in ln.strip("|").split("|")]  # noqa: E731
     lines = [ln for ln in results.splitlines() if ln.startswith("|") and "dcgan" in cells(ln)]
     assert lines and all(f"90.00 {BIAS_MARK}" in ln for ln in lines)  # FD-EffNet train of dcgan, marked
@@ -119,3 +120,15 @@ def test_report_leaves_the_model_unranked_and_marks_its_numbers(tmp_path, projec
     assert fg_lines and not any(BIAS_MARK in ln for ln in fg_lines)
     html = (t["out"] / "index.html").read_text()
     assert "Kynkäänniemi et al. 2023" in html
+    # the compact table under the verdict: precision / recall where computed, dcgan's marked, dcgan last and
+    # not ranked; the EffNet label and the † footnote said once above it
+    faces = md.split("## faces (synthetic)\n", 1)[1].split("### At equal compute", 1)[0]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in faces.splitlines() if ln.startswith("|")]
+    head, body = rows[0], rows[2:]
+    pr = head.index("precision / recall (EffNet, train)")
+    assert [r[head.index("model")] for r in body] == ["fastgan", "dcgan"]
+    assert body[1][head.index("rank")] == "not ranked" and body[1][pr] == f"0.500 / 0.250 {BIAS_MARK}"
+    assert body[0][pr] == "0.500 / 0.250" and body[1][head.index("FD-EffNet (train; EfficientNet-Lite0 ImageNet "
+                                                                 "features, not FID) [95% interval]")].endswith(BIAS_MARK)
+    above = faces.split("| ", 1)[0]
+    assert f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {EFF}." in above and "† computed in" in above

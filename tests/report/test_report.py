@@ -28,16 +28,6 @@ def _run(t, **report_overrides):
     return run(params, t["runs"], t["data"], t["out"])
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One report build shared by the read-only tests (matplotlib figures are the slow part)."""
-    tree = build_tree(tmp_path_factory.mktemp("report"))
-    result = _run(tree)
-    out = tree["out"]
-    return {**tree, "result": result, "summary": pd.read_csv(out / "summary.csv"),
-            "md": (out / "README.md").read_text(), "html": (out / "index.html").read_text()}
-
-
 def test_summary_csv_holds_the_numbers(built):
     s = built["summary"]
     assert len(s) == 4
@@ -71,24 +61,42 @@ def test_readme_and_html_show_the_numbers(built):
         assert "1,234,568 / 765,432" in doc               # parameter counts
 
 
-def test_untrained_label_next_to_fid_everywhere(built):
-    assert (built["summary"]["feature_extractor"] == UNTRAINED).all()
+def test_untrained_label_is_said_once_above_the_fid_values_not_in_every_row(built):
+    assert (built["summary"]["feature_extractor"] == UNTRAINED).all()  # summary.csv keeps it per row
     assert not built["summary"]["feature_extractor_standard"].any()
-    # README: a banner, and the label on the same table row as each FID value
-    md_rows = [ln for ln in built["md"].splitlines() if "40.12" in ln or "41.62" in ln]
-    assert md_rows and all(UNTRAINED in ln for ln in md_rows)
-    assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in built["md"]
-    assert "fewgan selected snapshots and ranks models by SWD instead (no pretrained network)" in built["md"]
-    # HTML: banner and the label in the same <tr> as the FID value
-    assert '<div class="banner">' in built["html"] and UNTRAINED in built["html"].split('<div class="banner">')[1][:300]
-    trs = [tr for tr in re.findall(r"<tr>.*?</tr>", built["html"]) if "40.12" in tr]
-    assert trs and all(UNTRAINED in tr for tr in trs)
-    # the published numbers live in their own table, never in fewgan's results table
-    results = re.search(r'<table class="results">.*?</table>', built["html"]).group(0)
-    paper = re.search(r'<table class="paper">.*?</table>', built["html"]).group(0)
-    assert "41.05" in paper and "41.05" not in results and "130.19" in paper
-    assert "40.12" not in paper
-    assert "not comparable" in built["html"].split('<div class="paper">')[1][:600]
+    html, md = built["html"], built["md"]
+    # a banner, and no table row repeats the label
+    assert f"⚠ Every FID/KID value in this report was computed with {UNTRAINED}" in md
+    assert "fewgan selected snapshots and ranks models by SWD instead (no pretrained network)" in md
+    assert '<div class="banner">' in html and UNTRAINED in html.split('<div class="banner">')[1][:300]
+    assert not [tr for tr in re.findall(r"<tr>.*?</tr>", html) if UNTRAINED in tr]
+    assert not [ln for ln in md.splitlines() if ln.startswith("|") and UNTRAINED in ln]
+    # ... but once above each table of FID values, in "Same for every row"
+    results = html.split('id="results"', 1)[1]
+    tables = re.findall(r'<h4>([^<]*)</h4>\s*<div class="same">(.*?)</div>\s*<table class="results">(.*?)</table>',
+                        results, re.S)
+    fid = [(title, same, table) for title, same, table in tables if "<th>FID train</th>" in table]
+    assert len(fid) == len(built["datasets"])
+    for title, same, table in fid:
+        assert "<strong>feature extractor</strong>: untrained, not comparable to published FID" in same
+        assert "40.12" in table or "50.12" in table  # the FID values it labels
+        assert "feature extractor" not in table
+        assert title == ("metrics in Inception features (FID, KID): not for decisions here (the extractor does not "
+                         "have its standard weights)")
+    # the every-metric table comes in one table per feature space, the ranking metric's (SWD: pixels) first,
+    # the untrained Inception's last
+    assert [t for t, _, _ in tables[:2]] == ["metrics from pixels (no pretrained network), held-out inversion and cost",
+                                             fid[0][0]]
+    # the EfficientNet-Lite0 metrics were not computed for any run: no table of n/a, one sentence instead
+    assert "<th>FD-EffNet train</th>" not in results
+    assert "Not computed for any run of faces: FD-EffNet train, FD-EffNet test" in html
+    assert "<th>best it. (selected by)</th>" in tables[0][2] or "best it. (selected by)" in tables[0][1]
+    assert md.count("- feature extractor: untrained, not comparable to published FID") == len(built["datasets"])
+    # the published numbers live in their own table, never in fewgan's results tables
+    paper = re.search(r'<table class="paper">.*?</table>', html).group(0)
+    assert "41.05" in paper and "130.19" in paper and "40.12" not in paper
+    assert not any("41.05" in t for _, _, t in tables)
+    assert "not comparable" in html.split('<div class="paper">')[1][:600]
 
 
 def test_html_and_markdown_escape_everything(built):
@@ -189,6 +197,18 @@ def test_params_file_matches_schema():
     assert PAPER_FID_256[0] == ("Obama (100)", 41.05, 46.87, 80.20)
 
 
+def _md_tables(text: str) -> list[list[list[str]]]:
+    """The Markdown tables of `text`, each as rows of cells (header first, the rule line dropped)."""
+    tables, cur = [], []
+    for ln in text.splitlines() + [""]:
+        if ln.startswith("|"):
+            cur.append([c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]])
+        elif cur:
+            tables.append([cur[0]] + cur[2:])
+            cur = []
+    return tables
+
+
 def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(built):
     s = built["summary"]
     for d, grp in s.groupby("dataset"):
@@ -203,17 +223,20 @@ def test_models_are_ranked_by_swd_without_the_standard_inception_and_say_so(buil
         assert "Models are ranked by SWD×10³ (mean over levels, vs train)" in doc
         assert "selected by SWD" in doc and "(SWD)" in doc  # the best-iteration column names the metric
     assert built["result"]["ranking"]["column"] == "swd_mean_x1e3"
-    # the results table a reader sees lists each dataset's models best first
-    section = built["md"].split("## Results", 1)[1].split("Full precision", 1)[0]
-    lines = [ln for ln in section.splitlines() if ln.startswith("|")][2:]  # skip header and rule
-    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
-    assert len(cells) == len(s)
-    for d in dict.fromkeys(c[1] for c in cells):
-        models = [c[2] for c in cells if c[1] == d]
-        name = html.unescape(d.removesuffix(" (synthetic)").replace("\\", ""))
-        want = list(s[s["dataset"] == name].sort_values("order")["model"])
-        assert models == want, (d, models)  # one seed: ranks are ranges, rows follow the order of the means
-        assert {c[0] for c in cells if c[1] == d} == {f"1–{len(models)}"}
+    # each dataset's compact table and its every-metric table list the models best first; one seed: the rank
+    # range is the same for every row, so it is said once above the table instead
+    md = built["md"]
+    for d in built["datasets"]:
+        head = html.escape(d, quote=False) + (" (synthetic)" if d == "faces" else "")
+        want = list(s[s["dataset"] == d].sort_values("order")["model"])
+        compact = md.split(f"## {head}\n", 1)[1].split("### At equal compute", 1)[0]
+        every = md.split("## Results", 1)[1].split(f"### {head}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+        assert len(_md_tables(compact)) == 1 and len(_md_tables(every)) == 2  # pixels; Inception (EffNet: no values)
+        for section in (compact, every):
+            for table in _md_tables(section):
+                assert [row[table[0].index("model")] for row in table[1:]] == want, (d, table)
+                assert "rank" not in table[0]
+            assert section.count(f"- rank: 1–{len(want)}") == len(_md_tables(section))
     # ... whatever order the rows come in
     shuffled = built["summary"].iloc[::-1].to_dict("records")
     table = _display_table(shuffled, 2)
@@ -294,3 +317,123 @@ def test_dataset_table_shows_train_test_counts_overall_and_per_class(tree):
     md = (tree["out"] / "README.md").read_text()
     row = next(ln for ln in md.splitlines() if ln.startswith("| faces"))
     assert "18 / 2 (rank split, ratio 0.9)" in row and "cat 9 / 1; dog 9 / 1" in row
+
+
+def _section(html_text: str, anchor: str) -> str:
+    """The <section id=anchor> of the page."""
+    return re.search(rf'<section class="dataset" id="{re.escape(anchor)}">(.*?)</section>', html_text, re.S).group(1)
+
+
+def test_each_dataset_opens_with_its_verdict_then_one_compact_table(built):
+    from fewgan.report.tables import slug
+
+    page = built["html"]
+    positions = []
+    for d in built["datasets"]:
+        sec = _section(page, f"ds-{slug(d)}")
+        positions.append(page.index(f'id="ds-{slug(d)}"'))
+        # the heading, then the verdict: the headline sentence and the pairs
+        m = re.match(r'\s*<h2>([^<]*)</h2>\s*<div class="verdict">\s*<p class="headline">([^<]*)</p>\s*<ul class="verdicts">',
+                     sec)
+        assert m, sec[:300]
+        assert html.unescape(m.group(1)).startswith(d)
+        assert html.unescape(m.group(2)).startswith("No verdict yet: fastgan has the best SWD×10³")  # one seed
+        # then exactly one compact table before the equal-compute part, with what is the same for every row
+        # said once above it
+        head = sec.split("<h3>At equal compute</h3>", 1)[0]
+        assert head.count("<table") == 1 and head.count('<table class="compact">') == 1
+        table = re.search(r'<table class="compact">.*?</table>', head, re.S).group(0)
+        same = re.search(r'<div class="same">(.*?)</div>', head, re.S).group(1)
+        headers = re.findall(r'<th(?: class="key")?>(.*?)</th>', table)
+        assert headers[:2] == ["model", "SWD×10³ (mean over levels, vs train) [95% interval]"]
+        assert {"train s/iter", "params G / D"} <= set(headers) and "precision / recall (EffNet, train)" not in headers
+        for said in ("rank</strong>: 1–2", "seeds</strong>: 1",
+                     "MS-SSIM fake (diversity; lower = more diverse)</strong>: 0.2500",
+                     "MS-SSIM real train images</strong>: 0.2000",
+                     "held-out inversion, first → last snapshot: MS-SSIM (it 100 → 300)</strong>: 0.6000 → 0.8000"):
+            assert said in same, said
+        assert "0.2500 (0.2000)" not in table and "Ranked by SWD" in head.split('<div class="same">')[0]
+        # cost: training FLOPs from run.json compute (fastgan 300 GFLOPs, dcgan twice as many per iteration)
+        assert "training FLOPs" in headers and "<td>300 G</td>" in table and "<td>600 G</td>" in table
+    assert positions == sorted(positions) and positions[-1] < page.index('id="results"')
+    md = built["md"]
+    assert md.index("## faces (synthetic)\n\nNo verdict yet: fastgan") < md.index("## Results")
+
+
+def test_a_value_that_is_the_same_in_every_row_is_said_once():
+    from fewgan.report.tables import split_constant
+
+    df = pd.DataFrame({"model": ["a", "b", "c"], "label": ["untrained"] * 3, "fid": ["1.00", "2.00", "3.00"],
+                       "effnet": ["n/a"] * 3, "pr": ["n/a / n/a"] * 3})
+    table, said = split_constant(df)
+    assert list(table.columns) == ["model", "fid"]
+    assert said == [("label", "untrained"), ("not available for any row", "effnet, pr")]
+    one = pd.DataFrame({"model": ["a"], "label": ["untrained"]})
+    assert split_constant(one)[0] is one and split_constant(one)[1] == []  # one row: nothing to fold
+    assert split_constant(pd.DataFrame({"model": ["a", "a"]}))[1] == []     # the key column stays
+
+
+def test_provenance_is_in_collapsible_key_value_tables(tree):
+    from fewgan.report.tables import flatten
+
+    cs = tree["data"] / "curated" / "faces" / "summary.json"
+    cs.write_text(json.dumps({"n_images": 20, "synthetic": True, "source": {"kind": "synthetic", "count": 40},
+                              "params": {"background": [255, 255, 255]}, "notes": ["a <long> note " * 10, "two"],
+                              "provenance": {"git": {"commit": "c0ffee"}, "params_sha256": "ab" * 32}}))
+    _run(tree)
+    page = (tree["out"] / "index.html").read_text()
+    md = (tree["out"] / "README.md").read_text()
+    block = re.search(r"<details><summary>faces: curated summary[^<]*</summary>\s*(<table class=\"kv\">.*?</table>)\s*"
+                      r"</details>", page, re.S)
+    assert block, "no <details> with the curated summary"
+    rows = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", block.group(1)))
+    assert rows["source.kind"] == "synthetic" and rows["params.background"] == "255, 255, 255"
+    assert rows["provenance.git.commit"] == "c0ffee" and rows["provenance.params_sha256"] == "ab" * 32
+    assert rows["synthetic"] == "yes" and rows["notes [2]"] == "two" and "&lt;long&gt;" in rows["notes [1]"]
+    assert "<details><summary>faces: split summary" in page
+    # no key=value dumps left in any table cell; the dataset table is short
+    assert "n_images=20" not in page and "source=" not in page
+    datasets = re.search(r'<table class="datasets">.*?</table>', page, re.S).group(0)
+    assert re.findall(r'<th(?: class="key")?>(.*?)</th>', datasets) == ["dataset", "synthetic", "description", "domain", "train / test",
+                                                       "per class train / test"]
+    assert "<details><summary>faces: curated summary" in md and "| source.kind" in md and "</details>" in md
+    # the report's own provenance, fallbacks and notes are collapsible too
+    for title in ("report provenance", "fallback(s)", "not available"):
+        assert re.search(rf"<details><summary>[^<]*{re.escape(title)}", page), title
+    assert flatten({"a": {"b": 1, "c": None}, "e": [], "f": {}}) == [("a.b", "1"), ("a.c", "n/a"), ("e", "(none)"),
+                                                                       ("f", "(none)")]
+
+
+def test_figures_in_reading_order_not_for_decisions_last(built):
+    from fewgan.report.tables import slug
+
+    res = built["result"]
+    for d in built["datasets"]:
+        kinds = [Path(r).name.split("_")[0] for r in res["figures"][d]]
+        # the ranking metric vs compute, its curve, the samples, the inversion; FID (untrained) last
+        assert kinds == ["flops", "swd", "overview", "inversion", "fid"], kinds
+        assert [Path(r).name.split("_")[0] for r in res["figures_not_for_decisions"][d]] == ["fid"]
+        sec = _section(built["html"], f"ds-{slug(d)}")
+        srcs = re.findall(r'<img src="([^"]+)"', sec)
+        assert srcs == res["figures"][d]
+        label = sec.index("<h4>Not for decisions</h4>")
+        assert sec.index(res["figures"][d][-1]) > label > sec.index(res["figures"][d][-2])
+        assert re.search(r'alt="Not for decisions \(FID here is computed without', sec)
+
+
+def test_every_image_has_alt_text_and_no_link_is_broken(built):
+    out, page = built["out"], built["html"]
+    imgs = re.findall(r"<img [^>]*>", page)
+    assert imgs and all(re.search(r'alt="[^"]+"', i) for i in imgs)
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    targets = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert any(t.startswith("#") for t in targets) and any(t.endswith(".csv") for t in targets)
+    for t in targets:
+        t = html.unescape(t)
+        assert not re.match(r"^[a-z]+:", t), f"not a local link: {t}"
+        if t.startswith("#"):
+            assert t[1:] in ids, f"broken anchor {t}"
+        else:
+            assert (out / t).is_file(), f"broken link {t}"
+    for t in re.findall(r"\]\(([^)]+)\)", built["md"]):  # README links and images
+        assert (out / t).is_file(), f"README: broken link {t}"

@@ -84,10 +84,20 @@ def test_report_opens_each_dataset_with_verdicts_over_seeds_and_at_equal_compute
     assert (row["model_a"], row["model_b"], row["verdict"]) == ("fastgan", "dcgan", "better")
     assert row["delta"] == pytest.approx(-19.0) and row["ci_high"] < 0
     md = (out / "README.md").read_text()
-    verdict_section = md.split("## Verdicts", 1)[1].split("## Results", 1)[0]
-    assert "### faces" in verdict_section and "fastgan better than dcgan (ΔSWD×10³" in verdict_section
-    assert "3 seeds" in verdict_section and "95% interval of the mean" in verdict_section
-    assert "fastgan better than dcgan" in (out / "index.html").read_text()
+    # the dataset's section opens with its verdict: the winner, then every pair with its interval and seeds
+    verdict_section = md.split("## faces (synthetic)\n", 1)[1].split("\n## ", 1)[0]
+    opening = verdict_section.strip().splitlines()
+    assert opening[0].startswith("Winner: fastgan, better than every other model by SWD×10³")
+    assert "3 seeds each" in opening[0] and "11.0 [" in opening[0]
+    assert opening[2].startswith("- fastgan better than dcgan (ΔSWD×10³") and "3 seeds)" in opening[2]
+    assert md.index("## faces (synthetic)") < md.index("## Results")
+    # the compact table: rank, and the ranking metric's mean with its 95% interval over the seeds
+    table = [ln for ln in verdict_section.split("### At equal compute")[0].splitlines() if ln.startswith("|")]
+    assert "rank" in table[0] and "SWD×10³ (mean over levels, vs train) [95% interval]" in table[0]
+    assert table[2].split("|")[1:3] == [" 1      ", " fastgan "] and "11.00 [8.52, 13.48]" in table[2]
+    assert "- seeds: 3" in verdict_section  # the same for both models: said once
+    html = (out / "index.html").read_text()
+    assert '<p class="headline">Winner: fastgan' in html and "fastgan better than dcgan" in html
     # equal compute: dcgan's runs report 2x the FLOPs per iteration, so the budget is fastgan's total and dcgan
     # is compared at its snapshot of iteration 100 (2e11 FLOPs <= 3e11)
     eq = pd.read_csv(out / "equal_compute.csv")
@@ -95,9 +105,28 @@ def test_report_opens_each_dataset_with_verdicts_over_seeds_and_at_equal_compute
     dc = eq[(eq["dataset"] == "faces") & (eq["model"] == "dcgan")]
     assert set(dc["iteration"]) == {100} and set(eq[eq["model"] == "fastgan"]["iteration"]) == {300}
     assert result["equal_compute"]["faces"]["budget"] == 3e11
-    assert "At equal compute: each run's best snapshot trained with at most 3e+11 FLOPs" in verdict_section
+    assert "### At equal compute" in verdict_section
+    assert "Each run's best snapshot among those trained with at most 300 GFLOPs" in verdict_section
+    assert "95% interval of the mean" in verdict_section
     assert any(r.endswith(".png") and "flops_" in r for r in result["figures"]["faces"])
     assert EVIL_DATASET in result["equal_compute"]
+
+
+def test_headline_names_the_winner_the_ties_or_why_there_is_no_verdict():
+    clear = {"fastgan": [10.0, 11.0, 12.0], "dcgan": [30.0, 31.0, 29.0]}
+    assert V.headline(clear, "SWD") == ("Winner: fastgan, better than every other model by SWD (11.0 [8.5, 13.5]; "
+                                        "95% Welch intervals of the differences exclude 0; 3 seeds each).")
+    assert V.headline(clear, "recall", lower_is_better=False).startswith("Winner: dcgan")
+    tied = {"fastgan": [10.0, 11.0, 12.0], "biggan": [11.0, 12.5, 10.5], "dcgan": [40.0, 41.0, 39.0]}
+    assert V.headline(tied, "SWD").startswith("No single winner: fastgan has the best mean SWD (11.0 [")
+    assert "is tied with biggan (their 95% interval of the difference contains 0; 3 seeds each)" in V.headline(tied, "SWD")
+    one = V.headline({"a": [2.0], "b": [1.0]}, "SWD")
+    assert one.startswith("No verdict yet: b has the best SWD (1.0), but with 1 seed each")
+    assert "not significance-tested" in one and "[" not in one  # no interval where none exists
+    assert V.headline({"a": [1.0, 2.0], "b": [3.0]}, "SWD").startswith("No verdict yet")
+    assert "1–2 seeds" in V.headline({"a": [1.0, 2.0], "b": [3.0]}, "SWD")
+    assert V.headline({"a": [1.0]}, "SWD") == "Only a has a SWD value (1.0, 1 seed): nothing to compare."
+    assert V.headline({"a": [float("nan")]}, "SWD") == "No verdict: no model has a SWD value."
 
 
 def _cells_with_scores(values_by_seed):

@@ -61,7 +61,7 @@ def equal_compute(cells: Sequence[Cell], column: str, label: str, lower_is_bette
     spreads = {m: V.spread(v) for m, v in values.items()}
     ranges = V.rank_ranges(values, lower_is_better)
     pairs, sentences = V.dataset_verdicts(values, label, lower_is_better)
-    return {"budget": budget, "why": why, "rows": rows,
+    return {"budget": budget, "why": why, "rows": rows, "headline": V.headline(values, label, lower_is_better),
             "seeds": [{"model": m, "seeds": s.n, "mean": s.mean, "std": s.std,
                        "ci_low": s.ci[0] if s.ci else None, "ci_high": s.ci[1] if s.ci else None,
                        "rank": V.rank_text(ranges[m])} for m, s in spreads.items()],
@@ -72,13 +72,14 @@ def flops_figure(dataset: str, cells: Sequence[Cell], column: str, label: str, b
                  path: Path) -> str | None:
     """The ranking metric of every snapshot against training FLOPs so far (log x): one colour per model, one
     line per seed; the equal-compute budget dashed."""
-    from fewgan.report.figures import _save, _t, plt
+    from fewgan.report.figures import _save, _t, plt, wrap
 
     runs = [(c, snapshot_compute(c, column)) for c in cells]
     runs = [(c, df) for c, df in runs if df is not None and (df["flops"] > 0).any()]
     if not runs:
         return f"{dataset}: {label} vs training FLOPs not available (no run with FLOP records and scores)"
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.88, bottom=0.12)
     colours = {}
     for c, df in runs:
         colour = colours.setdefault(c.model, f"C{len(colours) % 10}")
@@ -89,8 +90,8 @@ def flops_figure(dataset: str, cells: Sequence[Cell], column: str, label: str, b
         ax.axvline(budget, color="grey", ls="--", lw=0.8, label="equal-compute budget")
     ax.set_xscale("log")
     ax.set_xlabel("training FLOPs so far (torch.utils.flop_counter; log scale)")
-    ax.set_ylabel(_t(label))
-    ax.set_title(_t(f"{dataset}: {label} vs training compute (one line per seed)"), fontsize=9)
+    ax.set_ylabel(wrap(label, 45), fontsize=9)
+    ax.set_title(wrap(f"{dataset}: {label} vs training compute (one line per seed)", 75), fontsize=9)
     ax.legend(fontsize=7)
     _save(fig, path)
     return None

@@ -26,6 +26,11 @@ def _t(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+def wrap(text: object, width: int) -> str:
+    """Axis labels and titles wrapped to fit the figure (long metric labels were cut off at its edge)."""
+    return "\n".join(textwrap.wrap(_t(text), width)) or ""
+
+
 def _save(fig, path: Path) -> None:
     # fixed margins instead of bbox_inches="tight": one draw instead of two (report builds stay fast)
     buf = io.BytesIO()
@@ -59,7 +64,7 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
     if not have:
         return f"{dataset}: {metric.upper()} curve not available (no score/scores.csv with a {metric} column)"
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.92, bottom=0.2)
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.88, bottom=0.2)
     from fewgan.select import feature_network
 
     own = {c.model for c in have if m.extractor and feature_network(c.model) == m.extractor}
@@ -82,9 +87,9 @@ def score_curves(dataset: str, cells: Sequence[Cell], labels: Sequence[str], pat
             if best.get("iteration") is not None and best.get(metric) is not None:
                 ax.plot([best["iteration"]], [best[metric]], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("training iteration")
-    ax.set_ylabel(f"{m.label} ({m.direction} is better)")
+    ax.set_ylabel(wrap(f"{m.label} ({m.direction} is better)", 45), fontsize=9)
     chosen = sorted({str(selected_by(c) or "unknown (best.json does not say)").upper() for c in have})
-    ax.set_title(_t(f"{dataset}: {m.title} of every snapshot (star = selected by {'/'.join(chosen)})"),
+    ax.set_title(wrap(f"{dataset}: {m.title} of every snapshot (star = selected by {'/'.join(chosen)})", 70),
                  fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

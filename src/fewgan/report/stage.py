@@ -5,6 +5,7 @@ matrix in params."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -15,10 +16,11 @@ from fewgan.report import compute as C
 from fewgan.report import figures as figs
 from fewgan.report import render as R
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
-from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display, _dataset_table,  # noqa: F401 (tests)
-                                  _display_table, _per_class_display, per_class_columns, per_class_rows,
-                                  rank_models, rank_start, slug, stage_costs, summary_columns, summary_row,
-                                  BIAS_FOOTNOTE)
+from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display,  # noqa: F401 (tests)
+                                  _display_table, _per_class_display, all_metrics_tables, compact_table,
+                                  dataset_overview, flatten, not_for_decisions, per_class_columns, per_class_rows,
+                                  rank_models, rank_start, si, slug, split_constant, stage_costs, summary_columns,
+                                  summary_row, BIAS_FOOTNOTE)
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,16 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if eq_rows:
         atomic_write_text(out_dir / "equal_compute.csv", pd.DataFrame(eq_rows).to_csv(index=False, lineterminator="\n"))
 
-    # ---- figures -----------------------------------------------------------------------------------
+    # ---- figures, in the order a reader reads them ---------------------------------------------------
     notes: list[str] = [n for ds in datasets for n in ds.notes] + [n for c in cells for n in c.notes]
     # how snapshots were sampled where that is not a plain full-resolution generator (ProGAN before its last
     # level): said once per run, beside the numbers it affects
     sampling = [f"{c.dataset}/{c.model}/s{c.seed}: " + "; ".join(((c.scores_meta or {}).get("snapshot_notes") or [])
                                                        + ([c.metrics["snapshot_note"]] if c.metrics.get("snapshot_note") else []))
                 for c in cells if (c.scores_meta or {}).get("snapshot_notes") or c.metrics.get("snapshot_note")]
-    figures: dict[str, list[tuple[str, str]]] = {d: [] for d in ds_names}  # dataset -> [(rel path, caption)]
+    # dataset -> [(rel path, caption, for decisions)]: the ranking metric against compute, its curve, the samples,
+    # the inversion, the other curves that may be read; last the curves labelled not for decisions
+    figures: dict[str, list[tuple[str, str, bool]]] = {d: [] for d in ds_names}
     grids: list[tuple[str, str]] = []
 
     def attempt(fn, *args) -> str | None:
@@ -108,24 +112,33 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
             return f"figure {fn.__name__} for {args[0]} not available (error: {exc})"
 
     curves = [m for m in registered_metrics() if m.per_snapshot and m.curve]
+    shaky = {m.name for m in curves if not_for_decisions(m, ranking["standard"])}
+    curves.sort(key=lambda m: (m.name != ranking["name"], m.name in shaky))  # stable: registry order within
     for d in ds_names:
         labels = [feature_extractor(c)["label"] for c in by_ds[d]]
-        for name, fn, args, caption in (
-            *((m.name, figs.curves_of(m), (d, by_ds[d], labels), f"{d}: {m.name.upper()} {m.curve}") for m in curves),
-            ("inversion", figs.inversion_curves, (d, by_ds[d]),
-             f"{d}: held-out reconstruction quality vs iteration (FastGAN Table 5 analogue)"),
-            ("samples", figs.samples_overview, (d, by_ds[d]), f"{d}: samples of the selected snapshot per model"),
-            ("flops", C.flops_figure, (d, by_ds[d], ranking["name"], ranking["metric"], (equal[d] or {}).get("budget")),
-             f"{d}: {ranking['metric']} vs training FLOPs (log x), every model and seed"),
-        ):
+        curve = lambda m: (m.name, figs.curves_of(m), (d, by_ds[d], labels),  # noqa: E731
+                           (f"Not for decisions ({m.title} here is computed without its extractor's standard "
+                            f"weights): " if m.name in shaky else "") + f"{d}: {m.name.upper()} {m.curve}",
+                           m.name not in shaky)
+        plan = [("flops", C.flops_figure, (d, by_ds[d], ranking["name"], ranking["metric"],
+                                           (equal[d] or {}).get("budget")),
+                 f"{d}: {ranking['metric']} vs training FLOPs (log x), every model and seed", True),
+                *(curve(m) for m in curves if m.name == ranking["name"]),
+                ("samples", figs.samples_overview, (d, by_ds[d]), f"{d}: samples of the selected snapshot per model",
+                 True),
+                ("inversion", figs.inversion_curves, (d, by_ds[d]),
+                 f"{d}: held-out reconstruction quality vs iteration (FastGAN Table 5 analogue)", True),
+                *(curve(m) for m in curves if m.name != ranking["name"])]
+        for name, fn, args, caption, decide in plan:
             rel = f"figures/{name}_{slug(d)}.png" if name != "samples" else f"figures/overview_{slug(d)}.png"
             note = attempt(fn, *args, out_dir / rel)
             if note:
                 notes.append(note)
             else:
-                figures[d].append((rel, caption))
-        for c in by_ds[d]:
-            for src, kind in ((c.samples_png, "samples"), (c.reconstructions_png, "reconstructions")):
+                figures[d].append((rel, caption, decide))
+        for kind in ("samples", "reconstructions"):  # every run's samples first, then the inversions
+            for c in by_ds[d]:
+                src = c.samples_png if kind == "samples" else c.reconstructions_png
                 if src is None:
                     continue
                 rel = f"figures/{kind}_{slug(c.dataset, c.model, f's{c.seed}')}.png"
@@ -167,24 +180,13 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         ("training device(s)", ", ".join(devices) or "n/a"),
         ("host", (prov.get("host") or {}).get("platform")),
     ]
-    prov_df = pd.DataFrame(prov_rows, columns=["item", "value"])
 
-    # ---- documents ------------------------------------------------------------------------------------
+    # ---- documents: one list of blocks, written as README.md and index.html ------------------------------
     title = str(cfg["title"])
-    display = _display_table(rows, decimals)
-    # what the EfficientNet-Lite0 numbers are, and the mark on a model's numbers in its own discriminator's features
-    eff_labels = sorted({str(r["effnet_features"]) for r in rows if r.get("effnet_features")})
-    table_notes = ([f"FD-EffNet, KID-EffNet and precision/recall (EffNet): {'; '.join(eff_labels)}."]
-                   if eff_labels else [])
-    if any(r.get("biased_metrics") for r in rows):
-        table_notes.append(BIAS_FOOTNOTE)
-    ds_table = _dataset_table(datasets)
-    costs_disp = _costs_display(costs)
-    paper = pd.DataFrame([(n, R.fmt(a), R.fmt(b), R.fmt(c)) for n, a, b, c in PAPER_FID_256], columns=PAPER_COLUMNS)
     selected_by = sorted({str(r["selected_by"]).upper() for r in rows if r["selected_by"]})
-    verdict = (f"Models are ranked by {ranking['metric']} ({ranking['why']}). Each run's snapshot was selected "
-               f"by {', '.join(selected_by) or 'n/a'} (evaluation.select.metric; the reason is in summary.csv, "
-               "column selection_why).")
+    verdict = (f"Models are ranked by {ranking['metric']} (why: see \"How to read the verdicts\" at the top). "
+               f"Each run's snapshot was selected by {', '.join(selected_by) or 'n/a'} (evaluation.select.metric; "
+               "the reason is in summary.csv, column selection_why).")
     banner = ("Every FID/KID value in this report was computed with " + "; ".join(non_standard) +
               ". Do not compare these numbers with published FID/KID. Features of an untrained network do not "
               "measure perceptual quality, so these FID/KID values can rank models wrongly: fewgan selected snapshots and ranks models by "
@@ -195,93 +197,84 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
               + " Each run's selection metric is in summary.csv (selected_by).") if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
-    paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
-                     "at 256 px, lower is better. These were NOT computed by fewgan and are kept in a separate "
-                     "table; " + ("fewgan's numbers above use a non-standard feature extractor and are not "
-                                  "comparable to them." if non_standard else
-                                  "fewgan's numbers are comparable only for the same dataset and protocol."))
+    level = f"{int(ranking['level'] * 100)}%"
+    how = (f"How to read the verdicts: models are compared by {ranking['metric']} ({ranking['why']}) over training "
+           f"seeds: the difference of two models' means with its {level} Welch interval; 'better'/'worse' when the "
+           "interval excludes 0, 'tied' when it contains 0. Ranks are ranges: models that cannot be separated share "
+           "them.")
+    files = [(f, f) for f in ("summary.csv", "seeds.csv", "verdicts.csv", "equal_compute.csv", "per_class.csv",
+                              "stage_costs.csv", "report.json") if (out_dir / f).is_file() or f == "report.json"]
+
+    blocks: list[tuple] = []
+    if banner:
+        blocks.append(("raw", f'<div class="banner">⚠ {R.esc(banner)}</div>', f"> **⚠ {R.md_text(banner)}**"))
+    if synth_note:
+        blocks.append(("raw", f'<div class="synthetic">{R.esc(synth_note)}</div>', f"> **{R.md_text(synth_note)}**"))
+    toc = [(f"#ds-{slug(d)}", d) for d in ds_names] + [("#results", "every metric, every run"),
+                                                         ("#datasets", "datasets"), ("#costs", "stage costs"),
+                                                         ("#provenance", "provenance")]
+    blocks.append(("raw", '<nav class="toc">Contents: ' + " · ".join(f'<a href="{R.esc(h)}">{R.esc(t)}</a>'
+                                                                     for h, t in toc) + "</nav>", None))
+    blocks.append(R.p(how, "how"))
+    ds_by_name = {ds.name: ds for ds in datasets}
+    for d in ds_names:
+        blocks.append(_dataset_section(ds_by_name[d], rows, ranking, equal.get(d), figures[d], decimals))
+    blocks += [R.h(2, "Results: every metric, every run", "results"), R.p(verdict, "verdict-rule"),
+               R.p("Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more "
+                   "diverse, real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. "
+                   "KID and SWD are ×10³."),
+               R.links("Full precision:", files)]
+    for d in ds_names:
+        blocks.append(R.h(3, d + (" (synthetic)" if ds_by_name[d].synthetic else ""), f"results-{slug(d)}"))
+        tables, empty = all_metrics_tables(d, rows, decimals, ranking)
+        for what, df in tables:
+            df, constant = split_constant(df)
+            blocks += [R.h(4, what), R.same(constant), R.table(df, "results")]
+        if empty:
+            blocks.append(R.p(f"Not computed for any run of {d}: {', '.join(empty)}.", "note"))
+    if any(r.get("biased_metrics") for r in rows):
+        blocks.append(R.p(BIAS_FOOTNOTE, "note"))
+    if pc_rows:
+        # unconditional generators on a dataset with classes: a sentence each, not a row of empty cells
+        conditional = [bool(r["conditional"]) for r in pc_rows]
+        pc_table, pc_constant = split_constant(_per_class_display(pc_rows, decimals)[conditional].reset_index(drop=True),
+                                               keep=("model", "class"))
+        blocks += [R.h(3, "Per class"), R.p(PER_CLASS_CAPTION)]
+        if len(pc_table):
+            blocks += [R.same(pc_constant), R.table(pc_table, "per-class")]
+        blocks.append(R.ul([f"{r['dataset']}/{r['model']}/s{r['seed']}: {r['note']}" for r in pc_rows
+                            if not r["conditional"]]))
+    blocks += [R.h(2, "Datasets", "datasets"), R.table(dataset_overview(datasets), "datasets")]
+    for ds in datasets:
+        for what, summary, where in (("curated", ds.curated_summary, f"data/curated/{ds.name}/summary.json"),
+                                     ("split", ds.split_summary, f"data/splits/{ds.name}/summary.json")):
+            blocks.append(R.details(f"{ds.name}: {what} summary (provenance, hashes, settings; {where})",
+                                    [R.kv(flatten(summary))] if summary else [R.p("not available", "na")]))
+    if cfg["include_paper_table"]:
+        paper = pd.DataFrame([(n, R.fmt(a), R.fmt(b), R.fmt(c)) for n, a, b, c in PAPER_FID_256], columns=PAPER_COLUMNS)
+        paper_caption = ("Published numbers, for reference only: FastGAN paper (Liu et al., ICLR 2021), few-shot FID "
+                         "at 256 px, lower is better. These were NOT computed by fewgan and are kept in a separate "
+                         "table; " + ("fewgan's numbers above use a non-standard feature extractor and are not "
+                                      "comparable to them." if non_standard else
+                                      "fewgan's numbers are comparable only for the same dataset and protocol."))
+        blocks.append(R.div("paper", [R.h(2, "Published numbers (for reference only)"), R.p(paper_caption),
+                                      R.table(paper, "paper")]))
     shown_grids, linked_grids = grids[: int(cfg["image_grid_max"])], grids[int(cfg["image_grid_max"]):]
-
-    md: list[str] = [f"# {R.md_text(title)}", ""]
-    if banner:
-        md += [f"> **⚠ {R.md_text(banner)}**", ""]
-    if synth_note:
-        md += [f"> **{R.md_text(synth_note)}**", ""]
-    verdict_parts = _verdict_sections(ds_names, ranking, equal, decimals)
-    for kind, item in verdict_parts:
-        md += {"h2": lambda t: [f"## {R.md_text(t)}", ""], "h3": lambda t: [f"### {R.md_text(t)}", ""],
-               "p": lambda t: [R.md_text(t), ""], "list": lambda xs: [R.md_list(xs), ""],
-               "table": lambda df: [R.md_table(df), ""]}[kind](item)
-    md += ["## Results (selected snapshot per dataset × model)", "",
-           R.md_text(verdict), "",
-           "Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
-           "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
-           "are ×10³.", "", R.md_table(display), "",
-           "Full precision: [summary.csv](summary.csv).", ""] + [x for n in table_notes for x in (R.md_text(n), "")]
-    if pc_rows:
-        md += ["### Per class", "", PER_CLASS_CAPTION, "", R.md_table(_per_class_display(pc_rows, decimals)), ""]
-    md += ["## Datasets", "", R.md_table(ds_table), ""]
-    if cfg["include_paper_table"]:
-        md += ["## Published numbers (for reference only)", "", paper_caption, "", R.md_table(paper), ""]
-    md += ["## Figures", ""]
-    for d in ds_names:
-        md += [f"### {R.md_text(d)}", ""]
-        for rel, cap in figures[d]:
-            md += [R.md_img(rel, cap), ""]
-    md += ["## Image grids", ""]
-    for rel, cap in shown_grids:
-        md += [f"**{R.md_text(cap)}**", "", R.md_img(rel, cap), ""]
-    for rel, cap in linked_grids:
-        md += [f"- [{R.md_text(cap)}]({rel})"]
+    blocks += [R.h(2, "Image grids", "grids"), R.gallery(shown_grids), R.linklist(linked_grids)]
     if sampling:
-        md += ["", "## How snapshots were sampled", "", R.md_list(sampling)]
-    md += ["", "## Stage costs (wall seconds)", "", R.md_table(costs_disp), "",
-           "## Not available", "", R.md_list(notes), "",
-           "## Fallbacks in force", "", R.md_list(fallbacks), "",
-           "## Provenance", "", R.md_table(prov_df), ""]
-    atomic_write_text(out_dir / "README.md", "\n".join(md))
-
-    sec: list[str] = []
-    if banner:
-        sec.append(f'<div class="banner">⚠ {R.esc(banner)}</div>')
-    if synth_note:
-        sec.append(f'<div class="synthetic">{R.esc(synth_note)}</div>')
-    for kind, item in verdict_parts:
-        sec.append({"h2": lambda t: f"<h2>{R.esc(t)}</h2>", "h3": lambda t: f"<h3>{R.esc(t)}</h3>",
-                    "p": lambda t: f"<p>{R.esc(t)}</p>", "list": lambda xs: R.html_list(xs, "verdicts"),
-                    "table": lambda df: R.html_table(df, "seeds")}[kind](item))
-    sec += ["<h2>Results (selected snapshot per dataset × model)</h2>",
-            f'<p class="verdict">{R.esc(verdict)}</p>',
-            "<p>Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more diverse, "
-            "real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. KID and SWD "
-            "are ×10³. Full precision: "
-            '<a href="summary.csv">summary.csv</a>.</p>', R.html_table(display, "results")]
-    sec += [f'<p class="note">{R.esc(n)}</p>' for n in table_notes]
-    if pc_rows:
-        sec += ["<h3>Per class</h3>", f"<p>{R.esc(PER_CLASS_CAPTION)}</p>",
-                R.html_table(_per_class_display(pc_rows, decimals), "per-class")]
-    sec += ["<h2>Datasets</h2>", R.html_table(ds_table)]
-    if cfg["include_paper_table"]:
-        sec += ['<div class="paper"><h2>Published numbers (for reference only)</h2>',
-                f"<p>{R.esc(paper_caption)}</p>", R.html_table(paper, "paper"), "</div>"]
-    sec.append("<h2>Figures</h2>")
-    for d in ds_names:
-        sec.append(f"<h3>{R.esc(d)}</h3>")
-        sec += [R.html_img(rel, cap) for rel, cap in figures[d]]
-    sec.append("<h2>Image grids</h2>")
-    sec += [R.html_img(rel, cap) for rel, cap in shown_grids]
-    if linked_grids:
-        sec.append("<ul>" + "".join(f'<li><a href="{R.esc(rel)}">{R.esc(cap)}</a></li>'
-                                    for rel, cap in linked_grids) + "</ul>")
-    if sampling:
-        sec += ["<h2>How snapshots were sampled</h2>", R.html_list(sampling)]
-    sec += ["<h2>Stage costs (wall seconds)</h2>", R.html_table(costs_disp, "costs")]
+        blocks += [R.h(2, "How snapshots were sampled"), R.ul(sampling)]
+    blocks += [R.h(2, "Stage costs (wall seconds)", "costs"), R.table(_costs_display(costs), "costs")]
     if (fig_dir / "stage_costs.png").is_file() and not cost_note:
-        sec.append(R.html_img("figures/stage_costs.png", "stage wall time per dataset × model"))
-    sec += ["<h2>Not available</h2>", R.html_list(notes, "na"),
-            "<h2>Fallbacks in force</h2>", R.html_list(fallbacks),
-            "<h2>Provenance</h2>", R.html_table(prov_df)]
-    atomic_write_text(out_dir / "index.html", R.html_document(title, sec))
+        blocks.append(R.img("figures/stage_costs.png", "stage wall time per dataset × model"))
+    blocks += [R.h(2, "Not available", "not-available"),
+               R.details(f"{len(notes)} optional input(s) or figure(s) not available", [R.ul(notes, "na")]),
+               R.h(2, "Fallbacks in force", "fallbacks"),
+               R.details(f"{len(fallbacks)} fallback(s): what ran instead of the standard component, and where",
+                         [R.ul(fallbacks, "fallbacks")]),
+               R.h(2, "Provenance", "provenance"),
+               R.details("report provenance: commits, versions, params hash, devices", [R.kv(prov_rows)])]
+    atomic_write_text(out_dir / "README.md", "\n".join([f"# {R.md_text(title)}", ""] + R.to_md(blocks)))
+    atomic_write_text(out_dir / "index.html", R.html_document(title, R.to_html(blocks)))
 
     result = {"stage": "report", "title": title,
               "experiment": {"datasets": ds_names, "models": models, "seeds": seeds},
@@ -289,43 +282,62 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                                 for d, e in equal.items()},
               "ranking": ranking, "selected_by": selected_by, "sampling_notes": sampling,
               "summary": rows, "per_class": pc_rows, "stage_costs": costs.to_dict("records"),
-              "figures": {d: [r for r, _ in v] for d, v in figures.items()}, "grids": [r for r, _ in grids],
+              "figures": {d: [r for r, _, _ in v] for d, v in figures.items()},
+              "figures_not_for_decisions": {d: [r for r, _, ok in v if not ok] for d, v in figures.items()},
+              "grids": [r for r, _ in grids],
               "not_available": notes, "fallbacks": fallbacks, "feature_extractor_labels": non_standard,
               "synthetic_datasets": synthetic, "provenance": prov}
     atomic_write_json(out_dir / "report.json", result)
     return result
 
 
-def _verdict_sections(ds_names: list[str], ranking: dict, equal: dict, decimals: int) -> list[tuple[str, object]]:
-    """The report's opening: per dataset, its verdict sentences, the spread over seeds, and the same at equal
-    compute (fewgan.report.verdicts, fewgan.report.compute), as (kind, content) parts for README and HTML."""
+def _seed_table(rows: list[dict], metric: str, level: str, decimals: int, lower: bool = True) -> pd.DataFrame:
+    """Rank, mean ± std and interval over the seeds, per model: best rank first, then best mean."""
     f = lambda v: R.fmt(v, decimals)  # noqa: E731
+    sign = 1 if lower else -1
+    key = lambda r: (rank_start(r["rank"]), math.inf if r["mean"] is None else sign * r["mean"])  # noqa: E731
+    return pd.DataFrame([{"rank": r["rank"], "model": r["model"], "seeds": r["seeds"],
+                          f"{metric} mean ± std": (f(r["mean"]) + (f" ± {f(r['std'])}" if r["std"] is not None else "")
+                                                   if r["mean"] is not None else "no snapshot within the budget"),
+                          f"{level} interval of the mean": (f"[{f(r['ci_low'])}, {f(r['ci_high'])}]"
+                                                            if r["ci_low"] is not None else
+                                                            "n/a (one seed)" if r["seeds"] == 1 else "n/a")}
+                         for r in sorted(rows, key=key)])
+
+
+def _dataset_section(ds, rows: list[dict], ranking: dict, eq: dict | None, figures: list[tuple[str, str, bool]],
+                     decimals: int) -> tuple:
+    """One dataset, as a reader wants it: the verdict first (the winner or why there is none, then every pair:
+    better, worse or tied, with the interval and the seeds), one compact table with what is the same for every
+    row said once above it, the same at equal compute, then the figures (not-for-decisions ones last)."""
+    d = ds.name
+    info = ranking["datasets"].get(d) or {}
     level = f"{int(ranking['level'] * 100)}%"
-
-    def table(rows: list[dict]) -> pd.DataFrame:
-        return pd.DataFrame([{"rank": r["rank"], "model": r["model"], "seeds": r["seeds"],
-                              f"{ranking['metric']} mean ± std": f(r["mean"]) + (f" ± {f(r['std'])}" if r["std"] is not None else ""),
-                              f"{level} interval of the mean": (f"[{f(r['ci_low'])}, {f(r['ci_high'])}]"
-                                                                if r["ci_low"] is not None else "n/a (one seed)")}
-                             for r in sorted(rows, key=lambda r: rank_start(r["rank"]))])
-
-    parts: list[tuple[str, object]] = [("h2", "Verdicts"), ("p", (
-        f"Models are compared by {ranking['metric']} ({ranking['why']}) over training seeds: the difference of two "
-        f"models' means with its {level} Welch interval; 'better'/'worse' when the interval excludes 0, 'tied' "
-        "when it contains 0. Ranks are ranges: models that cannot be separated share them. Full precision: "
-        "seeds.csv, verdicts.csv, equal_compute.csv."))]
-    for d in ds_names:
-        info = ranking["datasets"][d]
-        parts += [("h3", d), ("list", info["sentences"] or ["one model: nothing to compare"]),
-                  ("table", table(info["seeds"]))]
-        eq = equal.get(d)
-        if eq:
-            parts += [("p", f"At equal compute: each run's best snapshot trained with at most {eq['budget']:.3g} "
-                            f"FLOPs ({eq['why']}):"),
-                      ("list", eq["sentences"] or ["one model: nothing to compare"]), ("table", table(eq["seeds"]))]
-        else:
-            parts.append(("p", "At equal compute: not available (the runs have no FLOP records: re-train them)."))
-    return parts
+    table, notes = compact_table(d, rows, ranking, decimals)
+    table, constant = split_constant(table)
+    blocks = [R.h(2, d + (" (synthetic)" if ds.synthetic else "")),
+              R.div("verdict", [R.p(info.get("headline") or "No verdict.", "headline"),
+                                R.ul(info.get("sentences") or ["one model: nothing to compare"], "verdicts")]),
+              *(R.p(n, "note") for n in notes), R.same(constant), R.table(table, "compact")]
+    blocks.append(R.h(3, "At equal compute"))
+    if eq:
+        seed_table, seed_constant = split_constant(_seed_table(eq["seeds"], ranking["metric"], level, decimals,
+                                                                       ranking["lower_is_better"]))
+        blocks += [R.p(f"Each run's best snapshot among those trained with at most {si(eq['budget'], 'FLOPs')} "
+                       f"({eq['why']}): {eq['headline']}"),
+                   R.ul(eq["sentences"] or ["one model: nothing to compare"], "verdicts"),
+                   R.same(seed_constant), R.table(seed_table, "seeds")]
+    else:
+        blocks.append(R.p("Not available (the runs have no FLOP records: re-train them).", "na"))
+    decide = [(rel, cap) for rel, cap, ok in figures if ok]
+    shaky = [(rel, cap) for rel, cap, ok in figures if not ok]
+    blocks += [R.h(3, "Figures"), R.gallery(decide, wide=[rel for rel, _ in decide if "/overview_" in rel])]
+    if shaky:
+        blocks += [R.h(4, "Not for decisions"),
+                   R.p("These metrics are computed without their feature extractor's standard weights here "
+                       "(see the warning at the top): shown for completeness, never read for a decision.", "note"),
+                   R.gallery(shaky)]
+    return R.div("dataset", blocks, anchor=f"ds-{slug(d)}", tag="section")
 
 
 def stage(ctx) -> dict:

@@ -134,3 +134,36 @@ def dataset_verdicts(values: dict[str, Sequence[float]], metric: str, lower_is_b
         lines.append(f"{', '.join(untested)}: fewer than 2 training seeds, so ranks across models are not "
                      "significance-tested (set experiment.seeds, e.g. [0, 1, 2])")
     return pairs, lines
+
+
+def _seeds_text(ns: Sequence[int]) -> str:
+    lo, hi = min(ns), max(ns)
+    return (f"{lo} seed{'s' if lo != 1 else ''} each" if lo == hi else f"{lo}–{hi} seeds")
+
+
+def headline(values: dict[str, Sequence[float]], metric: str, lower_is_better: bool = True, decimals: int = 1,
+             level: float = LEVEL) -> str:
+    """The one sentence that opens a dataset: the winner, or who cannot be told apart from the best, or that
+    with one seed there is an order but no verdict."""
+    spreads = {m: spread(v, level) for m, v in values.items()}
+    scored = {m: s for m, s in spreads.items() if s.mean is not None}
+    if not scored:
+        return f"No verdict: no model has a {metric} value."
+    sign = 1.0 if lower_is_better else -1.0
+    best = min(scored, key=lambda m: sign * scored[m].mean)
+    b = scored[best]
+    value = _num(b.mean, decimals) + (f" [{_num(b.ci[0], decimals)}, {_num(b.ci[1], decimals)}]" if b.ci else "")
+    seeds = _seeds_text([s.n for s in scored.values()])
+    if len(scored) == 1:
+        return f"Only {best} has a {metric} value ({value}, {seeds.replace(' each', '')}): nothing to compare."
+    if any(s.n < 2 for s in scored.values()):
+        return (f"No verdict yet: {best} has the best {metric} ({value}), but with {seeds} the differences between "
+                "models are not significance-tested; this is an order, not a ranking.")
+    tied = [m for m in scored if m != best
+            and compare(best, values[best], m, values[m], lower_is_better, level).verdict == "tied"]
+    pct = f"{int(level * 100)}%"
+    if not tied:
+        return (f"Winner: {best}, better than every other model by {metric} ({value}; {pct} Welch intervals of "
+                f"the differences exclude 0; {seeds}).")
+    return (f"No single winner: {best} has the best mean {metric} ({value}) but is tied with {', '.join(tied)} "
+            f"(their {pct} interval of the difference contains 0; {seeds}).")
