@@ -81,6 +81,7 @@ def test_resume_on_edge_pairs_is_bit_exact_and_pairs_stay_aligned(tmp_path, monk
     kit.serve_toy_domains(monkeypatch, 32)
     edges = {"kind": "edges", "domains": None, "edge_fraction": 0.1}
     params = kit.loop_params("pix2pix", kit.tiny("pix2pix"), 32, edges)
+    params["train"]["xflip"] = True  # a pair is flipped together
     seen = []
     original = Pix2Pix.discriminator_phase
 
