@@ -106,3 +106,24 @@ def test_translation_model_refuses_a_dataset_without_domains(tmp_path, monkeypat
                                                                     "edge_fraction": 0.1})
     with pytest.raises(TranslationConfigError, match=r"datasets\.toy\.translation\.kind"):
         loop.train(params, "toy", "cyclegan", threads=1, **kit.train_dirs(tmp_path))
+
+
+def test_translation_models_in_an_experiment_leave_latent_stages_to_latent_models():
+    """Stage.needs: score, select, evaluate need `latents`, invert `invertible`; a translation model's cell has
+    none of them (only train), and the latent models' cells are planned as before."""
+    from fewgan.stages import stage_models
+
+    planned = stage_models(["fastgan", "cyclegan", "pix2pix", "nicegan", "dcgan"])
+    assert planned["score"] == planned["select"] == planned["evaluate"] == ["fastgan", "dcgan"]
+    assert planned["invert"] == ["fastgan", "dcgan"]
+
+
+def test_too_few_images_of_a_domain_are_drawn_with_replacement_and_named(tmp_path, monkeypatch):
+    from fewgan.train import loop
+
+    kit.serve_toy_domains(monkeypatch, 32, n_a=5, n_b=1)
+    params = kit.loop_params("cyclegan", kit.tiny("cyclegan"), 32, {"kind": "domains", "domains": ["cat", "dog"],
+                                                                    "edge_fraction": 0.1}, iterations=1)
+    run = loop.train(params, "toy", "cyclegan", threads=1, **kit.train_dirs(tmp_path)).run
+    assert run["fallbacks"] == ["only 1 training images of domain B for a per-process batch of 2: each batch is "
+                                "drawn with replacement"]

@@ -64,6 +64,11 @@ class Batches:
     def with_replacement(self) -> bool:
         return self.steps_per_epoch == 0
 
+    def replacement_note(self, what: str = "training images") -> str:
+        """The recorded fallback when `with_replacement`."""
+        return (f"only {self.n} {what} for a per-process batch of {self.batch}: each batch is drawn with "
+                "replacement")
+
     def position(self, k: int) -> dict:
         if self.with_replacement:
             return {"with_replacement": True, "step": k, "n_images": self.n}
@@ -120,6 +125,11 @@ class PairBatches:
 
     def position(self, k: int) -> dict:
         return {name: p.position(k) for name, p in self.parts.items()}
+
+    def replacement_note(self) -> str:
+        """The recorded fallback when `with_replacement`: which domain (or the pairs) has too few images."""
+        return "; ".join(p.replacement_note(f"training {'pairs' if name == 'pairs' else 'images of domain ' + name}")
+                         for name, p in self.parts.items() if p.with_replacement)
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()

@@ -136,8 +136,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     batches = train_batches(params["datasets"][dataset], dataset, model, images, labels, class_index, local_batch,
                             seed, d.rank, d.world_size, cfg["xflip"], device, channels_last)  # both domains: translation
     if batches.with_replacement:
-        fallbacks.append(f"only {images.shape[0]} training images for a per-process batch of {local_batch}: "
-                         "each batch is drawn with replacement")
+        fallbacks.append(batches.replacement_note())
 
     # ---- the trainer: model, optimisers, EMA copies, phases (identical initial weights on every rank) ---
     ctx = TrainContext(batch_size=batch, iterations=iterations, device=str(device),
