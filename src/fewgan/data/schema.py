@@ -57,6 +57,24 @@ def validate_entry(name: str, entry: Any) -> None:
     if classes["from"] != "csv" and classes["csv"]:
         raise DatasetConfigError(f"datasets.{name}.classes.csv is set but classes.from is {classes['from']!r}; "
                                  "set classes.from: csv to read it, or remove classes.csv (params/datasets.yaml)")
+    check_translation(name, entry["translation"], classes["from"])
+
+
+def check_translation(name: str, translation: dict, classes_from: str) -> None:
+    """Cross-key checks of an entry's translation block (fewgan.data.pairs; the schema checks each key)."""
+    kind, domains = translation["kind"], translation["domains"]
+    where = f"datasets.{name}.translation"
+    if kind == "domains":
+        if domains is None:
+            raise DatasetConfigError(f"{where}.domains is required with kind: domains (the two class names "
+                                     "[A, B], e.g. [cat, dog]) in params/datasets.yaml")
+        if classes_from == "none":
+            raise DatasetConfigError(f"{where}.kind: domains takes its domains from the dataset's classes, but "
+                                     f"datasets.{name}.classes.from is 'none'; set classes.from: subfolder "
+                                     "(or csv) in params/datasets.yaml")
+    elif domains is not None:
+        raise DatasetConfigError(f"{where}.domains is set but kind is {kind!r}; set kind: domains, or remove "
+                                 "domains (params/datasets.yaml)")
 
 
 def resolve_entry(params: dict, name: str) -> dict:

@@ -107,11 +107,16 @@ class Phase:
 @dataclass
 class Batch:
     """What one phase repeat trains on: reals in [-1, 1] (not augmented) with their class indices when the
-    dataset has classes, and latents on the training device."""
+    dataset has classes, and latents on the training device.
+
+    Translation models (fewgan.models.translation) get both domains: `reals` is a batch of domain A and
+    `reals_b` one of domain B (unpaired: independent draws; paired data: `reals_b[i]` is the target of
+    `reals[i]`). For every other model `reals_b` is None."""
 
     reals: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     z: torch.Tensor | None = None
+    reals_b: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,12 @@ class GANModel(nn.Module):
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """One optimiser per group that `phases()` names (latent GANs: {"G": ..., "D": ...}) from self.cfg."""
         raise NotImplementedError
+
+    def learning_rate(self, group: str, step: int) -> float | None:
+        """The learning rate of optimiser group `group` in iteration `step`, set by the trainer before the
+        group's update; None (default) keeps the optimiser's own. A schedule derived from `step` alone keeps
+        resume bit-exact (CycleGAN's and NICE-GAN's linear decay, fewgan.models.translation)."""
+        return None
 
     def ema_beta(self, step: int, batch_size: int) -> float:
         """EMA decay for this step (StyleGAN2 overrides with its kimg-based ramp)."""

@@ -70,4 +70,15 @@ DATASET_SCHEMA = strict({
         "csv": {"type": ["string", "null"], "minLength": 1,
                 "description": "with from: csv, the labels file (columns file,class) relative to the image folder"},
     }),
+    "translation": strict({
+        "kind": {"enum": ["none", "domains", "edges"],
+                 "description": "none | domains (unpaired: two classes are domains A and B) | edges (paired: A = "
+                                "deterministic edge map of each image, B = the image; fewgan.data.pairs)"},
+        "domains": {"oneOf": [{"type": "null"},
+                              {"type": "array", "minItems": 2, "maxItems": 2, "uniqueItems": True,
+                               "items": {"type": "string", "minLength": 1}}],
+                    "description": "kind domains: the class names [A, B]"},
+        "edge_fraction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                          "description": "kind edges: the fraction of each image's pixels drawn as edges"},
+    }),
 })

@@ -47,6 +47,8 @@ class Batches:
     batches are dropped. With fewer images per rank than the per-rank batch, each batch is drawn with
     replacement (a recorded fallback). `labels` (class index per image) travel with their images."""
 
+    translation: dict | None = None  # not translation data (PairBatches holds the dataset's block)
+
     def __init__(self, images: torch.Tensor, batch: int, seed: int, rank: int, world: int,
                  xflip: bool, device: torch.device, channels_last: bool, labels: torch.Tensor | None = None):
         self.images = images.to(device)
@@ -61,6 +63,11 @@ class Batches:
     @property
     def with_replacement(self) -> bool:
         return self.steps_per_epoch == 0
+
+    def replacement_note(self, what: str = "training images") -> str:
+        """The recorded fallback when `with_replacement`."""
+        return (f"only {self.n} {what} for a per-process batch of {self.batch}: each batch is drawn with "
+                "replacement")
 
     def position(self, k: int) -> dict:
         if self.with_replacement:
@@ -88,3 +95,79 @@ class Batches:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, (self.labels[idx] if self.labels is not None else None)
+
+
+class PairBatches:
+    """The batches of a translation model (fewgan.data.pairs): batch k is (domain A, None, domain B), a pure
+    function of (seed, k, rank) like `Batches`. Unpaired: one `Batches` per domain, each with its own data
+    order (seeds derived from (seed, "domain", A|B)), as NICE-GAN and CycleGAN shuffle trainA and trainB
+    independently. Paired: one `Batches` over the 6-channel stacks (A | B), so a pair keeps its alignment and
+    its horizontal flip. `translation` (the dataset's block) goes into the resume hash."""
+
+    def __init__(self, a: torch.Tensor, b: torch.Tensor, paired: bool, translation: dict, batch: int, seed: int,
+                 rank: int, world: int, xflip: bool, device: torch.device, channels_last: bool):
+        from fewgan.train.state import derive_seed
+
+        self.paired, self.translation, self.channels_last = paired, dict(translation), channels_last
+        self.a_images = a
+        if paired:
+            if a.shape != b.shape:
+                raise ValueError(f"paired domains must have one image per pair, got A {tuple(a.shape)}, B {tuple(b.shape)}")
+            self.parts = {"pairs": Batches(torch.cat([a, b], 1), batch, seed, rank, world, xflip, device, False)}
+        else:
+            self.parts = {d: Batches(x, batch, derive_seed(seed, "domain", d), rank, world, xflip, device, False)
+                          for d, x in (("A", a), ("B", b))}
+        self.counts = {"A": int(a.shape[0]), "B": int(b.shape[0])}
+
+    @property
+    def with_replacement(self) -> bool:
+        return any(p.with_replacement for p in self.parts.values())
+
+    def position(self, k: int) -> dict:
+        return {name: p.position(k) for name, p in self.parts.items()}
+
+    def replacement_note(self) -> str:
+        """The recorded fallback when `with_replacement`: which domain (or the pairs) has too few images."""
+        return "; ".join(p.replacement_note(f"training {'pairs' if name == 'pairs' else 'images of domain ' + name}")
+                         for name, p in self.parts.items() if p.with_replacement)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def __call__(self, k: int) -> tuple[torch.Tensor, None, torch.Tensor]:
+        """(domain A batch, None, domain B batch) in [-1, 1]; the classes are the domains, so no labels."""
+        if self.paired:
+            x, _ = self.parts["pairs"](k)
+            return self._layout(x[:, :3]), None, self._layout(x[:, 3:])
+        return self._layout(self.parts["A"](k)[0]), None, self._layout(self.parts["B"](k)[0])
+
+    def inputs(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n domain-A training images in [-1, 1] on the CPU (sample grids, the strip): a permutation drawn
+        with `gen`, repeated when there are fewer than n."""
+        order = torch.randperm(self.counts["A"], generator=gen)
+        return from_uint8(self.a_images[order.repeat(-(-n // len(order)))[:n]])
+
+
+def train_batches(dataset_cfg: dict, dataset: str, model: str, images: torch.Tensor, labels: torch.Tensor | None,
+                  class_index: dict[str, int], batch: int, seed: int, rank: int, world: int, xflip: bool,
+                  device: torch.device, channels_last: bool) -> "Batches | PairBatches":
+    """The loop's batches: `Batches` over every training image for a latent model; `PairBatches` over the two
+    domains (`datasets.<dataset>.translation`, fewgan.data.pairs) for a model with the `translates` capability."""
+    from fewgan.models.registry import import_model
+
+    cls = import_model(model)
+    if "translates" not in cls.capabilities:
+        return Batches(images, batch, seed, rank, world, xflip, device, channels_last, labels=labels)
+    from fewgan.data.pairs import TranslationConfigError, domain_images
+
+    if "translation" not in dataset_cfg:
+        raise TranslationConfigError(f"model {model!r} translates images but datasets.{dataset} has no translation "
+                                     "block; run `fewgan params` (params/dataset_defaults.yaml supplies it)")
+    translation = dataset_cfg["translation"]
+    a, b, paired = domain_images(translation, images, labels, class_index, dataset=dataset)
+    if getattr(cls, "paired", False) and not paired:
+        raise TranslationConfigError(f"model {model!r} trains on aligned pairs, but datasets.{dataset}.translation"
+                                     f".kind is {translation['kind']!r} (unpaired); use a kind: edges dataset")
+    # an unpaired model on paired data draws the two domains independently, as on any unpaired dataset
+    paired = paired and bool(getattr(cls, "paired", False))
+    return PairBatches(a, b, paired, translation, batch, seed, rank, world, xflip, device, channels_last)

@@ -86,6 +86,8 @@ class StepFlops:
             labels = torch.zeros(n, dtype=torch.long, device=device) if gan.num_classes > 1 else None
 
             def reals(_: int):
+                if "translates" in gan.capabilities:  # both domains (Batch.reals_b)
+                    return torch.rand(n, 3, r, r, device=device) * 2 - 1, None, torch.rand(n, 3, r, r, device=device) * 2 - 1
                 return torch.rand(n, 3, r, r, device=device) * 2 - 1, labels
 
             flops = count_flops(lambda: twin.step(step, reals=reals, augment=self.augment,

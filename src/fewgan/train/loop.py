@@ -41,7 +41,7 @@ from fewgan.models.base import TrainContext
 from fewgan.train import checkpoint as ckpt
 from fewgan.train import ddp
 from fewgan.train import record
-from fewgan.train.data import Batches, images_sha256, load_train_images, load_train_labels
+from fewgan.train.data import images_sha256, load_train_images, load_train_labels, train_batches
 from fewgan.train.diffaugment import augment
 from fewgan.train.flops import CONVENTION as FLOPS_CONVENTION, StepFlops
 from fewgan.train.logger import TrainLogger, rate_fields
@@ -133,11 +133,10 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     labels, class_index = load_train_labels(split_dir, names)
     num_classes = len(class_index)  # 0 without classes; conditional models use them, the others ignore them
     data_sha256 = images_sha256(images, names)
-    batches = Batches(images, local_batch, seed, d.rank, d.world_size, cfg["xflip"], device, channels_last,
-                      labels=labels)
+    batches = train_batches(params["datasets"][dataset], dataset, model, images, labels, class_index, local_batch,
+                            seed, d.rank, d.world_size, cfg["xflip"], device, channels_last)  # both domains: translation
     if batches.with_replacement:
-        fallbacks.append(f"only {images.shape[0]} training images for a per-process batch of {local_batch}: "
-                         "each batch is drawn with replacement")
+        fallbacks.append(batches.replacement_note())
 
     # ---- the trainer: model, optimisers, EMA copies, phases (identical initial weights on every rank) ---
     ctx = TrainContext(batch_size=batch, iterations=iterations, device=str(device),
@@ -169,6 +168,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
                    "data_sha256": data_sha256}
     if class_index:  # only datasets with classes: a classless run keeps its hash (and stays resumable)
         hash_inputs["classes"] = {"index": class_index, "labels": labels.tolist()}
+    if batches.translation:  # only translation models: how the images become domains A and B
+        hash_inputs["translation"] = batches.translation
     phash = params_hash(hash_inputs)
     resume_path = work_dir / "resume.pt"
     state, why = ckpt.load_resume(resume_path, phash, hash_inputs, iterations)
@@ -202,7 +203,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     stop_at = start if start and budget_reached(cfg["budget"], start, batch, flops_total, step_seconds) else iterations
     trainer.train_mode()
     sampler = trainer.sampling_network()
-    fixed_z = record.grid_latents(gan, cfg["grid_size"], generator(seed, "fixed_z")).to(device)
+    fixed_z = record.grid_latents(gan, cfg["grid_size"], generator(seed, "fixed_z"), batches).to(device)
     per_iteration = trainer.reals_per_iteration
 
     def write_resume(it: int) -> None:
@@ -330,7 +331,7 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
         from fewgan.provenance import collect
 
         steps = cfg["interpolation_steps"]
-        z = record.interpolation_latents(gan, steps, generator(seed, "interpolation")).to(device)
+        z = record.interpolation_latents(gan, steps, generator(seed, "interpolation"), batches).to(device)
         save_grid(work_dir / "interpolation.png",
                   record.generate(gan, sampler, z, derive_seed(seed, "sample-noise"), device), steps)
         run_json["provenance"] = collect(params, str(device))

@@ -45,18 +45,23 @@ def generate(gan: GANModel, G: nn.Module, z: torch.Tensor, seed: int, device: to
         return torch.cat([gan.generate(G, z[i:i + SAMPLE_CHUNK]).float() for i in range(0, z.shape[0], SAMPLE_CHUNK)])
 
 
-def grid_latents(gan: GANModel, grid_size: int, gen: torch.Generator) -> torch.Tensor:
-    """The fixed latents of every sample grid; conditional models get one class per row (cycling)."""
+def grid_latents(gan: GANModel, grid_size: int, gen: torch.Generator, batches=None) -> torch.Tensor:
+    """The fixed latents of every sample grid; conditional models get one class per row (cycling). A translation
+    model's inputs are images: fixed domain-A training images (`batches.inputs`), translated A -> B by `generate`."""
     n = grid_size ** 2
+    if "translates" in gan.capabilities:
+        return batches.inputs(n, gen)
     labels = ((torch.arange(n) // grid_size) % gan.num_classes) if gan.conditional else None
     return gan.sample_latents(n, generator=gen, device="cpu", labels=labels)
 
 
-def interpolation_latents(gan: GANModel, steps: int, gen: torch.Generator) -> torch.Tensor:
+def interpolation_latents(gan: GANModel, steps: int, gen: torch.Generator, batches=None) -> torch.Tensor:
     """A linear path in latent space between two draws (conditional models: both ends of class 0, so only z
-    is interpolated, not the class column)."""
+    is interpolated, not the class column). Translation models: a pixel blend of two domain-A training images
+    (the strip shows their translations)."""
     end_labels = torch.zeros(2, dtype=torch.long) if gan.conditional else None
-    z01 = gan.sample_latents(2, generator=gen, device="cpu", labels=end_labels)
+    z01 = (batches.inputs(2, gen) if "translates" in gan.capabilities else
+           gan.sample_latents(2, generator=gen, device="cpu", labels=end_labels))
     w = torch.linspace(0, 1, steps).view(steps, *([1] * (z01.dim() - 1)))
     return (1 - w) * z01[:1] + w * z01[1:]
 
@@ -90,6 +95,9 @@ def class_record(gan: GANModel, model: str, class_index: dict[str, int], labels:
     counts = ({c: int((labels == i).sum()) for c, i in class_index.items()} if labels is not None else {})
     if not names:
         use = "dataset has no classes"
+    elif "translates" in gan.capabilities:
+        use = (f"{model} translates: the classes named by the dataset's translation.domains are its domains "
+               "A and B (no class labels are used)")
     elif gan.conditional:
         use = f"class-conditional: trained on the {len(names)} classes (label = last latent column)"
     else:

@@ -26,8 +26,9 @@ from fewgan.models.registry import build_model
 from fewgan.models.base import Augment, Batch, GANModel, Phase, TrainContext
 from fewgan.train.ema import EMA
 
-#: (index of the reals batch within the iteration) -> (reals in [-1, 1], class indices or None)
-Reals = Callable[[int], "tuple[torch.Tensor, torch.Tensor | None]"]
+#: (index of the reals batch within the iteration) -> (reals in [-1, 1], class indices or None), and for
+#: translation data a third item, the domain-B batch (fewgan.train.data.PairBatches; Batch.reals_b)
+Reals = Callable[[int], "tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, None, torch.Tensor]"]
 #: () -> latents for one batch, on the training device
 Latents = Callable[[], torch.Tensor]
 
@@ -100,10 +101,14 @@ class Trainer:
         drawn, z = 0, None
         for phase, nets in zip(self.phases, self.nets):
             opt = self.opts[phase.optimizer]
+            lr = self.gan.learning_rate(phase.optimizer, step)  # a schedule derived from the step (or None)
+            for group in opt.param_groups if lr is not None else ():
+                group["lr"] = lr
             for _ in range(phase.repeats):
                 batch = Batch()
                 if phase.reals:
-                    batch.reals, batch.labels = reals(drawn)
+                    batch.reals, batch.labels, *domain_b = reals(drawn)
+                    batch.reals_b = domain_b[0] if domain_b else None
                     drawn += 1
                 if phase.latents == "new":
                     z = latents()
