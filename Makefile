@@ -42,7 +42,7 @@ report: setup
 	@echo "report.zip: unzip it and open report/report.html"
 
 test: setup browser-deps
-	pytest -q --timeout 1500
+	pytest -q --timeout 1500 --durations=25
 
 # the report's browser test (tests/report/test_browser.py) renders the report in Debian's headless chromium; where it
 # cannot be installed (not root, no apt, no network) that test skips and says why. Never fails the target.
