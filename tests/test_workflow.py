@@ -179,7 +179,30 @@ def _check_report(project: Path) -> dict:
     assert "not comparable to published FID" in text  # the untrained-extractor label
     metrics = json.loads(next(project.glob("runs/*/fastgan/s0/evaluate/metrics.json")).read_text())
     assert metrics["feature_extractor"]["standard"] is False
+    _check_in_chromium(report)
     return metrics
+
+
+def _check_in_chromium(report: Path) -> None:
+    """The smoke report in headless Chromium at 1280 px (tests/report/browser.py): every image loads and has
+    alt text, nothing is wider than the viewport, each dataset opens with its verdict; the screenshot stays in
+    the test's temp folder. Said and skipped where selenium, chromium or chromedriver is missing."""
+    sys.path.insert(0, str(REPO / "tests" / "report"))
+    try:
+        from browser import find_chromium, open_report, problems
+    finally:
+        sys.path.pop(0)
+    browser, driver, why = find_chromium()
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        why = why or "selenium is not installed"
+    if why:
+        print(f"smoke report not checked in a browser: {why}")
+        return
+    res = open_report(report / "index.html", report.parent / "smoke-report-1280.png", width=1280, browser=browser,
+                      driver=driver)
+    assert problems(res) == [] and res["images"] and res["sections"], problems(res)
 
 
 def _check_snakemake_report(project: Path) -> None:

@@ -54,7 +54,7 @@ def find_chromium() -> tuple[str | None, str | None, str]:
     driver = os.environ.get("CHROMEDRIVER_BIN") or next((p for p in map(shutil.which, DRIVER) if p), None)
     missing = [what for what, path in (("chromium", browser), ("chromedriver", driver)) if not path]
     why = (f"{' and '.join(missing)} not found on PATH (Debian: apt-get install chromium chromium-driver; "
-           ".ci/run installs them where it runs as root with apt)") if missing else ""
+           "`make test` installs them where it runs as root with apt: Makefile, browser-deps)") if missing else ""
     return browser, driver, why
 
 
