@@ -321,6 +321,9 @@ class Generator(nn.Module):
                 return_ws: bool = False, update_emas: bool = False):
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
+        if update_emas and any(L.magnitude_ema_beta is None for L in self.synthesis.layers):
+            raise RuntimeError("StyleGAN3: magnitude_ema_beta is unset; call model.setup(TrainContext(...)) before "
+                               "training (it depends on the batch size)")
         if ws is None:
             if z is None:
                 raise ValueError("Generator needs z or ws")
