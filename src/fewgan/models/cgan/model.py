@@ -110,8 +110,11 @@ class ConditionalGAN(GANModel):
 
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Zeros in z with the class column fixed to `labels` (uniform draws when None)."""
-        return self._with_class(torch.zeros(n, self.z_dim, device=device), n, generator, labels)
+        """A N(0, I) draw of z (with `generator`), the class column fixed to `labels` (uniform draws when None).
+        Not zeros: z = 0 gives fc(z) = 0, which BatchNorm maps to its shift, and the ReLU after it passes no
+        gradient where the shift is <= 0 (all of it at init), so an optimiser started there may never move."""
+        z = torch.randn(n, self.z_dim, generator=generator, device=generator.device if generator is not None else device)
+        return self._with_class(z.to(device) if device is not None else z, n, generator, labels)
 
     # ---- training ------------------------------------------------------------------------------------
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
