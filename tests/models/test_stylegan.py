@@ -129,7 +129,7 @@ def test_growth_shapes_and_generate_upsamples(step, level, alpha):
 
 
 def test_learning_rate_per_resolution_and_optimizer_reset():
-    m = StyleGAN({**TINY}, 256)  # the paper's schedule; tiny widths (lr depends on the level only)
+    m = StyleGAN({**TINY, "fmap_base": 4096}, 256)  # the paper's schedule; tiny widths (lr depends on the level only)
     assert [m.lr_at_level(k) for k in (3, 6, 7, 8)] == [0.001, 0.001, 0.0015, 0.002]  # train.py G_lrate_dict
     assert m.ema_beta(0, 32) == pytest.approx(0.5 ** (32 / 10_000))  # G_smoothing_kimg 10
     s = tiny(32, lr_per_resolution=[[8, 0.002], [16, 0.003]])
