@@ -219,3 +219,11 @@ def test_bit_exact_resume_through_the_trainer_across_a_fade():
         torch.manual_seed(7)
         x2 = m.generate(a.sampling_network(), z)
     assert torch.equal(x1, x2) and x1.shape == (2, 3, 16, 16)
+
+
+def test_bf16_autocast_step_is_finite_and_tracks_w_in_fp32():
+    torch.manual_seed(0)
+    tr = build_trainer("stylegan", dict(FAST), 16, TrainContext(batch_size=4, iterations=2, precision="bf16"))
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    r = tr.step(0, reals=lambda i: (images, None), latents=lambda: torch.randn(4, 16), augment=IDENT)
+    assert r.finite() and tr.gan.G.dlatent_avg.dtype == torch.float32 and float(tr.gan.G.dlatent_avg.abs().sum()) > 0

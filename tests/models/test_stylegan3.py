@@ -378,3 +378,20 @@ def test_bit_exact_resume_through_the_trainer():
     z = torch.randn(2, 16)
     with torch.no_grad():
         assert torch.equal(m.generate(m.G.eval(), z), a.sampling_network()(z))
+
+
+def test_bf16_autocast_step_keeps_the_fourier_input_and_mapping_in_fp32():
+    """train.precision bf16 (the CUDA default): one trainer step is finite, and the Fourier features and w stay
+    float32 under autocast (bf16 phases would cost ~1e-2 cycle of equivariance)."""
+    torch.manual_seed(0)
+    tr = build_trainer("stylegan3", dict(FAST), 16, TrainContext(batch_size=4, iterations=2, precision="bf16"))
+    seen = {}
+    tr.gan.G.synthesis.input.register_forward_hook(lambda mod, args, out: seen.update(input=out.dtype))  # returns None
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    r = tr.step(0, reals=lambda i: (images, None), latents=lambda: torch.randn(4, 16), augment=IDENT)
+    assert r.finite() and seen["input"] == torch.float32
+    assert tr.gan.G.mapping.w_avg.dtype == torch.float32 and float(tr.gan.G.mapping.w_avg.abs().sum()) > 0
+    assert all(p.dtype == torch.float32 for p in tr.gan.G.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ws = tr.gan.G.mapping(torch.randn(2, 16), update_w_avg=False)
+    assert ws.dtype == torch.bfloat16  # what the Generator guards against by running its mapping without autocast

@@ -149,8 +149,10 @@ class Generator(_GrowthState):
         return 2 * self.growth()[0] - 2
 
     def map(self, z: torch.Tensor, update_avg: bool = True) -> torch.Tensor:
-        """z -> ws (n, num_ws, dlatent), tracking dlatent_avg in training mode (G_style DlatentAvg)."""
-        w = self.mapping(z)
+        """z -> ws (n, num_ws, dlatent), tracking dlatent_avg in training mode (G_style DlatentAvg). In float32
+        even under bf16 autocast (the running average and the truncation lerp need it)."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            w = self.mapping(z.float())
         if update_avg and self.training:
             with torch.no_grad():
                 self.dlatent_avg.copy_(w.detach().mean(dim=0).lerp(self.dlatent_avg, self.dlatent_avg_beta))

@@ -153,6 +153,12 @@ class SynthesisInput(nn.Module):
         self.register_buffer("phases", phases)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        # float32 even under bf16 autocast: phases of up to a few cycles lose ~1e-2 cycle in bf16, which would
+        # break the equivariance the input exists for (the reference runs this layer in fp32)
+        with torch.autocast(device_type=w.device.type, enabled=False):
+            return self._features(w.float())
+
+    def _features(self, w: torch.Tensor) -> torch.Tensor:
         n = w.shape[0]
         t = self.affine(w)
         t = t / t[:, :2].norm(dim=1, keepdim=True)  # rotation part normalised to a unit complex number
@@ -327,14 +333,16 @@ class Generator(nn.Module):
         if ws is None:
             if z is None:
                 raise ValueError("Generator needs z or ws")
-            ws = self.mapping(z, update_w_avg=update_emas)
+            with torch.autocast(device_type=z.device.type, enabled=False):  # the reference's mapping runs in fp32
+                ws = self.mapping(z.float(), update_w_avg=update_emas)
             if truncation_psi != 1.0:
                 cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
                 ws = torch.cat([self.mapping.w_avg.lerp(ws[:, :cut], truncation_psi), ws[:, cut:]], dim=1)
             if style_mixing_prob > 0:  # loss.py run_G (off in StyleGAN3's configs; kept as a switch)
                 cutoff = int(torch.randint(1, self.num_ws, ()).item())
                 use = bool((torch.rand(()) < style_mixing_prob).item())
-                ws2 = self.mapping(torch.randn_like(z), update_w_avg=False)
+                with torch.autocast(device_type=z.device.type, enabled=False):
+                    ws2 = self.mapping(torch.randn_like(z, dtype=torch.float32), update_w_avg=False)
                 if use:
                     ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
         img = self.synthesis(ws, update_emas=update_emas)
