@@ -227,3 +227,22 @@ def test_bf16_autocast_step_is_finite_and_tracks_w_in_fp32():
     images = torch.rand(4, 3, 16, 16) * 2 - 1
     r = tr.step(0, reals=lambda i: (images, None), latents=lambda: torch.randn(4, 16), augment=IDENT)
     assert r.finite() and tr.gan.G.dlatent_avg.dtype == torch.float32 and float(tr.gan.G.dlatent_avg.abs().sum()) > 0
+
+
+def test_inversion_in_w_and_the_projector_scale():
+    m = tiny(16, start_resolution=16, inversion_w_avg_samples=500)
+    G = m.G.eval()
+    lat = m.inversion_start(G, 2)
+    assert lat.shape == (2, 16) and torch.equal(lat, m.inversion_start(G, 2))  # seeded
+    gen = torch.Generator().manual_seed(int(m.cfg["inversion_seed"]))
+    with torch.no_grad():
+        w = G.mapping(torch.randn(500, 16, generator=gen)).double()
+    assert torch.allclose(lat[0].double(), w.mean(0), atol=1e-5)
+    assert m.inversion_latent_std(G) == pytest.approx(float((w - w.mean(0)).square().sum(1).mean().sqrt()), rel=1e-6)
+    lat = lat.clone().requires_grad_(True)
+    img = m.synthesize(G, lat)
+    assert img.shape == (2, 3, 16, 16) and torch.equal(img, m.synthesize(G, lat))  # const noise
+    img.sum().backward()
+    assert float(lat.grad.abs().sum()) > 0
+    wp = StyleGAN({**TINY, "inversion_space": "w_plus", "inversion_w_avg_samples": 100}, 16)
+    assert wp.inversion_start(wp.G.eval(), 2).shape == (2, 6, 16)  # 16 px: 2 log2(16) - 2 style inputs

@@ -204,6 +204,11 @@ def test_fourier_input_at_init_and_shapes():
         assert mm.D(img).shape == (4, 1)
         lat = mm.inversion_start(mm.G.eval(), 2)
         assert mm.synthesize(mm.G, lat).shape == (2, 3, res, res)
+    mm.cfg["inversion_w_avg_samples"] = 300
+    gen = torch.Generator().manual_seed(int(mm.cfg["inversion_seed"]))
+    with torch.no_grad():
+        w = mm.G.mapping(torch.randn(300, 16, generator=gen), update_w_avg=False)[:, 0].double()
+    assert mm.inversion_latent_std(mm.G) == pytest.approx(float((w - w.mean(0)).square().sum(1).mean().sqrt()), rel=1e-6)
 
 
 # ---- translation equivariance at initialisation (paper Sec. 4, metrics/equivariance.py EQ-T) -------------

@@ -177,6 +177,22 @@ class StyleGAN(ProGAN):
             left -= m
         return (acc / total).to(torch.float32)
 
+    @torch.no_grad()
+    def inversion_latent_std(self, G: nn.Module) -> float:
+        """The projector's latent-noise scale (stylegan2-ada projector.py w_std): the RMS distance of the
+        `inversion_w_avg_samples` seeded w draws to their mean (the draws `mean_w` averages)."""
+        g = _unwrap(G)
+        w_avg = self.mean_w(G).to(torch.float64).cpu()
+        gen = torch.Generator(device="cpu").manual_seed(int(self.cfg["inversion_seed"]))
+        total = left = int(self.cfg["inversion_w_avg_samples"])
+        acc = 0.0
+        while left > 0:
+            m = min(left, 2048)
+            z = torch.randn(m, self.z_dim, generator=gen).to(g.dlatent_avg.device)
+            acc += float((g.mapping(z).to(torch.float64).cpu() - w_avg).square().sum())
+            left -= m
+        return (acc / total) ** 0.5
+
     def inversion_start(self, G: nn.Module, n: int, *, generator: torch.Generator | None = None,
                         device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Mean w repeated n times: (n, w_dim) in W, or (n, num_ws, w_dim) in W+ (cfg `inversion_space`)."""

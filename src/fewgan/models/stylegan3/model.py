@@ -169,6 +169,23 @@ class StyleGAN3(StyleGAN2):
             ema_nimg = min(ema_nimg, cur_nimg * float(c["ema_rampup"]))
         return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
 
+    @torch.no_grad()
+    def inversion_latent_std(self, G: nn.Module) -> float:
+        """The projector's latent-noise scale (stylegan2-ada/stylegan3 projector.py w_std): the RMS distance of the
+        `inversion_w_avg_samples` seeded w draws to their mean (the draws `mean_w` averages)."""
+        g = getattr(G, "module", G)
+        w_avg = self.mean_w(G).to(torch.float64)
+        gen = torch.Generator(device="cpu").manual_seed(int(self.cfg["inversion_seed"]))
+        total = left = int(self.cfg["inversion_w_avg_samples"])
+        acc = 0.0
+        while left > 0:
+            m = min(left, 2048)
+            z = torch.randn(m, self.z_dim, generator=gen).to(g.mapping.w_avg.device)
+            w = g.mapping(z, update_w_avg=False)[:, 0].to(torch.float64).cpu()
+            acc += float((w - w_avg.cpu()).square().sum())
+            left -= m
+        return (acc / total) ** 0.5
+
     # ---- bookkeeping --------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         d = GANModel.describe(self)
