@@ -66,9 +66,9 @@ def test_typo_in_a_model_key_names_file_and_suggests(params_dir):
 
 def test_unknown_model_in_experiment(params_dir):
     _edit(params_dir / "profiles" / "smoke.yaml",
-          lambda d: d.setdefault("experiment", {}).update(models=["fastgan", "stylegan3"]))
+          lambda d: d.setdefault("experiment", {}).update(models=["fastgan", "stylegan_xl"]))
     params, origin = resolve("smoke", params_dir)
-    with pytest.raises(ParamsError, match=r"profiles/smoke.yaml.*unknown model 'stylegan3'"):
+    with pytest.raises(ParamsError, match=r"profiles/smoke.yaml.*unknown model 'stylegan_xl'"):
         validate(params, origin)
 
 

@@ -306,3 +306,17 @@ def test_bad_config_errors_name_the_key():
         m.D(torch.zeros(6, 3, 32, 32))
     with pytest.raises(ValueError, match=r"\(n, 3, 32, 32\)"):
         m.D(torch.zeros(4, 3, 64, 64))
+
+
+def test_bf16_autocast_trainer_step_keeps_w_avg_float32():
+    """train.precision bf16 (the paper profile's CUDA default): the mapping's output is bf16 under autocast and
+    the tracked w average stays float32 (it failed with `expected dtype BFloat16 for end` before the fix)."""
+    from fewgan.models.base import TrainContext
+    from fewgan.train.trainer import build_trainer
+
+    torch.manual_seed(0)
+    tr = build_trainer("stylegan2", {**YAML, **TINY}, 32, TrainContext(batch_size=4, iterations=2, precision="bf16"))
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    r = tr.step(0, reals=lambda i: (images, None), latents=lambda: torch.randn(4, 16), augment=IDENT)
+    w_avg = tr.gan.G.mapping.w_avg
+    assert r.finite() and w_avg.dtype == torch.float32 and float(w_avg.abs().sum()) > 0

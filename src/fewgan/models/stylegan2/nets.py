@@ -169,7 +169,7 @@ class MappingNetwork(nn.Module):
             x = layer(x)
         if update_w_avg and self.training:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+                self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))  # fp32 under bf16 autocast
         return x.unsqueeze(1).repeat(1, self.num_ws, 1)
 
 
