@@ -361,7 +361,7 @@ def test_each_dataset_opens_with_its_verdict_then_one_compact_table(built):
 
 
 def test_a_value_that_is_the_same_in_every_row_is_said_once():
-    from fewgan.report.tables import split_constant
+    from fewgan.report.compact import split_constant
 
     df = pd.DataFrame({"model": ["a", "b", "c"], "label": ["untrained"] * 3, "fid": ["1.00", "2.00", "3.00"],
                        "effnet": ["n/a"] * 3, "pr": ["n/a / n/a"] * 3})
@@ -374,7 +374,7 @@ def test_a_value_that_is_the_same_in_every_row_is_said_once():
 
 
 def test_provenance_is_in_collapsible_key_value_tables(tree):
-    from fewgan.report.tables import flatten
+    from fewgan.report.compact import flatten
 
     cs = tree["data"] / "curated" / "faces" / "summary.json"
     cs.write_text(json.dumps({"n_images": 20, "synthetic": True, "source": {"kind": "synthetic", "count": 40},

@@ -16,10 +16,10 @@ from fewgan.report import compute as C
 from fewgan.report import figures as figs
 from fewgan.report import render as R
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
+from fewgan.report.compact import all_metrics_tables, compact_table, dataset_overview, flatten, si, split_constant
 from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display,  # noqa: F401 (tests)
-                                  _display_table, _per_class_display, all_metrics_tables, compact_table,
-                                  dataset_overview, flatten, not_for_decisions, per_class_columns, per_class_rows,
-                                  rank_models, rank_start, si, slug, split_constant, stage_costs, summary_columns,
+                                  _display_table, _per_class_display, not_for_decisions, per_class_columns,
+                                  per_class_rows, rank_models, rank_start, slug, stage_costs, summary_columns,
                                   summary_row, BIAS_FOOTNOTE)
 
 log = logging.getLogger(__name__)
