@@ -169,7 +169,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                          f"{chosen.score_switch} is false: set it true, or choose another evaluation.select.metric "
                          "(params/evaluation.yaml)")
     featured = next((m.extractor for m in on if m.extractor), None)  # the real-feature record of scores.json
-    real_meta = reals.features_meta("train", featured)[1] if featured else {}
+    # translators: the target domains' features are computed per direction in the loop (recorded after it)
+    real_meta = reals.features_meta("train", featured)[1] if featured and not translates(model) else {}
 
     n_fake = int(sc["n_fake"])
     bs = int(ev["fid"]["batch_size"])
@@ -215,6 +216,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         x.gan = x.G = None
         del gan, G
 
+    if dir_reals and featured:
+        real_meta = next(iter(dir_reals.values())).features_meta("train", featured)[1]
     out_dir.mkdir(parents=True, exist_ok=True)
     late = [c for m in metrics for c in m.late_columns if any(c in r for r in rows)]
     write_csv(out_dir / "scores.csv", rows, score_columns(metrics) + late)

@@ -119,8 +119,9 @@ class TranslationSource:
 
         dev = torch.device(self.device)
         devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-        for start in range(0, min(int(total), self.n), int(batch_size)):
-            x = from_uint8(self.images[start:start + int(batch_size)]).to(dev)
+        end = min(int(total), self.n)
+        for start in range(0, end, int(batch_size)):
+            x = from_uint8(self.images[start:min(start + int(batch_size), end)]).to(dev)
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed((self.seed * 1_000_003 + start) % 2**63)
                 y = self.gan.translate(x, self.direction)
