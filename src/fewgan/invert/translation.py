@@ -110,7 +110,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
             grids.setdefault(measure, [(f"{measure}: input" if measure.startswith("cycle") else
                                         f"{measure}: target", target_u8)])
             grids[measure].append((f"it {iteration}", to_uint8(recon).cpu()))
-            log.info("%s/%s it %d %s: L1-free MSE %.5f PSNR %.2f dB", dataset, model, iteration, measure,
+            log.info("%s/%s it %d %s: MSE %.5f PSNR %.2f dB", dataset, model, iteration, measure,
                      stats["mse"][0], stats["psnr"][0])
         del gan
     lpips_standard = lpips_info["note"] is None
