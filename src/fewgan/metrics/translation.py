@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+if TYPE_CHECKING:  # torch stays out of module level: the report imports `translates` (light, as the registry)
+    import torch
 
 #: NICE-GAN's metric script (alpc91/NICE-GAN-pytorch metric/fid_kid.py): `--mmd-subsets` 50,
 #: `--mmd-subset-size` 1000 clipped to the smaller set ("subset_size is bigger than len(codes_g)"), polynomial
@@ -115,6 +116,8 @@ class TranslationSource:
         self.n = int(images.shape[0])
 
     def __call__(self, total: int, batch_size: int) -> Iterator[torch.Tensor]:
+        import torch
+
         from fewgan.images import from_uint8, to_uint8
 
         dev = torch.device(self.device)
@@ -199,6 +202,8 @@ def evaluate_directions(params: dict, gan: Any, metrics: list, domains: Domains,
 def translation_grid(gan: Any, domains: Domains, device: Any, n: int) -> list[tuple[str, torch.Tensor]]:
     """Rows of the held-out grid: per direction, the source domain's first `n` test images, their translation
     and (when the model translates back) the cycle; uint8."""
+    import torch
+
     from fewgan.images import from_uint8, to_uint8
 
     rows: list[tuple[str, torch.Tensor]] = []
