@@ -68,7 +68,8 @@ def test_capabilities_decide_the_stages_of_a_cell(monkeypatch):
     from fewgan.stages import expand_matrix, stage_models
 
     real = specs.model_specs()
-    fake = dict(real, painter=specs.ModelSpec("painter", {}, frozenset({"translates"}), "x"))
+    # a model that can do neither (no latents, no translation): its cell is train only
+    fake = dict(real, painter=specs.ModelSpec("painter", {}, frozenset({"conditional"}), "x"))
     monkeypatch.setattr(specs, "model_specs", lambda: fake)
     got = stage_models(["fastgan", "painter"])
     assert got == {"score": ["fastgan"], "select": ["fastgan"], "invert": ["fastgan"], "evaluate": ["fastgan"]}

@@ -50,18 +50,24 @@ def save_grid(path: str | os.PathLike, images: torch.Tensor, cols: int) -> None:
 def labelled_rows_png(targets: torch.Tensor, rows: list[tuple[str, torch.Tensor]], max_cols: int) -> bytes:
     """PNG: a label strip on the left, `targets` (uint8) on the first row, then one labelled row per entry
     of `rows` (uint8 images); at most `max_cols` images per row."""
+    n = min(max_cols, targets.shape[0])
+    return labelled_grid_png([("target", targets[:n])] + [(lab, imgs[:n]) for lab, imgs in rows], max_cols)
+
+
+def labelled_grid_png(rows: list[tuple[str, torch.Tensor]], max_cols: int) -> bytes:
+    """PNG: one labelled row per entry of `rows` (uint8 images of one resolution; rows may differ in length),
+    at most `max_cols` images per row."""
     from PIL import Image, ImageDraw
 
-    n = min(max_cols, targets.shape[0])
-    res = targets.shape[-1]
+    n = max(1, min(max_cols, max(int(imgs.shape[0]) for _, imgs in rows)))
+    res = rows[0][1].shape[-1]
     cell = max(res, 32)
     label_w = 96
-    all_rows = [("target", targets[:n])] + [(lab, imgs[:n]) for lab, imgs in rows]
-    canvas = Image.new("RGB", (label_w + n * cell, len(all_rows) * cell), (255, 255, 255))
+    canvas = Image.new("RGB", (label_w + n * cell, len(rows) * cell), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for r, (label, imgs) in enumerate(all_rows):
+    for r, (label, imgs) in enumerate(rows):
         draw.text((4, r * cell + cell // 2 - 5), label, fill=(0, 0, 0))
-        for c in range(n):
+        for c in range(min(n, int(imgs.shape[0]))):
             tile = Image.fromarray(imgs[c].permute(1, 2, 0).cpu().numpy(), "RGB")
             if cell != res:
                 tile = tile.resize((cell, cell), Image.NEAREST)

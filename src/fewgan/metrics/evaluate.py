@@ -36,6 +36,7 @@ from fewgan.metrics.common import fid_settings, load_split_images, pick_device
 from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks, note_once
 from fewgan.metrics.registry import Metric, registered_metrics
 from fewgan.metrics.summary import write_summary
+from fewgan.metrics.translation import EVAL_PROTOCOL, Domains, evaluate_directions, translates
 
 log = logging.getLogger(__name__)
 GRID = 64  # images in samples.png
@@ -62,6 +63,9 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     fallbacks += [fb for fb in (meta.get("fallbacks") or []) if fb not in fallbacks]
 
     metrics = registered_metrics()
+    if translates(model):
+        return run_translator(params, dataset, model, gan, meta, metrics, curated_dir, split_dir, out_dir, device,
+                              fallbacks, t_start)
     reals = RealSet(lambda split: load_split_images(curated_dir, split_dir, split), {}, Path(ev["feature_cache_dir"]))
     train, test = reals.images("train"), reals.images("test")
     if int(meta.get("resolution", train.shape[-1])) != train.shape[-1]:
@@ -120,6 +124,52 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     }
     atomic_write_json(out_dir / "metrics.json", result)
     write_summary(out_dir, result)  # summary.json: the headline numbers for `dvc metrics show`
+    return result
+
+
+def run_translator(params: dict, dataset: str, model: str, gan, meta: dict, metrics: list[Metric], curated_dir: Path,
+                   split_dir: Path, out_dir: Path, device, fallbacks: list[str], t_start: float) -> dict:
+    """evaluate for a translator (fewgan.metrics.translation): every metric per direction on the translations of
+    the held-out test images; samples.png: input -> translation -> cycle of held-out images, both directions."""
+    from fewgan.images import labelled_grid_png
+    from fewgan.io import atomic_write_bytes
+    from fewgan.metrics.translation import direction_summary, translation_grid
+    from fewgan.provenance import collect
+
+    ev = params["evaluation"]
+    domains = Domains(params, dataset, curated_dir, split_dir)
+    if int(meta.get("resolution", 0)) != domains.images("test", "A").shape[-1]:
+        raise ValueError(f"{dataset}/{model}: generator resolution {meta.get('resolution')} differs from the curated "
+                         f"images ({domains.images('test', 'A').shape[-1]} px)")
+    extractors = build_extractors(metrics, params, device, fallbacks)
+    n_fid, bs = int(ev["fid"]["n_fake"]), int(ev["fid"]["batch_size"])
+    seed, kseed = int(params["seed"]) + 1, int(params["seed"])
+    t_gen = time.perf_counter()
+    directions = evaluate_directions(params, gan, metrics, domains, extractors, Path(ev["feature_cache_dir"]), device,
+                                     seed=seed, kseed=kseed, batch_size=bs, counts=_counts(metrics, params, n_fid))
+    for d, block in directions.items():
+        fallbacks += [f"{d}: {n}" for n in block["notes"] if f"{d}: {n}" not in fallbacks]
+    stream_seconds = time.perf_counter() - t_gen
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "samples.png", labelled_grid_png(translation_grid(gan, domains, device, 8), 8))
+    extractor = extractors["inception"]
+    result: dict[str, Any] = {
+        "dataset": dataset, "model": model, "iteration": meta.get("iteration"),
+        "translation": {"kind": params["datasets"][dataset]["translation"]["kind"],
+                        "domains": params["datasets"][dataset]["translation"]["domains"],
+                        "paired": bool(domains.paired), "directions": list(directions), "protocol": EVAL_PROTOCOL},
+        "directions": directions,
+        "feature_extractor": extractor.info.extractor_block(), "extractor_variant": extractor.variant,
+        "feature_extractors": extractor_blocks(extractors),
+        "settings": fid_settings(params) | {"fake_seed": seed, "reference": "target domain (train and test splits)"},
+        "conditional": False, "num_classes": int(gan.num_classes), "class_index": {}, "per_class": None,
+        "seconds": {"stream": stream_seconds, "total": time.perf_counter() - t_start},
+        "device": str(device), "threads": torch.get_num_threads(), "snapshot_note": gan.snapshot_note(),
+        "fallbacks": fallbacks, "provenance": collect(params, str(device)),
+    }
+    atomic_write_json(out_dir / "metrics.json", result)
+    atomic_write_json(out_dir / "summary.json", direction_summary(result))
     return result
 
 

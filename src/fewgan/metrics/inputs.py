@@ -130,13 +130,16 @@ class Inputs:
     """One generator's fakes against a RealSet, shared by `metrics` (see the module docstring).
 
     seed: the fakes' seed; kseed: the seed of subset draws (KID); counts: fakes each pixel metric keeps
-    (default: n_features); label: the class every latent carries (per-class evaluation)."""
+    (default: n_features); label: the class every latent carries (per-class evaluation). source: where the fakes
+    come from when they are not latent draws of `gan` (a translator's translations of a split:
+    fewgan.metrics.translation.TranslationSource, called as source(total, batch_size), at most `source.n` fakes)."""
 
     def __init__(self, params: dict, reals: RealSet, metrics: Iterable[Metric], *, gan=None, G=None,
                  device: Any = "cpu", seed: int, kseed: int, n_features: int, batch_size: int,
                  counts: dict[str, int] | None = None, label: int | None = None,
-                 note: Callable[[str], None] | None = None, consumers: Iterable[Callable] = ()):
+                 note: Callable[[str], None] | None = None, consumers: Iterable[Callable] = (), source: Any = None):
         self.params, self.reals, self.metrics = params, reals, list(metrics)
+        self.source = source
         self.gan, self.G, self.device = gan, G, device
         self.seed, self.kseed, self.label = int(seed), int(kseed), label
         self.n_features, self.batch_size = int(n_features), int(batch_size)
@@ -158,7 +161,13 @@ class Inputs:
         """Fakes the pass generates: the most any metric keeps."""
         want = [self.n_features] if any("features" in m.needs for m in self.metrics) else []
         want += [self.count_for(m) for m in self.metrics if {"fakes", "pairs"} & set(m.needs)]
-        return max(want, default=0)
+        most = max(want, default=0)
+        return most if self.source is None else min(most, int(self.source.n))
+
+    @property
+    def n_fakes(self) -> int | None:
+        """How many fakes the source can give (a translator: one per source image); None: as many as asked."""
+        return None if self.source is None else int(self.source.n)
 
     # ---- the fakes ----------------------------------------------------------------------------------
     def features(self, extractor: str = "inception") -> torch.Tensor:
@@ -185,8 +194,10 @@ class Inputs:
         feats: dict[str, list[torch.Tensor]] = {e: [] for e in extractors}
         total, n_feat, done = self.total(), self.n_features, 0
         if total:
-            for batch in F.fake_batches(self.gan, self.G, total, batch_size=self.batch_size, seed=self.seed,
-                                        device=self.device, label=self.label):
+            batches = (self.source(total, self.batch_size) if self.source is not None else
+                       F.fake_batches(self.gan, self.G, total, batch_size=self.batch_size, seed=self.seed,
+                                      device=self.device, label=self.label))
+            for batch in batches:
                 if done < n_feat:
                     for e in extractors:
                         feats[e].append(self.reals.extractors[e](batch[:n_feat - done]))
@@ -214,8 +225,12 @@ class Inputs:
             self._note(msg)
 
     def too_few(self, split: str, need: int, what: str) -> bool:
-        """True (and a note) when the split has fewer than `need` real images for `what`. The overall train
-        set is never cut short here: the metric's own error names it."""
+        """True (and a note) when the split has fewer than `need` real images for `what`, or the source of the
+        fakes (a translator's held-out images) gives fewer than `need`. The overall train set is never cut short
+        here: the metric's own error names it."""
+        if self.n_fakes is not None and self.n_fakes < need:
+            self.note(f"{self.n_fakes} translated image(s): {what} not computed (needs >= {need})")
+            return True
         n = self.reals.count(split)
         if n >= need or (self.cls is None and split == "train"):
             return False

@@ -22,6 +22,8 @@ from fewgan.io import atomic_path, atomic_write_json, atomic_write_text
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
 from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks
 from fewgan.metrics.registry import Metric, get_metric, per_snapshot_metrics
+from fewgan.metrics.translation import (SCORE_PROTOCOL, Domains, TranslationSource, direction_reals, ends,
+                                        mean_over_directions, translates)
 from fewgan.select import choose_metric, feature_network, rank_key, standard_of
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,29 @@ def untrained_metrics(metrics: list[Metric], blocks: dict[str, dict]) -> dict[st
             for m in metrics if m.pretrained and m.extractor and not (blocks.get(m.extractor) or {}).get("standard")}
 
 
+def translated_values(params: dict, gan, on: list[Metric], domains: Domains, dir_reals: dict, reals: RealSet,
+                      device, seed: int, bs: int) -> tuple[dict[str, dict], dict[str, dict], Inputs]:
+    """A translator's snapshot (fewgan.metrics.translation): per direction, every metric of `on` on the
+    translations of the source domain's train images against the target domain's train images. Returns
+    ({metric: its values, each column the mean over directions}, {direction: every value, n_fake, n_real}, the
+    last direction's Inputs)."""
+    per: dict[str, dict[str, dict]] = {}
+    counts: dict[str, dict] = {}
+    x = None
+    for d in gan.directions:
+        if d not in dir_reals:
+            dir_reals[d] = direction_reals(domains, d, reals.extractors, reals.cache_dir)
+        src = domains.images("train", ends(d)[0])
+        x = Inputs(params, dir_reals[d], on, gan=gan, device=device, seed=seed, kseed=seed, n_features=src.shape[0],
+                   batch_size=bs, source=TranslationSource(gan, src, d, device=device, seed=seed))
+        per[d] = {m.name: m.score(x) for m in on}
+        counts[d] = {"n_fake": int(src.shape[0]), "n_real": dir_reals[d].count("train")}
+    values = {m.name: mean_over_directions({d: per[d][m.name] for d in per}, [*m.score_columns, *m.late_columns])
+              for m in on}
+    by_dir = {d: {k: v for m in on for k, v in per[d][m.name].items()} | counts[d] for d in per}
+    return values, by_dir, x
+
+
 # ------------------------------------------------------------------------------------------------
 # score
 # ------------------------------------------------------------------------------------------------
@@ -144,13 +169,17 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
                          f"{chosen.score_switch} is false: set it true, or choose another evaluation.select.metric "
                          "(params/evaluation.yaml)")
     featured = next((m.extractor for m in on if m.extractor), None)  # the real-feature record of scores.json
-    real_meta = reals.features_meta("train", featured)[1] if featured else {}
+    # translators: the target domains' features are computed per direction in the loop (recorded after it)
+    real_meta = reals.features_meta("train", featured)[1] if featured and not translates(model) else {}
 
     n_fake = int(sc["n_fake"])
     bs = int(ev["fid"]["batch_size"])
     seed = int(params["seed"])
     rows: list[dict] = []
     x = None
+    translator = translates(model)  # fakes: translations of the train split, per direction
+    domains = Domains(params, dataset, curated_dir, split_dir) if translator else None
+    dir_reals: dict[str, RealSet] = {}
     for iteration, path in snapshots:
         t0 = time.perf_counter()
         gan, G, meta = load_snapshot(path, device)
@@ -160,16 +189,22 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         for fb in meta.get("fallbacks", []) or []:
             if fb not in fallbacks:
                 fallbacks.append(fb)
-        # one pass over this snapshot's fakes feeds every metric (Inputs)
-        x = Inputs(params, reals, on, gan=gan, G=G, device=device, seed=seed, kseed=seed, n_features=n_fake,
-                   batch_size=bs)
-        values = {m.name: m.score(x) for m in on}
+        by_dir = None
+        if translator:
+            values, by_dir, x = translated_values(params, gan, on, domains, dir_reals, reals, device, seed, bs)
+        else:  # one pass over this snapshot's fakes feeds every metric (Inputs)
+            x = Inputs(params, reals, on, gan=gan, G=G, device=device, seed=seed, kseed=seed, n_features=n_fake,
+                       batch_size=bs)
+            values = {m.name: m.score(x) for m in on}
         row = {"iteration": iteration}
         row.update({c: values.get(m.name, {}).get(c) for m in metrics for c in m.score_columns})
-        row.update({"n_fake": n_fake, "n_real": int(train.shape[0]), "seconds": time.perf_counter() - t0,
-                    "snapshot": path.relative_to(train_dir).as_posix()})
+        row.update({"n_fake": n_fake if by_dir is None else sum(v["n_fake"] for v in by_dir.values()),
+                    "n_real": int(train.shape[0]) if by_dir is None else sum(v["n_real"] for v in by_dir.values()),
+                    "seconds": time.perf_counter() - t0, "snapshot": path.relative_to(train_dir).as_posix()})
         for m in on:  # scores.json only (SWD per level)
             row.update({k: v for k, v in values[m.name].items() if k not in (*m.score_columns, *m.late_columns)})
+        if by_dir is not None:
+            row["directions"] = by_dir
         if gan.snapshot_note():
             row["note"] = gan.snapshot_note()
         for m in on:
@@ -181,6 +216,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         x.gan = x.G = None
         del gan, G
 
+    if dir_reals and featured:
+        real_meta = next(iter(dir_reals.values())).features_meta("train", featured)[1]
     out_dir.mkdir(parents=True, exist_ok=True)
     late = [c for m in metrics for c in m.late_columns if any(c in r for r in rows)]
     write_csv(out_dir / "scores.csv", rows, score_columns(metrics) + late)
@@ -198,6 +235,8 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
         "real_features": ({k: v for k, v in real_meta.items() if k != "key"} | {"cache_key": real_meta["key"]}
                           if real_meta else None),
         "not_scored": skipped,
+        "translation": ({"directions": list(dir_reals), "protocol": SCORE_PROTOCOL,
+                         "kind": params["datasets"][dataset]["translation"]["kind"]} if translator else None),
         "seed": seed, "device": str(device), "threads": torch.get_num_threads(),
         "wall_seconds": time.perf_counter() - t_start, "fallbacks": fallbacks,
         "provenance": collect(params, str(device)),

@@ -34,7 +34,8 @@ SNAPSHOT_FORMAT = "fewgan.snapshot/1"
 #: what a model can do; the stages ask for these instead of asking for model names
 CAPABILITIES = {
     "latents": "generates images from latent codes (score, select, evaluate sample it)",
-    "translates": "maps input images to output images (image-to-image translation)",
+    "translates": "maps input images to output images (image-to-image translation; score, select, evaluate read its "
+                  "translations, invert its cycle / paired reconstruction errors)",
     "conditional": "uses class labels when the dataset has classes",
     "invertible": "a latent can be optimised to reproduce a given image (the invert stage, FastGAN Table 5)",
     "truncation": "has a truncation trick for sampling (GANModel.truncated_latents / generate_truncated)",

@@ -20,7 +20,8 @@ A `TranslationModel` is a `GANModel` and trains through the same loop and traine
 - **after training**: `translate(x, "AB" | "BA")` and `cycle(x, "AB")` (A -> B -> A) on the rebuilt model;
   `generate(G, x)` translates A -> B (what the loop's sample grids call, with fixed domain-A training images
   in place of latents: fewgan.train.record). There are no latents: `sample_latents` / `inversion_start`
-  refuse, and what replaces inversion for these models is the cycle / reconstruction error on held-out images.
+  refuse. The metric stages read translations instead (fewgan.metrics.translation), and what replaces inversion is
+  the cycle / paired reconstruction error on held-out images (fewgan.invert.translation).
 """
 
 from __future__ import annotations

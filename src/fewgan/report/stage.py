@@ -15,6 +15,7 @@ from fewgan.metrics.registry import registered_metrics
 from fewgan.report import compute as C
 from fewgan.report import figures as figs
 from fewgan.report import render as R
+from fewgan.report import translation as T
 from fewgan.report.collect import feature_extractor, read_cell, read_dataset
 from fewgan.report.compact import all_metrics_tables, compact_table, dataset_overview, flatten, si, split_constant
 from fewgan.report.tables import (PER_CLASS_CAPTION, _costs_display,  # noqa: F401 (tests)
@@ -60,6 +61,10 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         raise KeyError("params experiment.datasets and experiment.models must be non-empty lists (params/base.yaml)")
     seeds = list(exp.get("seeds") or [0])
     evaluated = list((exp.get("stage_models") or {}).get("evaluate", models))  # models with the evaluate stage
+    from fewgan.metrics.translation import translates
+
+    translators = [m for m in evaluated if translates(m)]  # their own section (fewgan.report.translation)
+    evaluated = [m for m in evaluated if m not in translators]
     runs_dir, data_dir, out_dir = Path(runs_dir), Path(data_dir), Path(out_dir)
     decimals = int(cfg["decimals"])
     fig_dir = out_dir / "figures"
@@ -67,10 +72,18 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
 
     datasets = [read_dataset(params, d, data_dir) for d in ds_names]
     cells = [read_cell(runs_dir, d, m, s) for d in ds_names for m in evaluated for s in seeds]
-    by_ds = {d: [c for c in cells if c.dataset == d] for d in ds_names}
+    t_cells = T.read_cells(runs_dir, ds_names, translators, seeds)
+    t_blocks, translation = T.section(t_cells, out_dir, decimals) if t_cells else ([], None)
+    all_ds, ds_names = ds_names, [d for d in ds_names if evaluated]  # datasets with latent cells: the ranking
+    by_ds = {d: [c for c in cells if c.dataset == d] for d in all_ds}
 
     rows = [summary_row(c, ds) for ds in datasets for c in by_ds[ds.name]]
-    ranking = rank_models(rows, params["evaluation"]["select"]["metric"])
+    from fewgan.report.verdicts import LEVEL
+
+    # an experiment of translators only ranks nothing here (fewgan.report.translation has their section)
+    ranking = (rank_models(rows, params["evaluation"]["select"]["metric"]) if rows else
+               {"metric": "n/a", "name": None, "column": None, "lower_is_better": True, "level": LEVEL,
+                "why": "no latent generator in the experiment", "datasets": {}, "unranked": [], "standard": {}})
     summary = pd.DataFrame(rows, columns=summary_columns())
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     pc_rows = per_class_rows(cells, datasets)
@@ -93,7 +106,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         atomic_write_text(out_dir / "equal_compute.csv", pd.DataFrame(eq_rows).to_csv(index=False, lineterminator="\n"))
 
     # ---- figures, in the order a reader reads them ---------------------------------------------------
-    notes: list[str] = [n for ds in datasets for n in ds.notes] + [n for c in cells for n in c.notes]
+    notes: list[str] = ([n for ds in datasets for n in ds.notes] + [n for c in cells for n in c.notes]
+                        + (translation["notes"] if translation else []))
     # how snapshots were sampled where that is not a plain full-resolution generator (ProGAN before its last
     # level): said once per run, beside the numbers it affects
     sampling = [f"{c.dataset}/{c.model}/s{c.seed}: " + "; ".join(((c.scores_meta or {}).get("snapshot_notes") or [])
@@ -203,6 +217,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
            "interval excludes 0, 'tied' when it contains 0. Ranks are ranges: models that cannot be separated share "
            "them.")
     files = [(f, f) for f in ("summary.csv", "seeds.csv", "verdicts.csv", "equal_compute.csv", "per_class.csv",
+                              "translation.csv",
                               "stage_costs.csv", "report.json") if (out_dir / f).is_file() or f == "report.json"]
 
     blocks: list[tuple] = []
@@ -210,16 +225,21 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         blocks.append(("raw", f'<div class="banner">⚠ {R.esc(banner)}</div>', f"> **⚠ {R.md_text(banner)}**"))
     if synth_note:
         blocks.append(("raw", f'<div class="synthetic">{R.esc(synth_note)}</div>', f"> **{R.md_text(synth_note)}**"))
-    toc = [(f"#ds-{slug(d)}", d) for d in ds_names] + [("#results", "every metric, every run"),
+    toc = [(f"#ds-{slug(d)}", d) for d in ds_names] + ([("#translation", "translation")] if t_cells else []) + [
+        *([("#results", "every metric, every run")] if rows else []),
                                                          ("#datasets", "datasets"), ("#costs", "stage costs"),
                                                          ("#provenance", "provenance")]
     blocks.append(("raw", '<nav class="toc">Contents: ' + " · ".join(f'<a href="{R.esc(h)}">{R.esc(t)}</a>'
                                                                      for h, t in toc) + "</nav>", None))
-    blocks.append(R.p(how, "how"))
+    if rows:
+        blocks.append(R.p(how, "how"))
     ds_by_name = {ds.name: ds for ds in datasets}
     for d in ds_names:
         blocks.append(_dataset_section(ds_by_name[d], rows, ranking, equal.get(d), figures[d], decimals))
-    blocks += [R.h(2, "Results: every metric, every run", "results"), R.p(verdict, "verdict-rule"),
+    if t_cells:
+        blocks.append(R.div("translation", t_blocks, anchor="translation-section", tag="section"))
+    blocks += [R.links("Full precision:", files)] if not rows else [
+               R.h(2, "Results: every metric, every run", "results"), R.p(verdict, "verdict-rule"),
                R.p("Lower is better for FID, KID, SWD and inversion LPIPS; MS-SSIM is diversity (lower = more "
                    "diverse, real set in parentheses); inversion MS-SSIM and PSNR: higher = closer reconstruction. "
                    "KID and SWD are ×10³."),
@@ -277,7 +297,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     atomic_write_text(out_dir / "index.html", R.html_document(title, R.to_html(blocks)))
 
     result = {"stage": "report", "title": title,
-              "experiment": {"datasets": ds_names, "models": models, "seeds": seeds},
+              "experiment": {"datasets": all_ds, "models": models, "seeds": seeds},
+              "translation": translation,
               "equal_compute": {d: ({k: v for k, v in e.items() if k != "pairs"} if e else None)
                                 for d, e in equal.items()},
               "ranking": ranking, "selected_by": selected_by, "sampling_notes": sampling,
