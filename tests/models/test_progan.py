@@ -215,6 +215,29 @@ def test_minibatch_stddev_layer():
         layer(torch.randn(6, 5, 4, 4))
 
 
+def test_d_block_matches_the_fused_conv_downscale_of_the_reference():
+    """D_paper's default fused_scale=True: Conv1_down = one stride-2 conv with the 3x3 kernel zero-padded to 4x4 and
+    averaged over its four shifts, then bias, then leaky ReLU (the activation after the downscale)."""
+    from fewgan.models.progan.nets import DBlock
+
+    torch.manual_seed(0)
+    blk = DBlock(3, 5)
+    with torch.no_grad():
+        blk.conv1.bias.normal_()
+    x = torch.randn(2, 3, 8, 8)
+    h = F.leaky_relu(blk.conv0(x), 0.2)
+    w = blk.conv1.weight * blk.conv1.scale
+    w4 = F.pad(w, (1, 1, 1, 1))
+    w4 = (w4[..., 1:, 1:] + w4[..., :-1, 1:] + w4[..., 1:, :-1] + w4[..., :-1, :-1]) * 0.25
+    want = F.leaky_relu(F.conv2d(h, w4, blk.conv1.bias, stride=2, padding=1), 0.2)
+    got = blk(x)
+    assert got.shape == (2, 5, 4, 4)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # the unfused order (activation before the pool) is another function: this test can tell them apart
+    unfused = F.avg_pool2d(F.leaky_relu(blk.conv1(h), 0.2), 2)
+    assert (unfused - want).abs().max() > 1e-2
+
+
 # ---- losses ---------------------------------------------------------------------------------------
 class _LinearD(nn.Module):
     """D(x) = <w, x>: gradient norm |w| everywhere; has the growth interface."""

@@ -8,7 +8,7 @@ resume, the EMA copy). Forward passes run at the current resolution only:
 - G: z -> [pixel norm] -> dense to 4x4 (gain sqrt(2)/4) -> conv3x3 -> {nearest x2 -> conv3x3 -> conv3x3} per level,
   leaky ReLU 0.2 and pixel norm after every layer, toRGB = 1x1 conv (gain 1, linear). During a fade the image
   is lerp(upsample(toRGB_prev(x_prev)), toRGB(x), alpha) (networks.py `grow`, recursive structure).
-- D: fromRGB = 1x1 conv + leaky ReLU; per level {conv3x3 -> conv3x3 -> 2x2 average pool}; at 4x4: minibatch
+- D: fromRGB = 1x1 conv + leaky ReLU; per level {conv3x3 -> lrelu -> conv3x3 -> 2x2 average pool -> lrelu}; at 4x4: minibatch
   stddev (group 4) -> conv3x3 -> dense -> dense to 1 (gain 1). During a fade the first block's output is
   lerp(fromRGB_prev(avgpool(img)), block(fromRGB(img)), alpha).
 - Equalised learning rate: weights ~ N(0, 1), biases 0, multiplied at runtime by gain / sqrt(fan_in)
@@ -177,7 +177,10 @@ class Generator(_GrowthState):
 
 
 class DBlock(nn.Module):
-    """conv3x3 -> lrelu -> conv3x3 -> lrelu -> 2x2 average pool (networks.py D_paper block, res >= 3)."""
+    """conv3x3 -> lrelu -> conv3x3 -> 2x2 average pool -> bias -> lrelu (networks.py D_paper block, res >= 3, with
+    its default fused_scale=True: `Conv1_down` = conv2d_downscale2d, then bias, then leaky ReLU). The pool comes
+    before the activation: the reference's unfused branch (and the paper's Table 2) pool after it, a different
+    function. The bias inside EqualizedConv2d commutes with the average pool."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -185,7 +188,7 @@ class DBlock(nn.Module):
         self.conv1 = EqualizedConv2d(cin, cout, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return downsample(lrelu(self.conv1(lrelu(self.conv0(x)))))
+        return lrelu(downsample(self.conv1(lrelu(self.conv0(x)))))
 
 
 class Discriminator(_GrowthState):
