@@ -170,44 +170,21 @@ def process_start_seconds(repeats: int) -> float:
 # --------------------------------------------------------------------------------------------------
 # 4. profile estimates
 # --------------------------------------------------------------------------------------------------
-def _n_snapshots(train: dict) -> int:
-    it, every = train["iterations"], train["snapshot_every"]
-    return it // every + (1 if it % every else 0)
-
-
 def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
     """Seconds per stage (summed over the experiment matrix, run one after the other)."""
+    from fewgan.plan import estimate_cell, split_sizes
+
     start = figures["process_start_s"]
-    img_s = figures["extractor"]["fewgan_img_s"]
-    eff_s = 1.0 / figures["effnet"]["img_s"] if figures.get("effnet") else 0.0  # seconds per EffNet image
     est: dict[str, float] = {"curate": 0.0, "split": 0.0, "train": 0.0, "score": 0.0, "select": 0.0,
                              "invert": 0.0, "evaluate": 0.0, "report": start}
-    ev, inv, tr = p["evaluation"], p["invert"], p["train"]
     for d in p["experiment"]["datasets"]:
-        ds = p["datasets"][d]
-        n_imgs = ds.get("shots") or (ds.get("source") or {}).get("count") or 100
-        n_train = int(round(n_imgs * ds["split"]["ratio"]))
-        n_test = max(1, n_imgs - n_train)
-        est["curate"] += start + n_imgs * figures["curate_s_per_image"]
+        est["curate"] += start + sum(split_sizes(p["datasets"][d])) * figures["curate_s_per_image"]
         est["split"] += start
         for m in p["experiment"]["models"]:
-            step = figures["train_profile"][(p["profile"], m)]
-            snaps = _n_snapshots(tr)
-            est["train"] += start + tr["iterations"] * step["s_per_iter"]
-            n_score = ev["score"]["n_fake"]
-            score_eff = eff_s if ev["score"].get("effnet") else 0.0
-            per_image = 1.0 / img_s + score_eff + step["generate_s_per_image"]
-            est["score"] += start + n_train * (1.0 / img_s + score_eff) + snaps * n_score * per_image
-            est["select"] += start
-            n_inv = min(n_test, inv.get("max_images") or n_test) + int(inv.get("include_train") or 0)
-            inv_fig = figures["invert_profile"].get((p["profile"], m))
-            per_step = inv_fig["s_per_image_per_step"] * n_inv if inv_fig else 0.0
-            est["invert"] += start + snaps * inv["steps"] * per_step
-            n_fake = ev["fid"]["n_fake"]
-            swd_s = figures["swd"]["swd_s"] * (n_fake / figures["swd"]["swd_images"]) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
-            ms_s = figures["swd"]["msssim_s_per_pair"] * (ev["msssim"]["pairs"] * 2) * (ds["resolution"] / figures["swd"]["resolution"]) ** 2
-            est["evaluate"] += (start + (n_fake + n_test) * (1.0 / img_s + eff_s) + n_fake * step["generate_s_per_image"]
-                                + swd_s + ms_s)
+            cell = estimate_cell(p, d, figures["train_profile"][(p["profile"], m)],
+                                 figures["invert_profile"].get((p["profile"], m)), figures)
+            for k, v in cell.items():
+                est[k] += v
     est["total"] = sum(est.values())
     return est
 
@@ -246,7 +223,14 @@ def main(args) -> dict:
     print(f"fewgan bench on {torch.cuda.get_device_name(0) if device == 'cuda' else f'CPU ({threads} threads)'}; "
           f"medians of {repeats} run(s) after a warm-up\n")
 
-    figures: dict[str, Any] = {"device": device, "threads": threads, "repeats": repeats}
+    import datetime as _dt
+
+    from fewgan.provenance import cpu_name
+
+    figures: dict[str, Any] = {"device": device, "threads": threads, "repeats": repeats,
+                               "machine": torch.cuda.get_device_name(0) if device == "cuda" else cpu_name(),
+                               "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                               "quick": bool(args.quick)}
     demo = profiles["demo"]
     batch = active["train"]["batch_size"]
     rows = []

@@ -253,11 +253,16 @@ def cmd_params(args) -> None:
         return
     out = _safe_path(args.out, "--out")
     _check_output(out, "--out", "file")
+    origin: dict[str, str] = {}
     params = write_active(args.profile, _safe_path(args.params_dir, "--params-dir"), out,
-                          datasets=args.datasets, models=args.models, seeds=args.seeds)
+                          datasets=args.datasets, models=args.models, seeds=args.seeds, origin_out=origin)
     exp = params["experiment"]
     print(f"wrote {args.out}: profile {args.profile}, datasets {exp['datasets']}, models {exp['models']}, "
           f"seeds {exp['seeds']}")
+    if not args.quiet:
+        from fewgan.plan import describe
+
+        print(describe(params, origin, _safe_path(args.bench_figures, "--bench-figures")))
 
 
 def cmd_dag(args) -> None:
@@ -324,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params-dir", default="params")
     p.add_argument("--out", default="params/active.yaml")
     p.add_argument("--check", action="store_true", help="only check that the active file is up to date")
+    p.add_argument("--bench-figures", default="cache/bench.json",
+                   help="`fewgan bench` figures for the plan's time estimate (default cache/bench.json)")
+    p.add_argument("--quiet", action="store_true", help="do not print the plan (resolutions, jobs, estimated time)")
 
     for stage in STAGES:
         p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
@@ -383,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=None, help="comma-separated (default: all registered)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--params", default="params/active.yaml")
-    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--json", default="cache/bench.json",
+                   help="write the figures as JSON here (default cache/bench.json: `fewgan params` reads it for its "
+                        "time estimate)")
     p.add_argument("--compare", default=None, metavar="DIR", nargs="?", const=".",
                    help="compare the active profile's estimate with the stage.json costs of a finished run in DIR "
                         "(a project folder; without DIR: this one)")

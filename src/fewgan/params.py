@@ -273,9 +273,10 @@ def validate(params: dict, origin: dict[str, str] | None = None) -> None:
 # --------------------------------------------------------------------------------------------------
 def write_active(profile: str, params_dir: Path = PARAMS_DIR, out: Path | None = None,
                  datasets: list[str] | None = None, models: list[str] | None = None,
-                 seeds: list[int] | None = None) -> dict:
+                 seeds: list[int] | None = None, origin_out: dict[str, str] | None = None) -> dict:
     """Resolve and validate `profile`, optionally with the experiment's datasets / models replaced (e.g. a
-    dataset of your own: `fewgan params --profile demo --datasets mine`), and write the active file."""
+    dataset of your own: `fewgan params --profile demo --datasets mine`), and write the active file.
+    `origin_out`, when given, receives the params file every key came from (fewgan.plan)."""
     params, origin = resolve(profile, params_dir)
     chosen = {k: list(v) for k, v in (("datasets", datasets), ("models", models), ("seeds", seeds)) if v}
     if chosen:
@@ -286,6 +287,8 @@ def write_active(profile: str, params_dir: Path = PARAMS_DIR, out: Path | None =
         params["_meta"]["experiment_override"] = chosen
         derive_stage_models(params)
     validate(params, origin)
+    if origin_out is not None:
+        origin_out.update(origin)
     out = out or params_dir / "active.yaml"
     atomic_write_yaml(out, params, header=ACTIVE_HEADER.format(profile=profile))
     return params

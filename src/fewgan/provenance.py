@@ -54,6 +54,18 @@ def experiment_overrides(params: dict) -> list[str] | None:
     return None if overrides is None else format_overrides(overrides)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo; platform.processor() elsewhere): every timing names its machine."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def collect(params: dict | None = None, device: str | None = None) -> dict[str, Any]:
     """A provenance block: git commit, package versions, params profile, hash and experiment overrides, host,
     time."""
@@ -64,7 +76,7 @@ def collect(params: dict | None = None, device: str | None = None) -> dict[str, 
         "git": _git_state(),
         "versions": {p: _version(p) for p in _PACKAGES},
         "python": platform.python_version(),
-        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+        "host": {"platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(),
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
     }
