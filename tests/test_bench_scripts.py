@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,10 @@ def test_gpu_check_dry_run_prints_its_table(tmp_path):
                           text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout.split("fewgan GPU check (DRY RUN on CPU, toy sizes)")[1]
-    for row in ("FastGAN step 64px b2 baseline fp32 channels_last=off", "fewgan-bf16 bf16 channels_last=on",
-                "Inception images/s", "smoke profile, snakemake --cores 4 all, device cpu",
+    for row in ("FastGAN step 64px b2 baseline fp32 channels_last=off", "FastGAN step 64px b2 fewgan fp32 channels_last=on",
+                "Inception images/s", "smoke profile, snakemake --cores 4 runs/demo_faces/dcgan/s0/train, device cpu",
                 "torchrun DDP, 1 process"):
         assert row in table, row
     assert "world_size 1, device cpu" in table
+    # the Inception row holds both speeds (as shipped / channels_last), parsed from bench_metrics.py's table
+    assert re.search(r"Inception images/s \(as shipped / channels_last\) +\| [\d.]+/s / [\d.]+/s", table), table

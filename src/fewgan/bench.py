@@ -49,7 +49,8 @@ def _peak_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------------
 def train_step_seconds(params: dict, model_name: str, resolution: int, batch: int, repeats: int,
                        device: str = "cpu") -> dict:
-    """Median seconds of one training iteration: `Trainer.step` (fewgan.train.trainer), as the loop runs it."""
+    """Median seconds of one training iteration: `Trainer.step` (fewgan.train.trainer), as the loop runs it,
+    averaged over the run's cost classes (a growing ProGAN's levels, a lazy regulariser's steps)."""
     from fewgan.models.base import TrainContext
     from fewgan.train.diffaugment import augment
     from fewgan.train.record import augment_policy
@@ -65,26 +66,40 @@ def train_step_seconds(params: dict, model_name: str, resolution: int, batch: in
     policy, _ = augment_policy(params, model_name)
     real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
     gen = torch.Generator().manual_seed(0)
-    state = {"step": 0}
 
-    def step() -> None:
-        trainer.step(state["step"], reals=lambda j: (real, None),
+    def step(at: int) -> None:
+        trainer.step(at, reals=lambda j: (real, None),
                      latents=lambda: gan.sample_latents(batch, generator=gen).to(device),
                      augment=lambda x: augment(x, policy))
         if device != "cpu":
             torch.cuda.synchronize()
-        state["step"] += 1
 
-    seconds = _median_time(step, repeats)
+    # the run's iterations by cost class (GANModel.cost_key: ProGAN's level and fade, StyleGAN2's lazy
+    # regularisers): each class timed at its first iteration, weighted by its share of the run
     from fewgan.train.flops import StepFlops
 
-    flops = StepFlops(trainer, batch, resolution, lambda x: augment(x, policy))(state["step"])
+    iterations = int(params["train"]["iterations"])
+    classes = cost_classes(gan, iterations)
+    count_flops = StepFlops(trainer, batch, resolution, lambda x: augment(x, policy))
+    seconds = flops = 0.0
+    for its in classes.values():
+        share = len(its) / iterations
+        seconds += share * _median_time(lambda: step(its[0]), repeats)
+        flops += share * count_flops(its[0])
     gen_time = _median_time(lambda: _generate_batch(gan, trainer.sampling_network(), batch, device), repeats)
     return {"model": model_name, "resolution": resolution, "batch": batch, "s_per_iter": seconds,
             "gflop_per_iter": flops / 1e9, "gflop_s": flops / 1e9 / seconds if seconds else float("nan"),
             "generate_s_per_image": gen_time / batch,
             "params_G": sum(p.numel() for p in gan.network(gan.primary).parameters()),
             "peak_rss_mb": _peak_rss_mb(), "fallbacks": fallbacks}
+
+
+def cost_classes(gan, iterations: int) -> dict[Any, list[int]]:
+    """{cost class (GANModel.cost_key): the iterations of a run of `iterations` in it}, in order of first use."""
+    classes: dict[Any, list[int]] = {}
+    for it in range(int(iterations)):
+        classes.setdefault(gan.cost_key(it), []).append(it)
+    return classes
 
 
 @torch.no_grad()
@@ -181,8 +196,10 @@ def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
         est["curate"] += start + sum(split_sizes(p["datasets"][d])) * figures["curate_s_per_image"]
         est["split"] += start
         for m in p["experiment"]["models"]:
-            cell = estimate_cell(p, d, figures["train_profile"][(p["profile"], m)],
-                                 figures["invert_profile"].get((p["profile"], m)), figures)
+            step = figures["train_profile"].get((p["profile"], m))
+            if step is None:  # not measured (translation models): left out of the estimate
+                continue
+            cell = estimate_cell(p, d, step, figures["invert_profile"].get((p["profile"], m)), figures)
             for k, v in cell.items():
                 est[k] += v
     est["total"] = sum(est.values())
@@ -269,9 +286,15 @@ def main(args) -> dict:
     inv_rows = []
     if args.quick:  # the paper profile's full-width networks take minutes per CPU iteration
         profiles.pop("paper")
+    from fewgan.metrics.translation import translates
+
+    not_measured = []
     for name, p in profiles.items():
         res = max(p["datasets"][d]["resolution"] for d in p["experiment"]["datasets"])
         for m in p["experiment"]["models"]:
+            if translates(m):  # trained on paired/unpaired batches of two domains, which this step does not build
+                not_measured.append(f"{name}/{m}")
+                continue
             if name == "paper" and device == "cpu":
                 figures["train_profile"][(name, m)] = train_step_seconds(p, m, res, p["train"]["batch_size"], 1, device)
             else:
@@ -283,9 +306,15 @@ def main(args) -> dict:
     print(f"\n   inversion (backtrack recipe, LPIPS + 0.2 MSE); one stage process starts in "
           f"{figures['process_start_s']:.2f} s; curation {figures['curate_s_per_image'] * 1e3:.1f} ms/image (synthetic faces)")
     print(_table(inv_rows, ["profile", "model", "resolution", "n_images", "s_per_image_per_step"]))
+    if not_measured:
+        print("   not measured (translation models; their CPU s/iteration is in params/models/<model>.yaml): "
+              + ", ".join(not_measured))
+    figures["not_measured"] = not_measured
 
     est_rows = []
     for name, p in profiles.items():
+        if all(f"{name}/{m}" in not_measured for m in p["experiment"]["models"]):
+            continue
         est = estimate_profile(p, figures)
         est_rows.append({"profile": name, **{k: v / 60 for k, v in est.items()}})
     print("\n4. estimated minutes per stage, jobs run one after another on this machine")

@@ -41,7 +41,10 @@ def estimate_cell(p: dict, dataset: str, step: dict, inv_fig: dict | None, figur
     snaps = n_snapshots(tr)
     n_score = ev["score"]["n_fake"]
     score_eff = eff_s if ev["score"].get("effnet") else 0.0
-    per_image = 1.0 / img_s + score_eff + step["generate_s_per_image"]
+    # evaluation.score.untrained false skips the untrained-fallback Inception per snapshot (fewgan.metrics.score)
+    score_inc = 1.0 / img_s if ev["score"].get("untrained", True) or figures["extractor"].get("standard_weights") \
+        else 0.0
+    per_image = score_inc + score_eff + step["generate_s_per_image"]
     n_inv = min(n_test, inv.get("max_images") or n_test) + int(inv.get("include_train") or 0)
     per_step = inv_fig["s_per_image_per_step"] * n_inv if inv_fig else 0.0
     n_fake = ev["fid"]["n_fake"]
@@ -49,7 +52,7 @@ def estimate_cell(p: dict, dataset: str, step: dict, inv_fig: dict | None, figur
     swd_s = figures["swd"]["swd_s"] * (n_fake / figures["swd"]["swd_images"]) * area
     ms_s = figures["swd"]["msssim_s_per_pair"] * (ev["msssim"]["pairs"] * 2) * area
     return {"train": start + tr["iterations"] * step["s_per_iter"],
-            "score": start + n_train * (1.0 / img_s + score_eff) + snaps * n_score * per_image,
+            "score": start + n_train * (score_inc + score_eff) + snaps * n_score * per_image,
             "select": start,
             "invert": start + snaps * inv["steps"] * per_step,
             "evaluate": (start + (n_fake + n_test) * (1.0 / img_s + eff_s) + n_fake * step["generate_s_per_image"]

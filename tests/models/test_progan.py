@@ -142,6 +142,16 @@ def test_growth_schedule_alpha_and_levels():
     assert {"level", "alpha"} <= {k.split(".")[-1] for k in m.G.state_dict()}  # buffers: in snapshots
 
 
+def test_bench_times_each_growth_phase_by_its_share_of_the_run():
+    """fewgan bench weights a growing model's step cost by its cost classes (GANModel.cost_key): the level and
+    whether a fade runs both output paths, from the schedule above (S = F = 8 images at batch 4)."""
+    from fewgan.bench import cost_classes
+
+    m = configured(16, batch=4, stabilize_images=8, fade_images=8)
+    assert cost_classes(m, 12) == {(2, False): [0, 1, 2], (3, True): [3], (3, False): [4, 5, 6], (4, True): [7],
+                                   (4, False): [8, 9, 10, 11]}
+
+
 def test_setup_required_before_training():
     m = small(16)
     with pytest.raises(RuntimeError, match=r"setup\(TrainContext"):
