@@ -323,16 +323,17 @@ def test_bf16_autocast_step_keeps_fp32_weights_state_and_finite_losses():
 
     torch.manual_seed(0)
     m = FastGAN(dict(SMALL, recon_loss="lpips_untrained"), 64)
-    trainer = Trainer(m, TrainContext(batch_size=4, iterations=2, precision="bf16"))
+    # batch 2: bf16 is emulated (slow) on CPUs without AVX512-BF16/AMX; what is checked does not depend on the batch
+    trainer = Trainer(m, TrainContext(batch_size=2, iterations=2, precision="bf16"))
     opts, ema = trainer.opts, trainer.emas["G"]
-    real = real_batch(4, 64)
+    real = real_batch(2, 64)
     seen = {}
     def record(mod, inp, out):
         seen.setdefault("D_out", out[0] if isinstance(out, tuple) else out)  # returns None: output unchanged
 
     hook = m.D.register_forward_hook(record)
     for step in range(2):
-        res = trainer.step(step, reals=lambda j: (real, None), latents=lambda: m.sample_latents(4), augment=IDENT)
+        res = trainer.step(step, reals=lambda j: (real, None), latents=lambda: m.sample_latents(2), augment=IDENT)
         assert math.isfinite(res.losses["D"]) and math.isfinite(res.losses["G"])
     hook.remove()
     assert seen["D_out"].dtype == torch.bfloat16  # D really ran in bf16
