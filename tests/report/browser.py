@@ -44,6 +44,8 @@ return {
                                                   width: i.getBoundingClientRect().width})),
   wide: wide, sections: sections,
   order: Array.from(document.querySelectorAll('section.dataset, h2')).map(e => e.id || e.textContent.trim()),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href')),
+  ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
 };
 """
 
@@ -90,6 +92,7 @@ def open_report(index: Path, screenshot: Path | None = None, width: int = 1280, 
         WebDriverWait(drv, 30).until(lambda d: d.execute_script(
             "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
         result = drv.execute_script(MEASURE)
+        result["index"] = str(Path(index).resolve())  # where the page's relative links start
         if screenshot is not None:
             full = int(min(result["height"], 30000))
             drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
@@ -105,7 +108,7 @@ def open_report(index: Path, screenshot: Path | None = None, width: int = 1280, 
 
 def problems(result: dict) -> list[str]:
     """What a reader would trip over: images that did not load or have no alt text, sideways scrolling,
-    elements wider than the viewport, a dataset section that does not open with its verdict."""
+    elements wider than the viewport, broken links, a dataset section that does not open with its verdict."""
     out = []
     for im in result["images"]:
         src = im["src"] if len(im["src"] or "") <= 120 else im["src"][:117] + "..."
@@ -117,6 +120,7 @@ def problems(result: dict) -> list[str]:
         out.append(f"page scrolls sideways: {result['scrollWidth']} px content in a {result['viewport']} px viewport")
     out += [f"wider than the viewport: <{w['tag']} class={w['cls']!r}> {w['left']:.0f}..{w['right']:.0f} px "
             f"({w['text']!r})" for w in result["wide"]]
+    out += broken_links(result)
     if not result["sections"]:
         out.append("no dataset section (section.dataset)")
     for s in result["sections"]:
@@ -132,3 +136,23 @@ if __name__ == "__main__":
     print(json.dumps({"images": len(res["images"]), "viewport": res["viewport"], "height": res["height"],
                       "sections": [s["id"] for s in res["sections"]], "problems": bad}, indent=1))
     sys.exit(1 if bad else 0)
+
+
+def broken_links(result: dict) -> list[str]:
+    """Links of the page that lead nowhere: an anchor no element has as its id, or a relative link to a file that
+    is not beside the page. Links with a scheme (https:, mailto:) leave the report and are not followed."""
+    from urllib.parse import unquote, urlsplit
+
+    ids = set(result.get("ids") or [])
+    base = Path(result["index"]).parent if result.get("index") else None
+    out = []
+    for href in result.get("links") or []:
+        url = urlsplit(href)
+        if url.scheme or url.netloc:
+            continue
+        if not url.path:
+            if url.fragment and url.fragment not in ids:
+                out.append(f"broken link: {href} (no element has the id {url.fragment!r})")
+        elif base is not None and not (base / unquote(url.path)).exists():
+            out.append(f"broken link: {href} (no file {base / unquote(url.path)})")
+    return out

@@ -51,6 +51,8 @@ def test_the_checks_catch_a_broken_page(tmp_path):
         '<!DOCTYPE html><html><body style="margin:0">'
         '<section class="dataset" id="ds-x"><h2>x</h2><p>no verdict here</p></section>'
         '<img src="missing.png" alt="gone"><img src="ok.png">'
+        '<a href="#ds-x">ok</a><a href="#nowhere">x</a><a href="ok.png">ok</a><a href="gone.csv">x</a>'
+        '<a href="https://example.org/x">outside</a>'
         '<details><table><tr><td>' + "x" * 400 + "</td></tr></table></details></body></html>")
     from PIL import Image
 
@@ -61,6 +63,9 @@ def test_the_checks_catch_a_broken_page(tmp_path):
     assert any(f.startswith("page scrolls sideways") for f in found)
     assert any(f.startswith("wider than the viewport: <td") for f in found)  # inside a closed <details>
     assert any("ds-x does not open with its verdict" in f for f in found)
+    # broken links, and only those: the anchor and the file that exist pass, the external link is not followed
+    assert [f.split(" (")[0] for f in found if f.startswith("broken link")] == ["broken link: #nowhere",
+                                                                                "broken link: gone.csv"]
 
 
 @pytest.mark.skipif(not os.environ.get("FEWGAN_REPORT_DIR"), reason="FEWGAN_REPORT_DIR (a built report) not set")
