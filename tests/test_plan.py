@@ -37,7 +37,7 @@ def test_resolution_and_its_source_per_dataset(tmp_path):
     params, origin = _active(tmp_path)
     assert datasets_plan(params, origin) == [{"dataset": "demo_faces", "resolution": 64,
                                               "resolution_from": str(PARAMS / "profiles" / "demo.yaml"),
-                                              "train": 90, "test": 10}]
+                                              "train": 90, "test": 10, "count_known": True}]
     # a dataset the demo profile does not size keeps its entry's resolution: the plan says so
     params, origin = _active(tmp_path, datasets=["flowers_daisy_128"])
     (row,) = datasets_plan(params, origin)
@@ -69,7 +69,8 @@ def test_estimate_from_bench_figures_by_hand(tmp_path):
     est = estimate(params, FIGURES)
     assert est["stages"]["train"] == pytest.approx(2.0 + 300 * 0.1 * 4)
     assert est["scaled"] == ["flowers_daisy_128/dcgan: training step measured at 64 px, scaled to 128 px by the "
-                             "pixel count"]
+                             "pixel count", "flowers_daisy_128/dcgan: inversion step measured at 64 px, scaled to "
+                             "128 px by the pixel count"]
     assert est["unmeasured"] == ["fastgan"]
 
 
@@ -91,8 +92,19 @@ def test_fewgan_params_prints_the_plan(tmp_path, capsys, monkeypatch):
     assert "not on this machine" in text  # measured elsewhere: said
 
 
-def test_describe_says_when_a_figure_is_missing(tmp_path):
+def test_describe_says_when_a_figure_is_missing_or_the_file_is_corrupt(tmp_path):
     params, origin = _active(tmp_path)
     fig = tmp_path / "bench.json"
     fig.write_text(json.dumps({k: v for k, v in FIGURES.items() if k != "extractor"}))
     assert "lacks a figure" in describe(params, origin, fig)
+    fig.write_text("{not json")
+    assert f"estimated time: none: {fig}: cannot be read as `fewgan bench` figures" in describe(params, origin, fig)
+
+
+def test_the_demo_width_row_at_the_dataset_resolution_wins_over_scaling(tmp_path):
+    params, _ = _active(tmp_path, models=["dcgan"], datasets=["flowers_daisy_128"])
+    figures = {**FIGURES, "train": [{"model": "dcgan", "resolution": 128, "s_per_iter": 0.3,
+                                     "generate_s_per_image": 0.002}]}
+    est = estimate(params, figures)
+    assert est["stages"]["train"] == pytest.approx(2.0 + 300 * 0.3)
+    assert not any("training step" in n for n in est["scaled"])

@@ -185,23 +185,18 @@ def process_start_seconds(repeats: int) -> float:
 # --------------------------------------------------------------------------------------------------
 # 4. profile estimates
 # --------------------------------------------------------------------------------------------------
-def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
-    """Seconds per stage (summed over the experiment matrix, run one after the other)."""
-    from fewgan.plan import estimate_cell, split_sizes
+def serialisable(figures: dict) -> dict:
+    """The figures with their (profile, model) keys as 'profile/model' (JSON; what fewgan.plan reads)."""
+    return {k: ({f"{a}/{b}": v for (a, b), v in val.items()} if k in ("train_profile", "invert_profile") else val)
+            for k, val in figures.items()}
 
-    start = figures["process_start_s"]
-    est: dict[str, float] = {"curate": 0.0, "split": 0.0, "train": 0.0, "score": 0.0, "select": 0.0,
-                             "invert": 0.0, "evaluate": 0.0, "report": start}
-    for d in p["experiment"]["datasets"]:
-        est["curate"] += start + sum(split_sizes(p["datasets"][d])) * figures["curate_s_per_image"]
-        est["split"] += start
-        for m in p["experiment"]["models"]:
-            step = figures["train_profile"].get((p["profile"], m))
-            if step is None:  # not measured (translation models): left out of the estimate
-                continue
-            cell = estimate_cell(p, d, step, figures["invert_profile"].get((p["profile"], m)), figures)
-            for k, v in cell.items():
-                est[k] += v
+
+def estimate_profile(p: dict, figures: dict) -> dict[str, float]:
+    """Seconds per stage (summed over the experiment matrix, run one after the other): fewgan.plan.estimate, the
+    same estimate `fewgan params` prints; models without a figure (translation models) are left out."""
+    from fewgan.plan import estimate
+
+    est = estimate(p, serialisable(figures))["stages"]
     est["total"] = sum(est.values())
     return est
 
@@ -331,9 +326,7 @@ def main(args) -> dict:
         print(_table(cmp_rows, ["stage", "estimated_s", "measured_s", "ratio"]))
         figures["compare"] = cmp_rows
     if args.json:
-        serial = {k: ({f"{a}/{b}": v for (a, b), v in val.items()} if k in ("train_profile", "invert_profile") else val)
-                  for k, val in figures.items()}
-        atomic_write_json(args.json, serial)
+        atomic_write_json(args.json, serialisable(figures))
     return figures
 
 

@@ -59,6 +59,11 @@ def estimate_cell(p: dict, dataset: str, step: dict, inv_fig: dict | None, figur
                          + swd_s + ms_s)}
 
 
+def images_known(ds: dict) -> bool:
+    """Whether a dataset entry fixes its image count before curation (shots, or a synthetic source's count)."""
+    return bool(ds.get("shots") or (ds.get("source") or {}).get("count"))
+
+
 def split_sizes(ds: dict) -> tuple[int, int]:
     """(train, test) images of a dataset entry: its shots (or source count, or 100; the curated count is known
     only after curation) split by split.ratio as the rank split does (fewgan.data.split.exact_test_count)."""
@@ -77,7 +82,7 @@ def datasets_plan(params: dict, origin: dict[str, str]) -> list[dict[str, Any]]:
         n_train, n_test = split_sizes(entry)
         rows.append({"dataset": d, "resolution": int(entry["resolution"]),
                      "resolution_from": origin.get(f"datasets.{d}.resolution", "params/datasets.yaml"),
-                     "train": n_train, "test": n_test})
+                     "train": n_train, "test": n_test, "count_known": images_known(entry)})
     return rows
 
 
@@ -99,11 +104,19 @@ def job_counts(params: dict) -> dict[str, int]:
 
 
 def load_figures(path: Path = BENCH_FIGURES) -> dict | None:
-    """`fewgan bench`'s figures, or None when there are none (or they cannot be read: said by the caller)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """`fewgan bench`'s figures, or None when the file does not exist. A file that cannot be read or parsed raises
+    ValueError naming it (the caller prints that instead of an estimate)."""
+    path = Path(path)
+    if not path.exists():
         return None
+    try:
+        figures = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot be read as `fewgan bench` figures ({exc}); delete it or re-run "
+                         "`fewgan bench --quick`") from None
+    if not isinstance(figures, dict):
+        raise ValueError(f"{path}: not a mapping of `fewgan bench` figures; re-run `fewgan bench --quick`")
+    return figures
 
 
 def _scaled(fig: dict, resolution: int, keys: tuple[str, ...]) -> dict:
@@ -130,10 +143,11 @@ def estimate(params: dict, figures: dict) -> dict[str, Any]:
         stages["curate"] += start + sum(split_sizes(ds)) * float(figures["curate_s_per_image"])
         stages["split"] += start
         for m in exp["models"]:
-            step = (figures.get("train_profile") or {}).get(f"{profile}/{m}")
-            if step is None:  # the bench's demo-width rows at 64/128/256 px serve the demo profile
-                step = next((r for r in figures.get("train") or [] if profile == "demo" and r["model"] == m
-                             and int(r["resolution"]) == res), None)
+            # the demo profile's widths were measured at 64/128/256 px (the bench's first table): an exact row first
+            step = next((r for r in figures.get("train") or [] if profile == "demo" and r["model"] == m
+                         and int(r["resolution"]) == res), None)
+            if step is None:  # else the profile's own row, at the profile's resolution
+                step = (figures.get("train_profile") or {}).get(f"{profile}/{m}")
             if step is None:
                 if m not in unmeasured:
                     unmeasured.append(m)
@@ -144,6 +158,8 @@ def estimate(params: dict, figures: dict) -> dict[str, Any]:
                 step = _scaled(step, res, ("s_per_iter", "generate_s_per_image"))
             inv = (figures.get("invert_profile") or {}).get(f"{profile}/{m}")
             if inv is not None and int(inv["resolution"]) != res:
+                scaled.append(f"{d}/{m}: inversion step measured at {inv['resolution']} px, scaled to {res} px "
+                              "by the pixel count")
                 inv = _scaled(inv, res, ("s_per_image_per_step",))
             cell = estimate_cell(params, d, step, inv, figures)
             for stage, seconds in cell.items():
@@ -156,11 +172,17 @@ def describe(params: dict, origin: dict[str, str], figures_path: Path = BENCH_FI
     """The plan as printed by `fewgan params`."""
     lines = ["plan:"]
     for r in datasets_plan(params, origin):
-        lines.append(f"  {r['dataset']}: {r['resolution']} px (from {r['resolution_from']}), "
-                     f"{r['train']} train / {r['test']} test images")
+        sizes = (f"{r['train']} train / {r['test']} test images" if r["count_known"] else
+                 f"{r['train']} train / {r['test']} test images if it has 100 (neither shots nor a source count is "
+                 "set: curation counts them; the estimate assumes 100)")
+        lines.append(f"  {r['dataset']}: {r['resolution']} px (from {r['resolution_from']}), {sizes}")
     jobs = job_counts(params)
     lines.append("  jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()) + f" ({sum(jobs.values())} in all)")
-    figures = load_figures(figures_path)
+    try:
+        figures = load_figures(figures_path)
+    except ValueError as exc:
+        lines.append(f"  estimated time: none: {exc}")
+        return "\n".join(lines)
     if figures is None:
         lines.append(f"  estimated time: none yet: `fewgan bench --quick` (a few minutes) measures this machine and "
                      f"writes {figures_path}, which this command then reads")
