@@ -3,11 +3,13 @@
     python bench/bench_metrics.py                      # ProGAN-sized: SWD 512 vs 512, MS-SSIM 500 pairs, 256 px
     python bench/bench_metrics.py --quick              # 64 vs 64 images, 50 pairs, 2 repeats (a few minutes)
     python bench/bench_metrics.py --only swd,msssim    # just the SWD and MS-SSIM rows (the 10x requirement)
+    python bench/bench_metrics.py --only bootstrap     # the demo's SWD bootstrap: resamples one at a time vs side by side
 
 Rows: SWD (fewgan torch vs numpy/scipy, the ProGAN recipe), MS-SSIM (fewgan torch vs numpy/scipy
 fftconvolve, the ProGAN recipe), Inception images/s (torch-fidelity's extractor as shipped vs fewgan's
 channels_last conversion; features asserted identical to 1e-5), FID statistics (torch-fidelity eigvals vs
-fewgan's exact nuclear-norm form). Random-init Inception weights are used: speed does not depend on them.
+fewgan's exact nuclear-norm form), SWD bootstrap (the demo's evaluate: 90 reals vs 200 fakes at 64 px, 50
+resamples, one at a time on one thread as before vs one per thread side by side; values asserted equal). Random-init Inception weights are used: speed does not depend on them.
 """
 
 from __future__ import annotations
@@ -134,8 +136,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device of the Inception row (cpu | cuda)")
     ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
                     help="C allocator setting for the whole process (fewgan.allocator)")
-    ap.add_argument("--only", default="swd,msssim,inception,fid",
-                    help="comma-separated rows to run: swd, msssim, inception, fid")
+    ap.add_argument("--only", default="swd,msssim,inception,fid,bootstrap",
+                    help="comma-separated rows to run: swd, msssim, inception, fid, bootstrap")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from fewgan.allocator import configure_allocator
@@ -191,6 +193,30 @@ def main() -> None:
         t_tf, v_tf = median_time(lambda: F.fid_from_features(ff, rf, "torch-fidelity"), 1)
         t_fast, v_fast = median_time(lambda: F.fid_from_features(ff, rf), reps)
         rows.append(("FID stats 500 vs 100, 2048-d", t_tf, t_fast, f"{v_tf:.6f} vs {v_fast:.6f}"))
+
+    if "bootstrap" in only:
+        from fewgan.metrics import bootstrap as B
+
+        # the demo profile's evaluate: 90 train reals, 200 fakes at 64 px, 50 SWD resamples
+        samples = 10 if args.quick else 50
+        st = S.SWDStream(images(90, 64, 6), 200, seed=0)
+        st.add(images(200, 64, 7))
+        st.result()
+
+        def boot(threads: int) -> np.ndarray:
+            old = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                return B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res,
+                                     cfg=st.cfg, seed=0, samples=samples, gen=B.generator(0, "swd"))
+            finally:
+                torch.set_num_threads(old)
+
+        t_one, v_one = median_time(lambda: boot(1), reps)
+        t_side, v_side = median_time(lambda: boot(args.threads), reps)
+        assert np.array_equal(v_one, v_side)
+        rows.append((f"SWD bootstrap {samples} resamples", t_one, t_side,
+                     f"one at a time vs {args.threads} side by side; values equal"))
 
     print(f"threads={torch.get_num_threads()}  repeats={reps} (medians; numpy references timed once unless --quick)"
           f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs  allocator {alloc['mode']}"

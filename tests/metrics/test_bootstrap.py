@@ -117,6 +117,29 @@ def test_resampled_swd_keeps_images_whole_and_the_directions():
     assert reps.shape == (6,) and np.isfinite(reps).all() and len(set(reps.tolist())) == 6
 
 
+def test_swd_resamples_side_by_side_equal_one_at_a_time():
+    """Small problems run whole resamples on parallel threads (one per torch thread): the draws and every
+    value are exactly those of one thread (each resample's arithmetic is the same, only its thread differs)."""
+    g = torch.Generator().manual_seed(1)
+    real = (torch.rand(6, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    st = S.SWDStream(real, 9, {"patches_per_image": 8, "directions": 16, "repeats": 2}, seed=2)
+    st.add((torch.rand(9, 3, 32, 32, generator=g) * 255).to(torch.uint8))
+    st.result()
+    old = torch.get_num_threads()
+
+    def reps(threads: int) -> np.ndarray:
+        torch.set_num_threads(threads)
+        try:
+            return B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res,
+                                 cfg=st.cfg, seed=st.seed, samples=7, gen=B.generator(3, "swd"))
+        finally:
+            torch.set_num_threads(old)
+
+    one, two = reps(1), reps(2)
+    assert np.array_equal(one, two) and len(set(one.tolist())) == 7
+    assert torch.get_num_threads() == old
+
+
 # ---- determinism ----------------------------------------------------------------------------------------------
 def test_the_same_seed_gives_the_same_interval():
     s = B.Settings(samples=50, level=0.9, seed=7)

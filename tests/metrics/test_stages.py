@@ -205,3 +205,48 @@ def test_score_skips_metrics_of_untrained_networks_when_asked(run_dir, params):
     assert lean["selection"]["metric"] == full["selection"]["metric"] == "fd_effnet"
     # scores.json's real-feature record: the Inception's when it is scored, else the first scored extractor's
     assert lean["real_features"]["extractor"] != full["real_features"]["extractor"]
+
+
+def test_evaluate_skips_metrics_of_untrained_networks_when_asked(run_dir, params):
+    """evaluation.evaluate.untrained: false - the untrained-fallback Inception's FID/KID are not computed (its
+    network is never built); metrics.json says which and why; every other number is unchanged."""
+    ev = params["evaluation"]
+    ev["fid"].update(n_fake=4, batch_size=4)
+    ev["score"].update(n_fake=4)
+    ev["swd"].update(patches_per_image=8, directions=16, repeats=2)
+    ev["msssim"].update(pairs=3)
+    ev["bootstrap"].update(samples=5)
+    SC.run(params, "toy", "_metrics_test_tiny", run_dir / "train", run_dir / "c", run_dir / "s", run_dir / "score",
+           threads=1)
+    select(params, run_dir / "score", run_dir / "train", run_dir / "select")
+    full = E.run(params, "toy", "_metrics_test_tiny", run_dir / "select", run_dir / "c", run_dir / "s",
+                 run_dir / "full", threads=1)
+    from fewgan.metrics import fid as F
+
+    built = []
+    real_net = F.InceptionExtractor.net
+
+    def spy(self):
+        built.append(self)
+        return real_net.fget(self)
+
+    ev["evaluate"]["untrained"] = False
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F.InceptionExtractor, "net", property(spy))
+        lean = E.run(params, "toy", "_metrics_test_tiny", run_dir / "select", run_dir / "c", run_dir / "s",
+                     run_dir / "lean", threads=1)
+    assert built == []  # the Inception network was never built
+    assert full["not_computed"] == {} and set(lean["not_computed"]) == {"fid", "kid"}
+    assert all("untrained fallback" in why and "evaluation.evaluate.untrained" in why
+               for why in lean["not_computed"].values())
+    for key in ("fid_train", "fid_test", "kid_train", "kid_test"):
+        assert full[key] is not None and key not in lean, key
+    def values(v):  # a bootstrap block also records its seconds
+        return {k: x for k, x in v.items() if k != "bootstrap"} if isinstance(v, dict) else v
+
+    for key in ("swd", "fd_effnet_train", "kid_effnet_train", "precision_effnet_train", "msssim_fake"):
+        assert values(lean[key]) == values(full[key]), key  # the same fakes and seeds: the same numbers
+    assert lean["swd"]["bootstrap"]["samples"] == full["swd"]["bootstrap"]["samples"] == 5
+    assert lean["swd"]["mean_ci"] == full["swd"]["mean_ci"] and lean["swd"]["mean_ci"] is not None
+    summary = read_json(run_dir / "lean" / "summary.json")
+    assert summary.get("fid_train") is None and summary["fd_effnet_train"] == full["fd_effnet_train"]

@@ -298,27 +298,46 @@ def swd_samples(real_desc: list[torch.Tensor], real_counts: torch.Tensor, fake_d
     nr, nf = int(real_counts.numel()), int(fake_counts.numel())
     # projections of both sets at every level (the sorts cost about as much)
     work = 2 * real_desc[0].numel() * len(res) * int(cfg["repeats"]) * int(cfg["directions"])
+    workers = max(1, min(torch.get_num_threads(), int(samples))) if dev.type == "cpu" else 1
+    out = np.empty(int(samples))
     with _threads_for(work, SMALL_SWD if dev.type == "cpu" else 0):
-        return _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev)
+        if torch.get_num_threads() > 1:
+            workers = 1  # a large problem: torch's threads share each resample's matmuls
+        # the rows are drawn in resample order from `gen` in this thread (the same draws however they are
+        # computed). A small problem (one torch thread) runs whole resamples side by side, one per core (matmul
+        # and sort release the GIL), at most `workers` in flight; each is computed exactly as alone, so the
+        # values do not depend on `workers`
+        from concurrent.futures import ThreadPoolExecutor
+
+        # each worker runs torch on one thread too (OpenMP's thread count is per thread)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fewgan-swd-boot",
+                                initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            pending: list = []
+            for b in range(int(samples)):
+                rr = _rows_of(real_counts, torch.randint(0, nr, (nr,), generator=gen))
+                rf = _rows_of(fake_counts, torch.randint(0, nf, (nf,), generator=gen))
+                n = min(rr.numel(), rf.numel())
+                if rr.numel() > n:
+                    rr = rr[torch.randperm(rr.numel(), generator=gen)[:n]]
+                if rf.numel() > n:
+                    rf = rf[torch.randperm(rf.numel(), generator=gen)[:n]]
+                if len(pending) >= workers:
+                    i, fut = pending.pop(0)
+                    out[i] = fut.result()
+                pending.append((b, pool.submit(_swd_resample, real_desc, fake_desc, rr.to(dev), rf.to(dev), p, cfg,
+                                               seed)))
+            for i, fut in pending:
+                out[i] = fut.result()
+    return out
 
 
-def _swd_loop(real_desc, real_counts, fake_desc, fake_counts, nr, nf, p, res, cfg, seed, samples, gen, dev):
+def _swd_resample(real_desc, fake_desc, rr, rf, p, cfg, seed) -> float:
     from fewgan.metrics.swd import normalize_descriptors
 
-    out = np.empty(int(samples))
-    for b in range(int(samples)):
-        rr = _rows_of(real_counts, torch.randint(0, nr, (nr,), generator=gen))
-        rf = _rows_of(fake_counts, torch.randint(0, nf, (nf,), generator=gen))
-        n = min(rr.numel(), rf.numel())
-        if rr.numel() > n:
-            rr = rr[torch.randperm(rr.numel(), generator=gen)[:n]]
-        if rf.numel() > n:
-            rf = rf[torch.randperm(rf.numel(), generator=gen)[:n]]
-        rr, rf = rr.to(dev), rf.to(dev)
-        a = [normalize_descriptors(d[rr].view(n, -1, p, p)) for d in real_desc]
-        f = [normalize_descriptors(d[rf].view(n, -1, p, p)) for d in fake_desc]
-        out[b] = _distance(a, f, int(cfg["repeats"]), int(cfg["directions"]), seed)
-    return out
+    n = rr.numel()
+    a = [normalize_descriptors(d[rr].view(n, -1, p, p)) for d in real_desc]
+    f = [normalize_descriptors(d[rf].view(n, -1, p, p)) for d in fake_desc]
+    return _distance(a, f, int(cfg["repeats"]), int(cfg["directions"]), seed)
 
 
 def _distance(desc_a: list[torch.Tensor], desc_b: list[torch.Tensor], repeats: int, directions: int,

@@ -12,6 +12,11 @@ Each metric also reports a percentile bootstrap interval of each value (`<key>_c
 images with their descriptors, pairs; fewgan.metrics.bootstrap): no network pass, seeded from params seed.
 `evaluation.bootstrap.samples: 0` turns it off; the point estimates are the same either way.
 
+`evaluation.evaluate.untrained: false` skips the metrics whose network is an untrained fallback here (FID/KID
+without the standard Inception: they can neither select nor rank, fewgan.select); `not_computed` in
+metrics.json names them and says why, and the Inception network is then never built. Translators compute
+every metric (the NICE-GAN protocol's KID x100 is in Inception features).
+
 Class-conditional generators (`gan.conditional`: trained on a dataset with classes) are also evaluated
 per class (`per_class` in metrics.json): for class c, a stream of fakes whose latents all carry class c
 (same seed, so the same z as every other class) against the real train (and test) images of class c:
@@ -33,7 +38,8 @@ import torch
 from fewgan.images import save_grid
 from fewgan.io import atomic_write_json
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
-from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks, note_once
+from fewgan.metrics.inputs import (Inputs, RealSet, build_extractors, extractor_blocks, note_once,
+                                  untrained_metrics)
 from fewgan.metrics.registry import Metric, registered_metrics
 from fewgan.metrics.summary import write_summary
 from fewgan.metrics.translation import EVAL_PROTOCOL, Domains, evaluate_directions, translates
@@ -71,10 +77,16 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
     if int(meta.get("resolution", train.shape[-1])) != train.shape[-1]:
         raise ValueError(f"{gen_path}: generator resolution {meta.get('resolution')} differs from the curated "
                          f"images ({train.shape[-1]} px)")
-    reals.extractors = build_extractors(metrics, params, device, fallbacks)
+    reals.extractors = build_extractors(metrics, params, device, fallbacks)  # each builds its network when used
     extractor = reals.extractors["inception"]
+    skipped = {} if ev["evaluate"]["untrained"] else untrained_metrics(metrics, extractor_blocks(reals.extractors),
+                                                                       "evaluation.evaluate.untrained")
+    if skipped:  # they could neither select nor rank: their feature passes are saved, metrics.json says so
+        log.warning("not computed: %s", "; ".join(f"{k.upper()} ({v})" for k, v in skipped.items()))
+        metrics = [m for m in metrics if m.name not in skipped]
     for split in ("train", "test"):
-        reals.features(split)
+        for name in dict.fromkeys(m.extractor for m in metrics if m.extractor):
+            reals.features(split, name)
 
     n_fid = int(ev["fid"]["n_fake"])
     seed = int(params["seed"]) + 1
@@ -113,6 +125,7 @@ def run(params: dict, dataset: str, model: str, select_dir: Path, curated_dir: P
         "feature_extractor": extractor.info.extractor_block(), "extractor_variant": extractor.variant,
         "feature_extractors": extractor_blocks(reals.extractors),
         "settings": fid_settings(params) | {"fake_seed": seed},
+        "not_computed": skipped,
         "conditional": bool(gan.conditional), "num_classes": int(gan.num_classes),
         "class_index": class_index, "per_class": per_class,
         **({"per_class_protocol": PER_CLASS_PROTOCOL} if per_class is not None else {}),
@@ -141,6 +154,8 @@ def run_translator(params: dict, dataset: str, model: str, gan, meta: dict, metr
     if int(meta.get("resolution", 0)) != domains.images("test", "A").shape[-1]:
         raise ValueError(f"{dataset}/{model}: generator resolution {meta.get('resolution')} differs from the curated "
                          f"images ({domains.images('test', 'A').shape[-1]} px)")
+    # every metric, evaluation.evaluate.untrained notwithstanding: the NICE-GAN protocol's KID x100 reads the
+    # Inception features of the translations
     extractors = build_extractors(metrics, params, device, fallbacks)
     n_fid, bs = int(ev["fid"]["n_fake"]), int(ev["fid"]["batch_size"])
     seed, kseed = int(params["seed"]) + 1, int(params["seed"])

@@ -50,22 +50,28 @@ class InceptionExtractor:
 
     def __init__(self, info: WeightsInfo, device: Any = "cpu", *, channels_last: bool = True,
                  batch_size: int = 50):
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
         if info.path is None:
             raise ValueError("Inception weights have no file; resolve('inception-v3-compat', params) "
                              "always returns one (official, user-supplied or the random-init fallback)")
-        # fewgan.weights.resolve already read this file with weights_only=True before torch-fidelity
-        # (which loads with weights_only=False) sees it.
-        net = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER],
-                                          feature_extractor_weights_path=str(info.path))
-        if channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.info = info
         self.channels_last = channels_last
         self.batch_size = int(batch_size)
+        self._net = None  # built on first use: a stage that skips every Inception metric never pays for it
+
+    @property
+    def net(self):
+        if self._net is None:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+            # fewgan.weights.resolve already read this file with weights_only=True before torch-fidelity
+            # (which loads with weights_only=False) sees it.
+            net = FeatureExtractorInceptionV3("inception-v3-compat", [FEATURE_LAYER],
+                                              feature_extractor_weights_path=str(self.info.path))
+            if self.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            self._net = net.to(self.device).eval().requires_grad_(False)
+        return self._net
 
     @property
     def variant(self) -> str:

@@ -47,6 +47,15 @@ def extractor_blocks(extractors: dict[str, Any]) -> dict[str, dict]:
 
 
 
+def untrained_metrics(metrics: Iterable[Metric], blocks: dict[str, dict], switch: str) -> dict[str, str]:
+    """{name: why} of the pretrained-feature metrics whose network is an untrained fallback here: they can
+    neither select nor rank (fewgan.select), so a stage whose `switch` (evaluation.score.untrained,
+    evaluation.evaluate.untrained) is false skips them. `blocks`: extractor_blocks() of the built extractors
+    (no network is built to read them: the extractors build theirs on first use)."""
+    return {m.name: f"{m.extractor}: untrained fallback weights; {switch} is false"
+            for m in metrics if m.pretrained and m.extractor and not (blocks.get(m.extractor) or {}).get("standard")}
+
+
 def build_extractors(metrics: Iterable[Metric], params: dict, device: Any, fallbacks: list[str],
                      always: tuple[str, ...] = ("inception",)) -> dict[str, Any]:
     """The extractors the metrics name (plus `always`: the Inception decides what may select), each built

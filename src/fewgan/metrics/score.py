@@ -20,7 +20,7 @@ import torch
 
 from fewgan.io import atomic_path, atomic_write_json, atomic_write_text
 from fewgan.metrics.common import fid_settings, load_split_images, pick_device
-from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks
+from fewgan.metrics.inputs import Inputs, RealSet, build_extractors, extractor_blocks, untrained_metrics
 from fewgan.metrics.registry import Metric, get_metric, per_snapshot_metrics
 from fewgan.metrics.translation import (SCORE_PROTOCOL, Domains, TranslationSource, direction_reals, ends,
                                         mean_over_directions, translates)
@@ -96,13 +96,6 @@ def plot_curve(path: Path, rows: list[dict], title: str, extractor: dict, metric
     plt.close(fig)
 
 
-def untrained_metrics(metrics: list[Metric], blocks: dict[str, dict]) -> dict[str, str]:
-    """{name: why} of the pretrained-feature metrics whose network is an untrained fallback here: they can
-    neither select nor rank (fewgan.select), so `evaluation.score.untrained: false` skips them per snapshot."""
-    return {m.name: f"{m.extractor}: untrained fallback weights; evaluation.score.untrained is false"
-            for m in metrics if m.pretrained and m.extractor and not (blocks.get(m.extractor) or {}).get("standard")}
-
-
 def translated_values(params: dict, gan, on: list[Metric], domains: Domains, dir_reals: dict, reals: RealSet,
                       device, seed: int, bs: int) -> tuple[dict[str, dict], dict[str, dict], Inputs]:
     """A translator's snapshot (fewgan.metrics.translation): per direction, every metric of `on` on the
@@ -156,7 +149,7 @@ def run(params: dict, dataset: str, model: str, train_dir: Path, curated_dir: Pa
     extractor = reals.extractors["inception"]
     block = extractor.info.extractor_block()
     blocks = extractor_blocks(reals.extractors)
-    skipped = {} if sc["untrained"] else untrained_metrics(on, blocks)
+    skipped = {} if sc["untrained"] else untrained_metrics(on, blocks, "evaluation.score.untrained")
     if skipped:  # they could not select (fewgan.select), so their feature passes are saved; said in scores.json
         log.warning("not scored per snapshot: %s", "; ".join(f"{k.upper()} ({v})" for k, v in skipped.items()))
         on = [m for m in on if m.name not in skipped]

@@ -177,6 +177,8 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                       if (c.metrics.get("provenance") or {}).get("git", {}).get("commit")})
     devices = sorted({str(c.run.get("device")) for c in cells if c.run and c.run.get("device")})
     non_standard = sorted({feature_extractor(c)["label"] for c in cells if not feature_extractor(c)["standard"]})
+    # metrics evaluate skipped (evaluation.evaluate.untrained: false): {metric: why}
+    not_computed = {k: v for c in cells for k, v in (c.metrics.get("not_computed") or {}).items()}
     synthetic = [ds.name for ds in datasets if ds.synthetic]
     git = prov.get("git") or {}
     versions = prov.get("versions") or {}
@@ -208,7 +210,10 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
                  "to published FID); compare it with recall, SWD, MS-SSIM and the samples."
                  if ranking["name"] in ("fd_effnet", "kid_effnet") else
                  "SWD instead (no pretrained network); compare SWD, MS-SSIM and the samples.")
-              + " Each run's selection metric is in summary.csv (selected_by).") if non_standard else None
+              + " Each run's selection metric is in summary.csv (selected_by)."
+              + (" Not computed in " + ("every run" if all(c.metrics.get("not_computed") for c in cells) else "some runs")
+                 + ": " + "; ".join(f"{k.upper()} ({v})" for k, v in sorted(not_computed.items())) + "."
+                 if not_computed else "")) if non_standard else None
     synth_note = (f"Synthetic data: {', '.join(synthetic)} (procedurally generated images, not a real "
                   "few-shot dataset).") if synthetic else None
     level = f"{int(ranking['level'] * 100)}%"

@@ -48,6 +48,8 @@ EVALUATION_SCHEMA = strict({
         "snapshots": {"oneOf": [{"const": "all"}, _POS_INT]},
         "curve_test": {"type": "boolean"},
     }),
+    # `fewgan evaluate`: untrained false skips the metrics of an untrained fallback network (metrics.json not_computed)
+    "evaluate": strict({"untrained": {"type": "boolean"}}),
     # which metric picks a run's snapshot and ranks the models (fewgan.select): auto = FID with the standard
     # Inception weights, else FD-EffNet with the pinned EfficientNet-Lite0 weights, else SWD (no pretrained network)
     "select": strict({"metric": {"enum": ["auto", "fid", "kid", "fd_effnet", "kid_effnet", "swd"]},
