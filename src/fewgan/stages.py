@@ -154,7 +154,7 @@ STAGES: tuple[Stage, ...] = (
                 Out(f"{CELL}/evaluate/samples.png", caption="samples.rst", category="samples"),
                 Out(f"{CELL}/evaluate/stage.json")),
           params=("seed", "device", "evaluation.fid", "evaluation.kid", "evaluation.swd", "evaluation.msssim",
-                  "evaluation.bootstrap", "evaluation.effnet", "evaluation.prc",
+                  "evaluation.bootstrap", "evaluation.effnet", "evaluation.prc", "evaluation.evaluate",
                   "evaluation.feature_cache_dir", "evaluation.channels_last", "evaluation.weights",
                   "datasets.{dataset}.translation"),
           threads=True, gpu=True),
