@@ -41,8 +41,11 @@ report: setup
 	snakemake --report report.zip
 	@echo "report.zip: unzip it and open report/report.html"
 
+# two pytest-xdist workers (one torch thread each on 2 cores: tests/conftest.py), whole modules per worker
+# (loadfile: a module's fixtures, runs and docs/RELIABILITY.md stay in one process), the slowest modules first
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -ge 2 ] && echo 2 || echo 1)
 test: setup browser-deps
-	pytest -q --timeout 1500 --durations=25
+	pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --timeout 1500 --durations=25
 
 # the report's browser test (tests/report/test_browser.py) renders the report in Debian's headless chromium; where it
 # cannot be installed (not root, no apt, no network) that test skips and says why. Never fails the target.
@@ -54,7 +57,7 @@ browser-deps:
 
 # a developer's quick subset (< 3 min on 2 cores): no end-to-end workflow runs, no benchmarks, no real data
 test-fast: setup
-	pytest -q --timeout 600 -m "not slow and not shared_data"
+	pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --timeout 600 -m "not slow and not shared_data"
 
 # the numeric tests (metrics, models, train, invert, face alignment) as an x86-64 CPU without AVX-512 runs them:
 # ATen's kernels (ATEN_CPU_CAPABILITY) and oneDNN's (ONEDNN_MAX_CPU_ISA) capped at AVX2, in every process the
@@ -65,7 +68,7 @@ test-isa: export ATEN_CPU_CAPABILITY := avx2
 test-isa: export ONEDNN_MAX_CPU_ISA := AVX2
 test-isa: setup
 	python tests/check_isa.py
-	pytest -q --timeout 1500 $(ISA_TESTS)
+	pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --timeout 1500 $(ISA_TESTS)
 
 bench: setup
 	fewgan bench

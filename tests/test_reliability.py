@@ -90,6 +90,7 @@ ROWS: list[dict] = []
 BAD_INPUTS: list[dict] = []
 HOSTILE: list[dict] = []
 EXECUTED: set[str] = set()
+FAILED: set[str] = set()  # a failed case leaves its rows out: the doc is not written from a partial run
 STARTED = time.monotonic()
 CLEAR, RECOMPUTE, SAME, BITEXACT, REFUSED = ("clear error", "clean recompute", "same result (damage in unused "
                                              "bytes)", "bit-exact resume", "refused")
@@ -105,6 +106,9 @@ def _one_thread(request):
     torch.set_num_threads(1)
     EXECUTED.add(request.node.originalname)
     yield
+    report = getattr(request.node, "rep_call", None)  # tests/conftest.py keeps each phase's report on the item
+    if report is not None and report.failed:
+        FAILED.add(request.node.nodeid)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -944,14 +948,30 @@ def test_snakemake_and_dvc_at_once(project, engines, monkeypatch):
     s, d = Proc(engines.snakemake, eng), Proc(engines.dvc, eng)
     rs, rd = s.wait(), d.wait()
     texts = {"snakemake": _engine_text(s, eng), "dvc": d.output}
-    refused = [k for k, v in texts.items() if "is being written by another fewgan process" in v]
-    assert rs == 0 or rd == 0, texts
-    assert len(refused) == (rs != 0) + (rd != 0), texts  # a failure is the lock's clear refusal, nothing else
+    rcs = {"snakemake": rs, "dvc": rd}
+    refused = [k for k, v in texts.items() if rcs[k] and "is being written by another fewgan process" in v]
+    # Each engine deletes a job's outputs just before it runs the job, outside fewgan's lock: when one engine's
+    # job starts after the other's has finished, it deletes that finished output (seen once in a loaded suite
+    # run: DVC's job finished, Snakemake cleared the folder, DVC then found its output gone). What must hold:
+    # each failure says why (the lock's refusal or the engine's own missing-output report), nothing partial
+    # is left, and a rerun of either engine finishes.
+    missing = [k for k, v in texts.items() if rcs[k] and k not in refused
+               and ("does not exist" in v or "MissingOutputException" in v or "Missing files" in v)]
+    unexplained = {k: v[-3000:] for k, v in texts.items() if rcs[k] and k not in refused + missing}
+    assert not unexplained, unexplained
     state = check_outputs("curate", out) if out.exists() else "absent"
-    assert state.startswith("finished"), (state, texts)
+    assert state.startswith("finished") or state == "absent", (state, texts)
+    if not state.startswith("finished"):
+        again = Proc(engines.snakemake, eng)
+        assert again.wait() == 0, _engine_text(again, eng)
+        state = check_outputs("curate", out)
+        assert state.startswith("finished"), state
     record("two runs at once", "`snakemake` and `dvc repro` of one stage at the same time",
-           f"{' and '.join(refused)} refused (names the holder), the other finished" if refused else
-           "both finished, one after the other", f"output: {state}")
+           (f"{' and '.join(refused)} refused (names the holder)" if refused else "")
+           + ("; " if refused and missing else "")
+           + (f"{' and '.join(missing)} found its output deleted by the other engine, which clears a job's "
+              "outputs before running it (outside fewgan's lock), and says so; a rerun finishes" if missing else "")
+           or "both finished, one after the other", f"output: {state}")
     # (c) two Snakemake runs, (d) two DVC runs: the engines' own locks
     for name, argv, says in (("snakemake", engines.snakemake + ["--forcerun", "curate"], "LockException"),
                              ("dvc", engines.dvc + ["-f"], "lock")):
@@ -1459,6 +1479,8 @@ def test_zz_reliability_doc():
     missing = sorted(wanted - EXECUTED)
     if missing:
         pytest.skip(f"docs/RELIABILITY.md is written only when the whole module runs (not run: {missing})")
+    if FAILED:
+        pytest.skip(f"docs/RELIABILITY.md is written only when every case passed (failed: {sorted(FAILED)})")
     table: dict[tuple[str, str], dict] = {}
     for r in ROWS:
         t = table.setdefault((r["area"], r["case"]), {"n": 0, "outcomes": collections.Counter(), "detail": r["detail"]})

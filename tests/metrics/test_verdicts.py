@@ -241,11 +241,15 @@ def _threads() -> int:
     """Torch threads for the experiment: $FEWGAN_VERDICT_THREADS, else 2 on an idle machine and 1 when
     other processes keep the 2 cores busy (then 2 threads wait on each other: measured 3 vs 5 Inception
     images/s at load 7). Only the speed changes: the values agree to float rounding. The load average counts the
-    test process itself (about 1 while the suite runs), so only a load above cores + 1 means other work."""
+    test process itself (about 1 while the suite runs), so only a load above cores + 1 means other work. Under
+    pytest-xdist each worker takes its share of the cores."""
     env = os.environ.get("FEWGAN_VERDICT_THREADS")
     if env:
         return max(1, int(env))
     cores = min(2, os.cpu_count() or 1)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # `make test`: 2 pytest-xdist workers
+    if workers > 1:
+        return max(1, cores // workers)
     return 1 if os.getloadavg()[0] > cores + 1 else cores
 
 
