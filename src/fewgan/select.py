@@ -253,6 +253,30 @@ def within_budget(rows: list[dict], train_dir: Path, budget: dict) -> list[dict]
     return kept
 
 
+def spread_guard(rows: list[dict], jrows: list, metric: str, min_spread: float) -> tuple[list[dict], dict | None]:
+    """(rows that may compete, record for best.json) under evaluation.select.min_spread: a metric that reports
+    `<metric>_spread` per snapshot in scores.json (the Fréchet distances: tr S_fake / tr S_real in its features)
+    selects only among snapshots at or above `min_spread`. A near-constant set of fakes pays no covariance term,
+    so FD rewards collapse at small budgets. When every snapshot is below, all compete and the record says so."""
+    key = f"{metric}_spread"
+    spread = {j.get("iteration"): j.get(key) for j in jrows if isinstance(j, dict)}
+    if not min_spread or not any(isinstance(v, (int, float)) for v in spread.values()):
+        return rows, None
+    low = [r for r in rows if isinstance(spread.get(r["iteration"]), (int, float))
+           and spread[r["iteration"]] < min_spread]
+    record = {"min_spread": min_spread, "key": key,
+              "excluded": [{"iteration": r["iteration"], "spread": spread[r["iteration"]]} for r in low]}
+    if low and len(low) == len(rows):
+        record["note"] = (f"every snapshot's fakes have less than {min_spread} of the real feature variance "
+                          f"({key}): all compete, and the selected one is collapsed")
+        log.warning("%s", record["note"])
+        return rows, record
+    if low:
+        log.info("%s: left out snapshots %s (%s < %s: near-constant fakes)", metric.upper(),
+                 [r["iteration"] for r in low], key, min_spread)
+    return [r for r in rows if r not in low], record
+
+
 def feature_network(model: str | None) -> str | None:
     """The extractor a model's discriminator trains on (its spec.py FEATURE_NETWORK), None when unknown."""
     if not model:
@@ -289,6 +313,14 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path, model
     budget = params["evaluation"]["select"]["budget"]
     if budget:
         valid = within_budget(valid, train_dir, budget)
+    guard, within = None, len(valid)
+    if valid:
+        min_spread = float(params["evaluation"]["select"].get("min_spread", 0))
+        valid, guard = spread_guard(valid, meta["rows"], metric, min_spread)
+    if guard and guard["excluded"] and "note" not in guard:
+        why += (f"; snapshots {[e['iteration'] for e in guard['excluded']]} left out: their fakes have less than "
+                f"{guard['min_spread']} of the real feature variance ({guard['key']}; near-constant, "
+                "evaluation.select.min_spread)")
     if not valid:
         switch = _metrics()[metric].score_switch
         hint = f" (evaluation.score.{switch} is false?)" if switch else ""
@@ -325,7 +357,8 @@ def select(params: dict, scores_dir: Path, train_dir: Path, out_dir: Path, model
               "feature_extractor": extractor or None,
               "feature_extractors": meta.get("feature_extractors"), "feature_network": feature_network(model),
               "fallbacks": fallbacks,
-              "budget": ({"setting": budget, "candidates_within": len(valid)} if budget else None),
+              "budget": ({"setting": budget, "candidates_within": within} if budget else None),
+              "spread_guard": guard,
               "provenance": collect(params)}
     atomic_write_json(out_dir / "best.json", result)
     return result

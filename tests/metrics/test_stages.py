@@ -149,6 +149,63 @@ def test_score_select_evaluate(run_dir, params):
     assert (run_dir / "evaluate" / "samples.png").is_file()
 
 
+def test_select_leaves_out_near_constant_snapshots_of_a_frechet_distance(tmp_path, params):
+    """evaluation.select.min_spread: FD-EffNet's lowest value belongs to a snapshot whose fakes have 1% of the real
+    feature variance (a near-constant set pays no covariance term); it is left out, the next one is selected, and
+    best.json lists it. When every snapshot is below, all compete and best.json says the choice is collapsed."""
+    train = tmp_path / "train"
+    (train / "snapshots").mkdir(parents=True)
+    for it in (1, 2, 3):
+        atomic_torch_save(train / "snapshots" / f"snapshot_{it:07d}.pt", {"format": SNAPSHOT_FORMAT, "iteration": it})
+    sd = tmp_path / "score"
+    sd.mkdir()
+    rows = [{"iteration": 1, "fid": 50.0, "kid": 5.0, "swd": 500.0, "fd_effnet": 176.6, "kid_effnet": 0.1,
+             "snapshot": "snapshots/snapshot_0000001.pt"},
+            {"iteration": 2, "fid": 60.0, "kid": 4.0, "swd": 100.0, "fd_effnet": 310.0, "kid_effnet": 0.4,
+             "snapshot": "snapshots/snapshot_0000002.pt"},
+            {"iteration": 3, "fid": 70.0, "kid": 3.0, "swd": 96.0, "fd_effnet": 340.0, "kid_effnet": 0.5,
+             "snapshot": "snapshots/snapshot_0000003.pt"}]
+    spreads = {1: 0.01, 2: 0.35, 3: 0.6}
+    blocks = {"inception": {"standard": False, "label": "untrained"}, "effnet-lite0": {"standard": True}}
+
+    def write(spread):
+        SC.write_csv(sd / "scores.csv", rows, SC.SCORE_COLUMNS)
+        jrows = [r | {"fd_effnet_spread": spread[r["iteration"]]} for r in rows]
+        (sd / "scores.json").write_text(json.dumps({"rows": jrows, "feature_extractors": blocks}))
+
+    write(spreads)
+    params["evaluation"]["select"] = {"metric": "auto", "budget": None, "min_spread": 0.1}
+    best = select(params, sd, train, tmp_path / "sel")
+    assert best["metric"] == "fd_effnet" and best["iteration"] == 2
+    assert best["spread_guard"]["excluded"] == [{"iteration": 1, "spread": 0.01}]
+    assert "snapshots [1] left out" in best["why"] and "min_spread" in best["why"]
+    params["evaluation"]["select"]["min_spread"] = 0  # off: the collapsed snapshot wins, as before the guard
+    assert select(params, sd, train, tmp_path / "sel_off")["iteration"] == 1
+    params["evaluation"]["select"]["min_spread"] = 0.9  # every snapshot below: all compete, and it says so
+    best = select(params, sd, train, tmp_path / "sel_all")
+    assert best["iteration"] == 1 and "all compete" in best["spread_guard"]["note"]
+    params["evaluation"]["select"] = {"metric": "swd", "budget": None, "min_spread": 0.9}  # SWD has no spread
+    best = select(params, sd, train, tmp_path / "sel_swd")
+    assert best["iteration"] == 3 and best["spread_guard"] is None
+
+
+def test_frechet_metrics_report_the_feature_spread_of_the_fakes():
+    """<name>_spread = tr S_fake / tr S_real (N-1 covariances), against numpy; a constant set scores 0."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from fewgan.metrics.registry import get_metric
+
+    fd = get_metric("fd_effnet")
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(40, 16, generator=g) * 2.0, torch.randn(30, 16, generator=g) * 0.5
+    x = lambda f: SimpleNamespace(features=lambda ex: f,  # noqa: E731
+                                  reals=SimpleNamespace(features=lambda split, ex: real))
+    want = np.trace(np.cov(fake.double().numpy().T)) / np.trace(np.cov(real.double().numpy().T))
+    assert fd._spread(x(fake)) == pytest.approx(want, rel=1e-9)  # float64 on both sides, same data
+    assert fd._spread(x(fake[:1].repeat(30, 1))) == 0.0
+
+
 def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, params):
     train = tmp_path / "train"
     (train / "snapshots").mkdir(parents=True)

@@ -53,6 +53,9 @@ EVALUATION_SCHEMA = strict({
     # which metric picks a run's snapshot and ranks the models (fewgan.select): auto = FID with the standard
     # Inception weights, else FD-EffNet with the pinned EfficientNet-Lite0 weights, else SWD (no pretrained network)
     "select": strict({"metric": {"enum": ["auto", "fid", "kid", "fd_effnet", "kid_effnet", "swd"]},
+                      # a Fréchet-distance metric selects only among snapshots whose fakes have at least this
+                      # fraction of the real feature variance (tr S_fake / tr S_real); 0: off
+                      "min_spread": {"type": "number", "minimum": 0},
                       # only snapshots trained within this budget compete (equal-compute selection); null: all
                       "budget": {"oneOf": [{"type": "null"}, {
                           "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,

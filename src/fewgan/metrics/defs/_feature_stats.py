@@ -23,8 +23,17 @@ class FrechetDistance(Metric):
         return fid_from_features(x.features(self.extractor), x.reals.features(split, self.extractor),
                                  x.ev["fid"]["method"])
 
+    def _spread(self, x) -> float:
+        """tr(S_fake) / tr(S_real) in these features (N-1 covariances): how much of the real set's feature
+        variance the fakes have. A near-constant set scores ~0 and pays no covariance term in the Fréchet
+        distance, which is how FD picked collapsed snapshots (fewgan.select's evaluation.select.min_spread)."""
+        fake, real = x.features(self.extractor).double(), x.reals.features("train", self.extractor).double()
+        var = lambda f: float(f.var(dim=0, unbiased=True).sum())  # noqa: E731  (= tr of the N-1 covariance)
+        return var(fake) / max(var(real), 1e-300)
+
     def score(self, x) -> dict:
-        out = {self.name: self._fd(x, "train")}
+        # <name>_spread goes to scores.json only (not a scores.csv column): select reads it from there
+        out = {self.name: self._fd(x, "train"), f"{self.name}_spread": self._spread(x)}
         if x.ev["score"]["curve_test"]:
             out[f"{self.name}_test"] = self._fd(x, "test")
         return out
