@@ -171,3 +171,26 @@ def test_curves_of_several_seeds_show_the_mean_and_its_interval(tmp_path, monkey
         assert min(ys) == pytest.approx(min(want_lo)) and max(ys) == pytest.approx(max(want_hi))
         footer = " ".join(t.get_text() for t in drawn[name].texts)
         assert "t interval of the mean over training seeds" in footer
+
+
+def test_equal_compute_leaves_out_near_constant_snapshots_like_select():
+    """At equal compute, a snapshot whose fakes have less than evaluation.select.min_spread of the real feature
+    variance (scores.json <metric>_spread) does not compete, as in `fewgan select`: the run's collapsed early
+    snapshot with the lowest FD-EffNet is passed over for the best one that is not collapsed."""
+    from fewgan.report.collect import Cell
+    from fewgan.report.compute import equal_compute
+
+    def cell(model, fd, spread):
+        its = [100, 200, 300]
+        return Cell(dataset="d", model=model, metrics={}, metrics_path=Path("x"),
+                    run={"snapshots": [{"iteration": i, "flops": i * 1e9, "kimg": i * 0.008} for i in its]},
+                    scores=pd.DataFrame({"iteration": its, "fd_effnet": fd}),
+                    scores_meta={"rows": [{"iteration": i, "fd_effnet_spread": s} for i, s in zip(its, spread)]})
+
+    cells = [cell("a", [176.6, 290.0, 268.0], [1e-8, 0.16, 0.2]), cell("b", [300.0, 280.0, 250.0], [0.3, 0.3, 0.3])]
+    on = equal_compute(cells, "fd_effnet", "FD-EffNet", True, min_spread=0.1)
+    rows = {r["model"]: r for r in on["rows"]}
+    assert rows["a"]["iteration"] == 300 and rows["a"]["fd_effnet"] == 268.0
+    assert rows["a"]["left_out_low_spread"] == [100] and rows["b"]["left_out_low_spread"] is None
+    off = {r["model"]: r for r in equal_compute(cells, "fd_effnet", "FD-EffNet", True)["rows"]}
+    assert off["a"]["iteration"] == 100  # min_spread 0: the collapsed snapshot wins, as before the guard

@@ -33,12 +33,28 @@ def snapshot_compute(cell: Cell, column: str) -> pd.DataFrame | None:
     return df if len(df) else None
 
 
+def _spread_guarded(cell: Cell, df: pd.DataFrame, column: str, min_spread: float) -> tuple[pd.DataFrame, list]:
+    """The snapshots that may compete under evaluation.select.min_spread (the rule `fewgan select` applies:
+    fewgan.select.spread_guard), and the iterations left out."""
+    from fewgan.select import spread_guard
+
+    jrows = (cell.scores_meta or {}).get("rows") or []
+    kept, record = spread_guard([{"iteration": int(i)} for i in df["iteration"]], jrows, column, min_spread)
+    if not record or "note" in record:
+        return df, []
+    left_out = [e["iteration"] for e in record["excluded"]]
+    return df[~df["iteration"].isin(left_out)], left_out
+
+
 def equal_compute(cells: Sequence[Cell], column: str, label: str, lower_is_better: bool,
-                  budget: float | None = None) -> dict | None:
+                  budget: float | None = None, min_spread: float = 0.0) -> dict | None:
     """The dataset's runs at one FLOP budget: {"budget", "why", "rows": [per run], "seeds": [per model],
-    "pairs": [verdicts], "sentences": [...]}; None when no run has compute records."""
+    "pairs": [verdicts], "sentences": [...]}; None when no run has compute records. A snapshot whose fakes
+    fall below `min_spread` of the real feature variance in the ranking metric's features does not compete
+    (as in `fewgan select`)."""
     runs = [(c, snapshot_compute(c, column)) for c in cells]
     runs = [(c, df) for c, df in runs if df is not None]
+    guarded = {id(c): _spread_guarded(c, df, column, min_spread) for c, df in runs}
     if not runs:
         return None
     if budget is None:
@@ -48,7 +64,8 @@ def equal_compute(cells: Sequence[Cell], column: str, label: str, lower_is_bette
         why = "report.flops_budget"
     sign = 1.0 if lower_is_better else -1.0
     rows, values = [], {}
-    for c, df in runs:
+    for c, _ in runs:
+        df, left_out = guarded[id(c)]
         within = df[df["flops"] <= budget * (1 + 1e-12)]
         best = within.loc[(sign * within[column]).idxmin()] if len(within) else None
         rows.append({"dataset": c.dataset, "model": c.model, "seed": c.seed, "budget_flops": budget,
@@ -56,7 +73,8 @@ def equal_compute(cells: Sequence[Cell], column: str, label: str, lower_is_bette
                      "flops": float(best["flops"]) if best is not None else None,
                      "kimg": float(best["kimg"]) if best is not None else None,
                      column: float(best[column]) if best is not None else None,
-                     "note": None if best is not None else "no snapshot within the budget"})
+                     "note": None if best is not None else "no snapshot within the budget",
+                     "left_out_low_spread": left_out or None})
         values.setdefault(c.model, []).append(rows[-1][column])
     spreads = {m: V.spread(v) for m, v in values.items()}
     ranges = V.rank_ranges(values, lower_is_better)

@@ -100,7 +100,9 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
         pairs, columns=["dataset", "metric", "model_a", "model_b", "delta", "ci_low", "ci_high", "seeds_a", "seeds_b",
                         "verdict"]).to_csv(index=False, lineterminator="\n"))
     equal = {d: C.equal_compute([c for c in by_ds[d] if c.model not in ranking["unranked"]], ranking["name"],
-                                ranking["metric"], ranking["lower_is_better"], cfg["flops_budget"]) for d in ds_names}
+                                ranking["metric"], ranking["lower_is_better"], cfg["flops_budget"],
+                                min_spread=float(params["evaluation"]["select"].get("min_spread", 0)))
+             for d in ds_names}
     eq_rows = [r for d in ds_names if equal[d] for r in equal[d]["rows"]]
     if eq_rows:
         atomic_write_text(out_dir / "equal_compute.csv", pd.DataFrame(eq_rows).to_csv(index=False, lineterminator="\n"))
