@@ -525,6 +525,7 @@ def _bit_exact(a: dict, b: dict) -> bool:
     return all(same_tensors(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # five stages killed and rerun in subprocesses (~55 s): `make test`, not `make test-fast`
 @pytest.mark.parametrize("stage", ["train", "score", "invert", "evaluate", "report"])
 def test_hard_kill_leaves_no_partial_output_and_the_rerun_finishes(project, stage):
     rng = random.Random(f"{SEED}:kill:{stage}")
@@ -931,6 +932,7 @@ def _engine_text(p: Proc, eng: Path) -> str:
     return p.output + (log.read_text(errors="replace") if log.is_file() else "")
 
 
+@pytest.mark.slow  # both workflow engines, several runs (~28 s): `make test`, not `make test-fast`
 def test_snakemake_and_dvc_at_once(project, engines, monkeypatch):
     eng = engines.dir
     monkeypatch.chdir(eng)

@@ -93,7 +93,12 @@ def _code_dir(path: str) -> str:
     return "/".join(parts[:3]) if len(parts) > 3 and parts[:2] == ["src", "fewgan"] else path
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+#: the profiles `make test-fast` plans with both engines (~8 s each); `make test` plans every profile
+FAST_PROFILES = ("smoke", "demo", "translate_smoke")
+
+
+@pytest.mark.parametrize("profile", [p if p in FAST_PROFILES else pytest.param(p, marks=pytest.mark.slow)
+                                     for p in PROFILES])
 def test_snakemake_and_dvc_plan_the_same_jobs_deps_commands_and_params(tmp_path, profile):
     project = make_project(tmp_path, profile)
     smk, dvc = snakemake_jobs(project), dvc_stages(project)
