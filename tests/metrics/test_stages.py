@@ -149,16 +149,22 @@ def test_score_select_evaluate(run_dir, params):
     assert (run_dir / "evaluate" / "samples.png").is_file()
 
 
-def test_select_leaves_out_near_constant_snapshots_of_a_frechet_distance(tmp_path, params):
-    """evaluation.select.min_spread: FD-EffNet's lowest value belongs to a snapshot whose fakes have 1% of the real
-    feature variance (a near-constant set pays no covariance term); it is left out, the next one is selected, and
-    best.json lists it. When every snapshot is below, all compete and best.json says the choice is collapsed."""
+def _three_snapshots(tmp_path):
+    """(train dir with snapshots 1-3, an empty score dir) for the select tests."""
     train = tmp_path / "train"
     (train / "snapshots").mkdir(parents=True)
     for it in (1, 2, 3):
         atomic_torch_save(train / "snapshots" / f"snapshot_{it:07d}.pt", {"format": SNAPSHOT_FORMAT, "iteration": it})
     sd = tmp_path / "score"
     sd.mkdir()
+    return train, sd
+
+
+def test_select_leaves_out_near_constant_snapshots_of_a_frechet_distance(tmp_path, params):
+    """evaluation.select.min_spread: FD-EffNet's lowest value belongs to a snapshot whose fakes have 1% of the real
+    feature variance (a near-constant set pays no covariance term); it is left out, the next one is selected, and
+    best.json lists it. When every snapshot is below, all compete and best.json says the choice is collapsed."""
+    train, sd = _three_snapshots(tmp_path)
     rows = [{"iteration": 1, "fid": 50.0, "kid": 5.0, "swd": 500.0, "fd_effnet": 176.6, "kid_effnet": 0.1,
              "snapshot": "snapshots/snapshot_0000001.pt"},
             {"iteration": 2, "fid": 60.0, "kid": 4.0, "swd": 100.0, "fd_effnet": 310.0, "kid_effnet": 0.4,
@@ -207,12 +213,7 @@ def test_frechet_metrics_report_the_feature_spread_of_the_fakes():
 
 
 def test_select_breaks_fid_ties_with_kid_and_refuses_escaping_paths(tmp_path, params):
-    train = tmp_path / "train"
-    (train / "snapshots").mkdir(parents=True)
-    for it in (1, 2, 3):
-        atomic_torch_save(train / "snapshots" / f"snapshot_{it:07d}.pt", {"format": SNAPSHOT_FORMAT, "iteration": it})
-    sd = tmp_path / "score"
-    sd.mkdir()
+    train, sd = _three_snapshots(tmp_path)
     rows = [{"iteration": 1, "fid": 10.0, "kid": 5.0, "snapshot": "snapshots/snapshot_0000001.pt"},
             {"iteration": 2, "fid": 9.0, "kid": 4.0, "snapshot": "snapshots/snapshot_0000002.pt"},
             {"iteration": 3, "fid": 9.0, "kid": 3.0, "snapshot": "snapshots/snapshot_0000003.pt"}]
