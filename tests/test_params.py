@@ -128,6 +128,33 @@ def test_profiles_are_the_files_and_a_users_own_profile_works(params_dir):
         resolve("../x", params_dir)
 
 
+def test_a_profile_extends_another_and_its_own_keys_win(params_dir):
+    (params_dir / "profiles" / "mine.yaml").write_text(
+        "train: {iterations: 7, batch_size: 3}\nexperiment: {models: [dcgan, fastgan]}\n")
+    (params_dir / "profiles" / "mine_b.yaml").write_text(
+        "extends: mine\ntrain: {iterations: 9}\nexperiment: {models: [dcgan]}\n")
+    params, origin = resolve("mine_b", params_dir)
+    validate(params, origin)
+    assert "extends" not in params
+    assert params["train"]["iterations"] == 9 and params["train"]["batch_size"] == 3
+    assert params["experiment"]["models"] == ["dcgan"]
+    assert origin["train.iterations"].endswith("profiles/mine_b.yaml")
+    assert origin["train.batch_size"].endswith("profiles/mine.yaml")
+    # both files are sources: editing the parent makes an active file of the child stale
+    assert {Path(f).name for f in params["_meta"]["sources"]} >= {"mine.yaml", "mine_b.yaml"}
+    # the committed StyleGAN3-R variant differs from afhq64_rest only in its model list and config
+    base, _ = resolve("afhq64_rest", params_dir)
+    variant, _ = resolve("afhq64_rest_stylegan3r", params_dir)
+    assert variant["models"]["stylegan3"] == {**base["models"]["stylegan3"], "config": "r"}
+    assert variant["train"] == base["train"] and variant["datasets"] == base["datasets"]
+    (params_dir / "profiles" / "mine.yaml").write_text("extends: mine_b\n")
+    with pytest.raises(ParamsError, match=r"extends: mine_b makes a cycle"):
+        resolve("mine_b", params_dir)
+    (params_dir / "profiles" / "mine.yaml").write_text("extends: nothere\n")
+    with pytest.raises(ParamsError, match=r"mine.yaml: extends: 'nothere' is not a profile"):
+        resolve("mine_b", params_dir)
+
+
 def test_dataset_entries_are_completed_from_the_defaults_file(params_dir):
     params, origin = resolve("paper", params_dir)
     entry = params["datasets"]["celebahq_stargan_v2"]

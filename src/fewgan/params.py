@@ -131,6 +131,26 @@ def _sources_digest(files: list[Path]) -> dict[str, str]:
     return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
+def _profile_chain(profile: str, params_dir: Path) -> list[tuple[Path, dict]]:
+    """The profile's file and, when it says `extends: <profile>`, the files it extends, outermost first (a
+    variant of a run, e.g. StyleGAN3-R beside afhq64_rest, is then the few keys that differ)."""
+    chain: list[tuple[Path, dict]] = []
+    name = profile
+    while name is not None:
+        prof_file = params_dir / "profiles" / f"{name}.yaml"
+        if any(f == prof_file for f, _ in chain):
+            raise ParamsError(f"{chain[-1][0]}: extends: {name} makes a cycle "
+                              f"({' -> '.join(f.stem for f, _ in chain)} -> {name}); remove one `extends`")
+        prof = _load_mapping(prof_file)
+        parent = prof.pop("extends", None)
+        chain.append((prof_file, prof))
+        if parent is not None and (not isinstance(parent, str) or parent not in profiles(params_dir)):
+            raise ParamsError(f"{prof_file}: extends: {parent!r} is not a profile; name one of "
+                              f"{', '.join(profiles(params_dir))}")
+        name = parent
+    return chain[::-1]
+
+
 def resolve(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[dict, dict[str, str]]:
     """Merge the source files and the profile; return (params, origin of every key)."""
     try:
@@ -150,11 +170,11 @@ def resolve(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[dict, dict[str
     for section in SECTIONS:
         f = params_dir / f"{section}.yaml"
         _merge(params, {section: _load_mapping(f)}, origin, str(f))
-    prof_file = params_dir / "profiles" / f"{profile}.yaml"
     experiment_lists = [(str(params_dir / "base.yaml"), copy.deepcopy(params.get("experiment")))]
-    prof = _load_mapping(prof_file)
-    experiment_lists.append((str(prof_file), prof.get("experiment")))
-    _merge(params, prof, origin, str(prof_file))
+    prof_files = _profile_chain(profile, params_dir)
+    for prof_file, prof in prof_files:  # the profile it extends first, then the profile itself
+        experiment_lists.append((str(prof_file), prof.get("experiment")))
+        _merge(params, prof, origin, str(prof_file))
     # every dataset entry is completed from the defaults file (keys the entry or the profile left out)
     defaults = _load_mapping(defaults_file)
     for name, entry in (params.get("datasets") or {}).items():
@@ -162,7 +182,7 @@ def resolve(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[dict, dict[str
             _fill(entry, defaults, origin, str(defaults_file), f"datasets.{name}.")
     params["profile"] = profile
     derive_stage_models(params)
-    files = source_files(params_dir) + [prof_file]
+    files = source_files(params_dir) + [f for f, _ in prof_files]
     params["_meta"] = {"sources": _sources_digest(files),
                        # each experiment list as written, so a typo is caught even where a profile overrides it
                        "experiment_lists": [{"file": f, **{k: list(v) for k, v in (e or {}).items()
