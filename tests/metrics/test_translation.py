@@ -148,3 +148,27 @@ def test_grid_rows_may_differ_in_length():
 
 def test_nothing_finite_is_lost_from_the_mean():
     assert math.isclose(mean_over_directions({"AB": {"x": 1}, "BA": {"x": 2}}, ["x"])["x"], 1.5)
+
+
+def test_msssim_of_a_direction_with_one_held_out_image_is_null_with_a_note_and_the_real_side_stays():
+    """afhq_cat2dog at 9:1 holds out one dog: B -> A has one translation, so no pair of fakes (was a crash)."""
+    from fewgan.metrics.defs.msssim import MSSSIM
+    from fewgan.metrics.inputs import Inputs, RealSet, note_once
+    from fewgan.params import resolve
+
+    params, _ = resolve("translate_smoke")
+    metric = MSSSIM()
+    reals = RealSet(lambda split: (_images(4, seed=1), [f"{i}.png" for i in range(4)]), {}, None)
+    for n_src, want_fake in ((1, None), (3, float)):
+        notes: list[str] = []
+        x = Inputs(params, reals, [metric], seed=0, kseed=0, n_features=n_src, batch_size=8,
+                   counts={"msssim": n_src}, note=note_once(notes, warn=False),
+                   source=TranslationSource(Translator(shift=0.3), _images(n_src, seed=5), "AB"))
+        x.run()
+        got = metric.evaluate(x)
+        assert 0.0 < got["msssim_real"] < 1.0 and got["msssim_real_pairs"] > 0
+        if want_fake is None:
+            assert got["msssim_fake"] is None and got["msssim_fake_ci"] is None and got["msssim_fake_pairs"] == 0
+            assert notes == ["1 translated image(s): MS-SSIM of the fakes not computed (needs >= 2)"]
+        else:
+            assert isinstance(got["msssim_fake"], float) and got["msssim_fake_pairs"] == 1 and not notes
