@@ -104,6 +104,13 @@ def test_the_report_has_a_translation_section(project):
     data = _json(project, "reports/benchmark/report.json")
     assert len(data["translation"]["grids"]) == 4  # per cell: translations (evaluate) and cycles (invert)
     assert all((report / g).is_file() for g in data["translation"]["grids"])
+    with open(report / "stage_costs.csv", newline="") as f:  # the translators' stage costs (were left out)
+        costs = {r["model"]: r for r in csv.DictReader(f)}
+    for model in MODELS:
+        cell = CELL.format(model=model)
+        for stage in ("train", "score", "select", "invert", "evaluate"):
+            want = _json(project, f"{cell}/{stage}/stage.json")["wall_s"]
+            assert float(costs[f"{model}/s0"][stage]) == pytest.approx(want, rel=1e-6)
     again = subprocess.run(["snakemake", "--cores", "1", "-n", "all"], cwd=project, env=ENV, capture_output=True,
                            text=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr

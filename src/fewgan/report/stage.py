@@ -90,7 +90,7 @@ def _build(params: dict, runs_dir: Path, data_dir: Path, out_dir: Path) -> dict:
     if pc_rows:
         atomic_write_text(out_dir / "per_class.csv",
                           pd.DataFrame(pc_rows, columns=per_class_columns()).to_csv(index=False, lineterminator="\n"))
-    costs = stage_costs(datasets, cells)
+    costs = stage_costs(datasets, cells, t_cells)
     atomic_write_text(out_dir / "stage_costs.csv", costs.to_csv(index=False, lineterminator="\n"))
     # ---- verdicts: spread over seeds, pairwise comparisons, and the same at equal compute ------------------
     by_seed = [r for d in ds_names for r in ranking["datasets"][d]["seeds"]]

@@ -227,8 +227,9 @@ def rank_start(rank: Any) -> float:
         return math.inf
 
 
-def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
-    """Wall seconds per stage: one row per dataset (curate, split) and per dataset x model, plus a total row."""
+def stage_costs(datasets: list[DatasetInfo], cells: list[Cell], translation_cells: list[dict] = ()) -> pd.DataFrame:
+    """Wall seconds per stage: one row per dataset (curate, split) and per dataset x model (latent generators, then
+    translators: fewgan.report.translation.read_cells), plus a total row."""
     cols = ["dataset", "model"] + [s for s, _ in STAGES_PER_DATASET] + list(STAGES_PER_CELL)
     rows = []
     for ds in datasets:
@@ -237,6 +238,9 @@ def stage_costs(datasets: list[DatasetInfo], cells: list[Cell]) -> pd.DataFrame:
     for c in cells:
         rows.append({"dataset": c.dataset, "model": f"{c.model}/s{c.seed}",
                      **{s: _num(c.stages.get(s, {}).get("wall_s")) for s in STAGES_PER_CELL}})
+    for c in translation_cells:
+        rows.append({"dataset": c["dataset"], "model": f"{c['model']}/s{c['seed']}",
+                     **{s: _num(c.get("stages", {}).get(s, {}).get("wall_s")) for s in STAGES_PER_CELL}})
     df = pd.DataFrame(rows, columns=cols)
     stage_cols = cols[2:]
     df["total"] = df[stage_cols].sum(axis=1, min_count=1)

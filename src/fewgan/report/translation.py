@@ -58,7 +58,7 @@ def _with_ci(value: Any, ci: Any, decimals: int, scale: float = 1.0) -> str:
 def read_cells(runs_dir: Path, datasets: list[str], models: list[str], seeds: list[int]) -> list[dict]:
     """Every translation cell's evaluate/metrics.json (required), select/best.json and invert/inversion.json
     (optional: a note when missing)."""
-    from fewgan.report.collect import ReportInputError
+    from fewgan.report.collect import STAGES_PER_CELL, ReportInputError
 
     cells = []
     for d in datasets:
@@ -78,6 +78,8 @@ def read_cells(runs_dir: Path, datasets: list[str], models: list[str], seeds: li
                                                    f"{rel.split('/')[0]} --dataset {d} --model {m} --seed {s}`") from None
                         cell[key] = None
                         cell["notes"].append(f"{d}/{m}/s{s}: {rel} not available")
+                cell["stages"] = {st: read_json(base / st / "stage.json") for st in STAGES_PER_CELL
+                                  if (base / st / "stage.json").is_file()}  # stage_costs.csv
                 if "directions" not in (cell["metrics"] or {}):
                     raise ReportInputError(f"{base / 'evaluate/metrics.json'}: no 'directions' block: {m} translates, "
                                            "re-run `fewgan evaluate` with this version of fewgan")
