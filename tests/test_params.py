@@ -128,7 +128,7 @@ def test_profiles_are_the_files_and_a_users_own_profile_works(params_dir):
         resolve("../x", params_dir)
 
 
-def test_a_profile_extends_another_and_its_own_keys_win(params_dir):
+def test_a_profile_extends_another_and_its_own_keys_win(params_dir, monkeypatch):
     (params_dir / "profiles" / "mine.yaml").write_text(
         "train: {iterations: 7, batch_size: 3}\nexperiment: {models: [dcgan, fastgan]}\n")
     (params_dir / "profiles" / "mine_b.yaml").write_text(
@@ -147,6 +147,13 @@ def test_a_profile_extends_another_and_its_own_keys_win(params_dir):
     variant, _ = resolve("afhq64_rest_stylegan3r", params_dir)
     assert variant["models"]["stylegan3"] == {**base["models"]["stylegan3"], "config": "r"}
     assert variant["train"] == base["train"] and variant["datasets"] == base["datasets"]
+    # the active file of a variant loads (the run's stages check its profile), and goes stale with its parent
+    monkeypatch.chdir(params_dir.parent)
+    write_active("afhq64_rest_stylegan3r", Path("params"))
+    assert load_active(Path("params/active.yaml"))["models"]["stylegan3"]["config"] == "r"
+    _edit(Path("params/profiles/afhq64_rest.yaml"), lambda d: d["train"].update(iterations=7))
+    with pytest.raises(ParamsError, match=r"stale: params/profiles/afhq64_rest.yaml changed"):
+        load_active(Path("params/active.yaml"))
     (params_dir / "profiles" / "mine.yaml").write_text("extends: mine_b\n")
     with pytest.raises(ParamsError, match=r"extends: mine_b makes a cycle"):
         resolve("mine_b", params_dir)

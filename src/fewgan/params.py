@@ -184,6 +184,8 @@ def resolve(profile: str, params_dir: Path = PARAMS_DIR) -> tuple[dict, dict[str
     derive_stage_models(params)
     files = source_files(params_dir) + [f for f, _ in prof_files]
     params["_meta"] = {"sources": _sources_digest(files),
+                       # the profile and those it extends, outermost first (its sources are all in `sources`)
+                       "profiles": [f.stem for f, _ in prof_files],
                        # each experiment list as written, so a typo is caught even where a profile overrides it
                        "experiment_lists": [{"file": f, **{k: list(v) for k, v in (e or {}).items()
                                                             if k in ("datasets", "models") and isinstance(v, list)}}
@@ -331,7 +333,9 @@ def _generated_from(path: Path, params: dict) -> tuple[Path, str | None]:
     """(params dir, profile) that `fewgan params` resolved `path` from, per its recorded sources."""
     sources = [Path(s) for s in ((params.get("_meta") or {}).get("sources") or {})]
     base = next((s for s in sources if s.name == "base.yaml" and s.parent.name != "profiles"), None)
-    profile = next((s.stem for s in sources if s.parent.name == "profiles"), None)
+    chain = (params.get("_meta") or {}).get("profiles")  # absent in files written before `extends` existed
+    profile = (chain[-1] if isinstance(chain, list) and chain else
+               next((s.stem for s in sources if s.parent.name == "profiles"), None))
     return (base.parent if base else path.parent), profile
 
 
