@@ -131,3 +131,33 @@ def test_fast_fid_equals_torch_fidelity_statistics(n1, n2, d):
     assert fast == pytest.approx(ref, rel=1e-6)
     with pytest.raises(ValueError, match="unknown FID method"):
         F.fid_from_features(a, b, method="scipy")
+
+
+def test_feature_extractors_run_without_tf32_and_restore_the_flags():
+    """cuDNN's TF32 default moved Inception features by 1.3e-3 on an H200; extraction turns it off, training keeps
+    whatever the flags were (checked through each extractor's __call__ with a stand-in network)."""
+    from fewgan.metrics.effnet import EffNetExtractor
+    from fewgan.weights import WeightsInfo
+
+    seen = []
+
+    def net(x):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return [x.float().mean(dim=(2, 3))]
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        info = WeightsInfo("inception-v3-compat", "unused.pth", "test", "0" * 64, False, "test", None)
+        inc = F.InceptionExtractor(info, "cpu", batch_size=2)
+        inc._net = net
+        eff = EffNetExtractor.__new__(EffNetExtractor)  # the network itself is not under test here
+        eff.net, eff.device, eff.batch_size = net, torch.device("cpu"), 2
+        x = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+        for extractor in (inc, eff):
+            seen.clear()
+            got = extractor(x)
+            assert got.shape == (3, 3) and seen == [(False, False), (False, False)]  # two batches
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

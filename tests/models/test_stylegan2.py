@@ -309,7 +309,7 @@ def test_bad_config_errors_name_the_key():
 
 
 def test_bf16_autocast_trainer_step_keeps_w_avg_float32():
-    """train.precision bf16 (the paper profile's CUDA default): the mapping's output is bf16 under autocast and
+    """train.precision bf16 (opt-in): the mapping's output is bf16 under autocast and
     the tracked w average stays float32 (it failed with `expected dtype BFloat16 for end` before the fix)."""
     from fewgan.models.base import TrainContext
     from fewgan.train.trainer import build_trainer

@@ -392,7 +392,7 @@ def test_bit_exact_resume_through_the_trainer():
 
 
 def test_bf16_autocast_step_keeps_the_fourier_input_and_mapping_in_fp32():
-    """train.precision bf16 (the CUDA default): one trainer step is finite, and the Fourier features and w stay
+    """train.precision bf16 (opt-in): one trainer step is finite, and the Fourier features and w stay
     float32 under autocast (bf16 phases would cost ~1e-2 cycle of equivariance)."""
     torch.manual_seed(0)
     tr = build_trainer("stylegan3", dict(FAST), 16, TrainContext(batch_size=4, iterations=2, precision="bf16"))

@@ -22,7 +22,7 @@ import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from fewgan.metrics.fid import check_images
+from fewgan.metrics.fid import check_images, full_fp32
 from fewgan.nets import effnet_lite0 as E
 from fewgan.weights import FALLBACK_EFFNET_SEED, WeightsInfo
 
@@ -113,8 +113,9 @@ class EffNetExtractor:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, "EfficientNet-Lite0 input")
         out = []
-        for i in range(0, images.shape[0], self.batch_size):
-            out.append(self.net(images[i:i + self.batch_size].to(self.device))[0].float().cpu())
+        with full_fp32():  # no TF32 convolutions on CUDA (fewgan.metrics.fid.full_fp32)
+            for i in range(0, images.shape[0], self.batch_size):
+                out.append(self.net(images[i:i + self.batch_size].to(self.device))[0].float().cpu())
         return torch.cat(out)
 
 

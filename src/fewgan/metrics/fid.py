@@ -15,6 +15,7 @@ content-addressed cache of real-image features.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
@@ -41,6 +42,20 @@ def check_images(x: torch.Tensor, what: str) -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError(f"{what}: no images")
     return x
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """Feature extraction in true fp32 on CUDA. cuDNN convolutions default to TF32 on Ampere and later GPUs
+    (a 10-bit mantissa): on an H200 that moved Inception features by up to 1.3e-3 between two memory layouts
+    of the same network (bench/bench_metrics.py, 2026-12-04), where fp32 agrees to 1e-5. stylegan2-ada-pytorch
+    turns TF32 off for its metrics for the same reason. The flags are restored afterwards (training keeps them)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class InceptionExtractor:
@@ -82,9 +97,10 @@ class InceptionExtractor:
         """uint8 (N, 3, H, W) -> float32 (N, 2048) on the CPU, in batches."""
         check_images(images, "Inception input")
         out = []
-        for i in range(0, images.shape[0], self.batch_size):
-            batch = images[i:i + self.batch_size].to(self.device)
-            out.append(self.net(batch)[0].float().cpu())
+        with full_fp32():
+            for i in range(0, images.shape[0], self.batch_size):
+                batch = images[i:i + self.batch_size].to(self.device)
+                out.append(self.net(batch)[0].float().cpu())
         return torch.cat(out)
 
 

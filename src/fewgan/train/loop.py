@@ -116,7 +116,8 @@ def _train(params: dict, dataset: str, model: str, curated_dir: Path, split_dir:
     fallbacks: list[str] = []
     device = resolve_device(params["device"], "training", fallbacks, d.local_rank if d.enabled else None)
     cuda = device.type == "cuda"
-    amp = cfg["precision"] == "bf16" or (cfg["precision"] == "auto" and cuda)
+    # auto = fp32 on every device: bf16 autocast was measured slower on an H200 (bench/README.md "GPU check")
+    amp = cfg["precision"] == "bf16"
     if amp and cuda and not torch.cuda.is_bf16_supported():
         fallbacks.append(f"{torch.cuda.get_device_name(device)} lacks bf16: trained in float32 "
                          f"(train.precision={cfg['precision']})")
