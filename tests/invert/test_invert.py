@@ -244,3 +244,43 @@ def test_headline_is_msssim_when_the_deep_features_cannot_be_built(tiny_run, mon
     assert out["headline"]["metric"] == "msssim"
     assert any("deep-feature distance unavailable" in f and "missing" in f for f in out["fallbacks"])
     assert all(r["effnet_deep_mean"] is None for r in out["rows"])
+
+
+@pytest.mark.parametrize("recipe", ["backtrack", "projector"])
+def test_inversion_keeping_the_targets_lpips_features_follows_the_pairwise_trajectory(tmp_path, recipe, no_builtins):
+    """invert() computes the targets' LPIPS features once (fixed_target); the latents must follow the trajectory
+    the pairwise LPIPS call gives at every step (a plain closure has no to_target: the pairwise path)."""
+    from fewgan.models.registry import build_model
+    from fewgan.nets.lpips import build_lpips
+
+    ev = read_yaml(Path(__file__).resolve().parents[2] / "params" / "evaluation.yaml")
+    ev["weights"].update({"cache_dir": str(tmp_path / "w"), "allow_untrained_fallback": True, "download": False})
+    inner, info = build_lpips("vgg", {"profile": "smoke", "seed": 0, "device": "cpu", "evaluation": ev}, "cpu")
+    assert info["fallback"]  # the seeded random backbone: nothing pretrained is needed for the equality
+    up = lambda t: torch.nn.functional.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False)
+
+    class Upsampled:  # the tiny generator's 16 px images, enlarged for VGG16's four poolings
+        def __call__(self, a, b):
+            return inner(up(a), up(b))
+
+        kept_targets: list = []
+
+        def to_target(self, y):
+            self.kept_targets.append(tuple(y.shape))
+            kept = inner.to_target(up(y))
+            return lambda x: kept(up(x))
+
+    lp = Upsampled()
+    model, G = build_model(TINY, {"z_dim": 8}, RES), make_G(0)
+    target = torch.rand(3, 3, RES, RES, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    common = dict(recipe=recipe, steps=15, lr=0.1, seed=0, latent_std=8 ** 0.5, log_every=5,
+                  projector={"lr_rampup": 0.05, "lr_rampdown": 0.25, "noise_ramp": 0.75, "initial_noise_factor": 0.05,
+                             "max_lpips_resolution": 8})
+    kept = invert(model, G, target, lp, **common)
+    # the targets' side is built once per inversion (backtrack: the 2x-pooled targets)
+    assert lp.kept_targets == [(3, 3, RES // 2, RES // 2) if recipe == "backtrack" else (3, 3, 8, 8)]
+    pairwise = invert(model, G, target, lambda a, b: lp(a, b), **common)
+    assert kept.loss_final < kept.loss_initial
+    assert torch.allclose(kept.latent, pairwise.latent, rtol=1e-5, atol=1e-6)
+    assert [s for s, _ in kept.loss_curve] == [s for s, _ in pairwise.loss_curve] == [0, 5, 10, 15]
+    assert [v for _, v in kept.loss_curve] == pytest.approx([v for _, v in pairwise.loss_curve], rel=1e-5)

@@ -67,3 +67,23 @@ def test_paper_profile_without_backbone_raises(tmp_path):
         build_lpips("vgg", make_params(tmp_path, fallback=False, profile="paper"), "cpu")
     with pytest.raises(KeyError, match="unknown LPIPS net"):
         build_lpips("squeeze", make_params(tmp_path), "cpu")
+
+
+@pytest.mark.parametrize("net", ["vgg", "alex"])
+def test_distance_to_a_fixed_target_equals_the_pairwise_distance_and_its_gradient(tmp_path, net):
+    """GAN inversion keeps the target's LPIPS features (LPIPSDistance.to_target) instead of recomputing them at
+    every step: the values and the gradient in x must be those of lpips.LPIPS.forward(x, y)."""
+    lp, _ = build_lpips(net, make_params(tmp_path, fallback=True), "cpu")
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    y = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    pair = lp(xa, y)
+    fixed = lp.to_target(y)(xb)
+    assert fixed.shape == (4,) and bool((pair > 0).all())
+    assert torch.allclose(fixed, pair, rtol=1e-6, atol=0)
+    pair.sum().backward()
+    fixed.sum().backward()
+    assert torch.allclose(xb.grad, xa.grad, rtol=1e-5, atol=1e-9) and xa.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="fixed target of shape"):
+        lp.to_target(y)(x[:2])

@@ -41,12 +41,23 @@ def per_image_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def backtrack_loss(lpips: Distance, synth: torch.Tensor, target: torch.Tensor,
-                   mse_weight: float = 0.2) -> torch.Tensor:
+                   mse_weight: float = 0.2, to_pooled_target: Callable | None = None) -> torch.Tensor:
     """Per-image FastGAN back-tracking loss (N,): LPIPS on 2x average-pooled images + w * MSE.
 
-    Both terms on [-1, 1] images (FastGAN script: images normalised to [-1, 1]; 0.2 weight)."""
-    dist = lpips(F.avg_pool2d(synth, 2), F.avg_pool2d(target, 2)).reshape(-1)
+    Both terms on [-1, 1] images (FastGAN script: images normalised to [-1, 1]; 0.2 weight).
+    `to_pooled_target`: LPIPS against the pooled target with its features kept (fixed_target), the same
+    values without recomputing the target's backbone features every step."""
+    pooled = F.avg_pool2d(synth, 2)
+    dist = (to_pooled_target(pooled) if to_pooled_target is not None
+            else lpips(pooled, F.avg_pool2d(target, 2))).reshape(-1)
     return dist + mse_weight * per_image_mse(synth, target)
+
+
+def fixed_target(lpips: Distance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> lpips(x, target) with the target's side computed once when the distance can keep it
+    (fewgan.nets.lpips.LPIPSDistance.to_target), else a plain closure."""
+    keep = getattr(lpips, "to_target", None)
+    return keep(target) if keep is not None else (lambda x: lpips(x, target))
 
 
 def downsample_for_lpips(x: torch.Tensor, max_res: int) -> torch.Tensor:
@@ -123,10 +134,13 @@ def _invert(model: GANModel, G: nn.Module, target: torch.Tensor, lpips: Distance
     if recipe == "projector" and latent_std is None:
         raise ValueError("recipe 'projector' needs latent_std (the noise reference scale)")
 
+    # the targets never change: their LPIPS features are computed once, not at every step
+    against = fixed_target(lpips, F.avg_pool2d(target, 2) if recipe == "backtrack" else target_small)
+
     def loss_of(images: torch.Tensor) -> torch.Tensor:
         if recipe == "backtrack":
-            return backtrack_loss(lpips, images, target, mse_weight)
-        return lpips(downsample_for_lpips(images, max_res), target_small).reshape(-1)
+            return backtrack_loss(lpips, images, target, mse_weight, to_pooled_target=against)
+        return against(downsample_for_lpips(images, max_res)).reshape(-1)
 
     curve: list[tuple[int, float]] = []
     result = InversionResult(latent=latent.detach(), images=target)

@@ -42,6 +42,41 @@ class LPIPSDistance(nn.Module):
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
         return self.model(x, y).reshape(x.shape[0])
 
+    def to_target(self, y: torch.Tensor) -> "FixedTarget":
+        """This distance against one fixed batch `y`, with y's backbone features computed once: an
+        optimisation loop against constant targets (GAN inversion) then runs the backbone on its own images
+        only. Values and gradients equal forward(x, y) (tests/test_lpips_weights.py)."""
+        return FixedTarget(self, y)
+
+
+class FixedTarget:
+    """x -> LPIPS(x, y) per image (N,) for a fixed y, y's normalised backbone features kept. The arithmetic is
+    lpips.LPIPS.forward's (v0.1 scaling, normalize_tensor, squared difference, linear heads, spatial average)
+    with the package's own modules; only the target side is not recomputed."""
+
+    def __init__(self, dist: LPIPSDistance, y: torch.Tensor):
+        import lpips as _lpips
+
+        m = dist.model
+        if m.version != "0.1" or m.spatial or not m.lpips:
+            raise ValueError("FixedTarget supports LPIPS v0.1 with linear heads, non-spatial (fewgan's build)")
+        if y.dim() != 4 or y.shape[1] != 3:
+            raise ValueError(f"LPIPS expects an (N, 3, H, W) target batch, got {tuple(y.shape)}")
+        self.dist, self.shape, self._norm = dist, tuple(y.shape), _lpips.normalize_tensor
+        with torch.no_grad():
+            self.feats = [self._norm(f) for f in m.net.forward(m.scaling_layer(y))]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"LPIPS against a fixed target of shape {self.shape}, got {tuple(x.shape)}")
+        m = self.dist.model
+        outs = m.net.forward(m.scaling_layer(x))
+        val = 0
+        for kk in range(m.L):
+            diff = (self._norm(outs[kk]) - self.feats[kk]) ** 2
+            val += m.lins[kk](diff).mean([2, 3], keepdim=True)
+        return val.reshape(x.shape[0])
+
 
 def _copy_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """Copy torchvision `features.<i>.<param>` tensors into lpips' sliced backbone (model.net)."""
