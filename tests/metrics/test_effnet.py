@@ -69,6 +69,19 @@ def test_registered_with_torch_fidelity_and_equal_to_timm_pooled_features(effnet
         both(x.float())
 
 
+def test_channels_last_extractor_equals_the_as_shipped_one_and_caches_apart(effnet, tmp_path):
+    """evaluation.effnet.channels_last (default on: 1.7x faster on the CPU) changes only the memory layout: the
+    features equal the as-shipped module's to float32 reassociation, and the two never share cached features."""
+    from fewgan.metrics.effnet import EffNetExtractor
+
+    shipped = EffNetExtractor(effnet.info, "cpu", batch_size=64, channels_last=False)
+    assert effnet.channels_last and effnet.variant.endswith("/channels_last") and shipped.variant != effnet.variant
+    x = _images(5, 11, size=80)
+    a, b = effnet(x), shipped(x)
+    assert (a - b).abs().max() <= 2e-5 * b.abs().max() and not torch.equal(a, torch.zeros_like(a))
+    assert F.real_features(x, effnet, tmp_path)[1]["key"] != F.real_features(x, shipped, tmp_path)[1]["key"]
+
+
 def test_torch_fidelity_calculate_metrics_agrees_with_fewgan(effnet):
     import torch_fidelity
 
