@@ -4,12 +4,18 @@
     python bench/bench_metrics.py --quick              # 64 vs 64 images, 50 pairs, 2 repeats (a few minutes)
     python bench/bench_metrics.py --only swd,msssim    # just the SWD and MS-SSIM rows (the 10x requirement)
     python bench/bench_metrics.py --only bootstrap     # the demo's SWD bootstrap: resamples one at a time vs side by side
+    python bench/bench_metrics.py --only effnet,invert  # issue 24 item 1: EfficientNet-Lite0 layout, inversion's LPIPS
 
 Rows: SWD (fewgan torch vs numpy/scipy, the ProGAN recipe), MS-SSIM (fewgan torch vs numpy/scipy
 fftconvolve, the ProGAN recipe), Inception images/s (torch-fidelity's extractor as shipped vs fewgan's
 channels_last conversion; features asserted identical to 1e-5), FID statistics (torch-fidelity eigvals vs
 fewgan's exact nuclear-norm form), SWD bootstrap (the demo's evaluate: 90 reals vs 200 fakes at 64 px, 50
-resamples, one at a time on one thread as before vs one per thread side by side; values asserted equal). Random-init Inception weights are used: speed does not depend on them.
+resamples, one at a time on one thread as before vs one per thread side by side; values asserted equal),
+EfficientNet-Lite0 images/s (as shipped vs channels_last, evaluation.effnet.channels_last; features asserted
+equal to 2e-5 relative), an inversion step (the demo's: 8 images at 64 px, LPIPS-VGG on the 2x-pooled images,
+forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
+equal). Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
+not depend on them.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ def main() -> None:
     ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
                     help="C allocator setting for the whole process (fewgan.allocator)")
     ap.add_argument("--only", default="swd,msssim,inception,fid,bootstrap",
-                    help="comma-separated rows to run: swd, msssim, inception, fid, bootstrap")
+                    help="comma-separated rows to run: swd, msssim, inception, fid, bootstrap, effnet, invert")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from fewgan.allocator import configure_allocator
@@ -217,6 +223,51 @@ def main() -> None:
         assert np.array_equal(v_one, v_side)
         rows.append((f"SWD bootstrap {samples} resamples", t_one, t_side,
                      f"one at a time vs {args.threads} side by side; values equal"))
+
+    if "effnet" in only:
+        from fewgan.metrics.effnet import EffNetExtractor
+        from fewgan.weights import resolve
+
+        with tempfile.TemporaryDirectory() as d:
+            ev = {"weights": {"cache_dir": d, "allow_untrained_fallback": True, "download": False}}
+            info = resolve("effnet-lite0", {"profile": "bench", "seed": 0, "device": "cpu", "evaluation": ev})
+        n_eff = 16 if args.quick else 64
+        imgs = images(n_eff, 64, 8)  # the demo's 64 px fakes (resized to 224 px inside)
+        plain = EffNetExtractor(info, "cpu", batch_size=32, channels_last=False)
+        fast = EffNetExtractor(info, "cpu", batch_size=32, channels_last=True)
+        plain(imgs[:2]), fast(imgs[:2])  # warm-up
+        t_plain, f_plain = median_time(lambda: plain(imgs), reps)
+        t_fast, f_fast = median_time(lambda: fast(imgs), reps)
+        rel = ((f_plain - f_fast).abs().max() / f_plain.abs().max()).item()
+        assert rel <= 2e-5, rel
+        rows.append((f"EffNet-Lite0 {n_eff} imgs (img/s)", n_eff / t_plain, n_eff / t_fast,
+                     f"as shipped vs channels_last; max rel diff {rel:.1e}" + ("" if info.standard else " (random init)")))
+
+    if "invert" in only:
+        import torch.nn.functional as TF
+
+        from fewgan.nets.lpips import build_lpips
+
+        with tempfile.TemporaryDirectory() as d:
+            ev = {"weights": {"cache_dir": d, "allow_untrained_fallback": True, "download": False}}
+            lp, _ = build_lpips("vgg", {"profile": "bench", "seed": 0, "device": "cpu", "evaluation": ev}, "cpu")
+        target = images(8, 64, 9).float() / 127.5 - 1
+        x0 = images(8, 64, 10).float() / 127.5 - 1
+        pooled_target = TF.avg_pool2d(target, 2)
+
+        def step(dist) -> float:
+            x = x0.clone().requires_grad_(True)
+            loss = dist(TF.avg_pool2d(x, 2)).sum()
+            loss.backward()
+            return float(loss.detach())
+
+        kept = lp.to_target(pooled_target)
+        steps = 5 if args.quick else 20
+        t_pair, v_pair = median_time(lambda: [step(lambda p: lp(p, pooled_target)) for _ in range(steps)][-1], reps)
+        t_kept, v_kept = median_time(lambda: [step(kept) for _ in range(steps)][-1], reps)
+        assert abs(v_pair - v_kept) <= 1e-5 * abs(v_pair), (v_pair, v_kept)
+        rows.append((f"inversion LPIPS, {steps} steps of 8 @ 32px", t_pair, t_kept,
+                     f"target features every step vs kept; loss {v_pair:.6f} = {v_kept:.6f}"))
 
     print(f"threads={torch.get_num_threads()}  repeats={reps} (medians; numpy references timed once unless --quick)"
           f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs  allocator {alloc['mode']}"

@@ -49,6 +49,17 @@ def test_bench_metrics_checks_msssim_against_numpy_and_prints_the_swd_bound(tmp_
     assert "MS-SSIM 4 pairs @ 64px" in out  # the script asserts equality with its numpy reference
 
 
+def test_bench_metrics_effnet_and_inversion_rows_assert_equal_values(tmp_path):
+    """Issue 24 item 1's rows: EfficientNet-Lite0 as shipped vs channels_last, the inversion step's LPIPS with the
+    target's features recomputed vs kept; the script asserts the features/losses agree before printing."""
+    out = _run(["bench/bench_metrics.py", "--quick", "--only", "effnet,invert", "--repeats", "1", "--threads", "1"],
+               tmp_path)
+    m = re.search(r"EffNet-Lite0 16 imgs \(img/s\) +([\d.]+)/s +([\d.]+)/s .*max rel diff ([\d.e+-]+)", out)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0 and float(m.group(3)) <= 2e-5, out
+    m = re.search(r"inversion LPIPS, 5 steps of 8 @ 32px +([\d.]+) s +([\d.]+) s .*loss ([\d.]+) = ([\d.]+)", out)
+    assert m and m.group(3) == m.group(4), out
+
+
 def test_gpu_check_dry_run_prints_its_table(tmp_path):
     """bench/gpu_check.sh is for a GPU machine; --dry-run runs every step on the CPU at toy sizes."""
     env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
