@@ -5,6 +5,7 @@
     python bench/bench_metrics.py --only swd,msssim    # just the SWD and MS-SSIM rows (the 10x requirement)
     python bench/bench_metrics.py --only bootstrap     # the demo's SWD bootstrap: resamples one at a time vs side by side
     python bench/bench_metrics.py --only effnet,invert  # issue 24 item 1: EfficientNet-Lite0 layout, inversion's LPIPS
+    python bench/bench_metrics.py --only sort          # numpy's sort kernels: AVX-512 vs AVX2 (fewgan.numpy_simd)
 
 Rows: SWD (fewgan torch vs numpy/scipy, the ProGAN recipe), MS-SSIM (fewgan torch vs numpy/scipy
 fftconvolve, the ProGAN recipe), Inception images/s (torch-fidelity's extractor as shipped vs fewgan's
@@ -14,7 +15,9 @@ resamples, one at a time on one thread as before vs one per thread side by side;
 EfficientNet-Lite0 images/s (as shipped vs channels_last, evaluation.effnet.channels_last; features asserted
 equal to 2e-5 relative), an inversion step (the demo's: 8 images at 64 px, LPIPS-VGG on the 2x-pooled images,
 forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
-equal). Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
+equal), numpy's sort of one SWD bootstrap level (512 rows x 11,520 float32) and the demo's SWD bootstrap, each
+in a child process with numpy's AVX-512 kernels vs with them off (fewgan.numpy_simd; values asserted equal).
+This process imports fewgan first, so numpy runs the kernels the pipeline runs. Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
 not depend on them.
 """
 
@@ -27,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import fewgan  # noqa: F401  (first: numpy then dispatches as in the pipeline, fewgan.numpy_simd)
 import numpy as np
 import scipy.ndimage
 import scipy.signal
@@ -130,6 +134,47 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+# child processes (numpy reads its kernel setting once, at import): the code prints "<seconds> <value>"
+_SORT_CODE = """
+import hashlib, statistics, time, numpy as np
+x = np.random.default_rng(0).standard_normal((512, 11520)).astype(np.float32)
+np.sort(x, axis=-1)
+times = []
+for _ in range({reps}):
+    t = time.perf_counter(); y = np.sort(x, axis=-1); times.append(time.perf_counter() - t)
+print(statistics.median(times), hashlib.sha256(y.tobytes()).hexdigest())
+"""
+_BOOT_CODE = """
+import time, torch, fewgan.metrics.bootstrap as B, fewgan.metrics.swd as S
+torch.set_num_threads({threads})
+def images(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
+st = S.SWDStream(images(90, 6), 200, seed=0)
+st.add(images(200, 7))
+st.result()
+t = time.perf_counter()
+v = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg, seed=0,
+                  samples={samples}, gen=B.generator(0, "swd"))
+print(time.perf_counter() - t, ",".join(repr(float(a)) for a in v))
+"""
+
+
+def _in_child(code: str, reps: int, *, avx512: bool) -> tuple[float, str]:
+    """(seconds, value) printed by `code` run in a fresh interpreter with numpy's AVX-512 kernels on or off."""
+    import subprocess
+    import sys
+
+    from fewgan.numpy_simd import ENV, SWITCH, ZEN4_DISABLED
+
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, SWITCH)}
+    env |= {SWITCH: "1"} if avx512 else {ENV: ZEN4_DISABLED}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code.replace("{reps}", str(reps))], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    return float(out[0]), out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -143,7 +188,7 @@ def main() -> None:
     ap.add_argument("--allocator", choices=["retain", "system"], default="retain",
                     help="C allocator setting for the whole process (fewgan.allocator)")
     ap.add_argument("--only", default="swd,msssim,inception,fid,bootstrap",
-                    help="comma-separated rows to run: swd, msssim, inception, fid, bootstrap, effnet, invert")
+                    help="comma-separated rows to run: swd, msssim, inception, fid, bootstrap, effnet, invert, sort")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from fewgan.allocator import configure_allocator
@@ -268,6 +313,22 @@ def main() -> None:
         assert abs(v_pair - v_kept) <= 1e-5 * abs(v_pair), (v_pair, v_kept)
         rows.append((f"inversion LPIPS, {steps} steps of 8 @ 32px", t_pair, t_kept,
                      f"target features every step vs kept; loss {v_pair:.6f} = {v_kept:.6f}"))
+
+    if "sort" in only:
+        from fewgan.numpy_simd import state
+
+        samples = 10 if args.quick else 50
+        t512, v512 = _in_child(_SORT_CODE, reps, avx512=True)
+        t2, v2 = _in_child(_SORT_CODE, reps, avx512=False)
+        assert v512 == v2, (v512, v2)
+        now = "AVX-512 off" if state()["disabled"] else "numpy's default"
+        rows.append(("np.sort 512 x 11,520 float32", t512, t2, f"AVX-512 vs AVX2 kernels; sorted values equal; "
+                                                             f"fewgan runs: {now}"))
+        code = _BOOT_CODE.format(samples=samples, threads=args.threads)
+        t512, v512 = _in_child(code, 1, avx512=True)
+        t2, v2 = _in_child(code, 1, avx512=False)
+        assert v512 == v2, (v512, v2)
+        rows.append((f"SWD bootstrap {samples} resamples", t512, t2, "AVX-512 vs AVX2 sort kernels; values equal"))
 
     print(f"threads={torch.get_num_threads()}  repeats={reps} (medians; numpy references timed once unless --quick)"
           f"  load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs  allocator {alloc['mode']}"

@@ -60,6 +60,17 @@ def test_bench_metrics_effnet_and_inversion_rows_assert_equal_values(tmp_path):
     assert m and m.group(3) == m.group(4), out
 
 
+def test_bench_metrics_sort_rows_compare_numpys_kernels_at_equal_values(tmp_path):
+    """numpy's AVX-512 vs AVX2 sort kernels (fewgan.numpy_simd), each in a child process; the script asserts the
+    sorted values and the bootstrap's resampled SWDs are equal under both before printing."""
+    out = _run(["bench/bench_metrics.py", "--quick", "--only", "sort", "--repeats", "1", "--threads", "1"], tmp_path)
+    m = re.search(r"np.sort 512 x 11,520 float32 +([\d.]+) s +([\d.]+) s .*fewgan runs: (AVX-512 off|numpy's default)",
+                  out)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, out
+    m = re.search(r"SWD bootstrap 10 resamples +([\d.]+) s +([\d.]+) s .*values equal", out)
+    assert m and float(m.group(1)) > 0, out
+
+
 def test_gpu_check_dry_run_prints_its_table(tmp_path):
     """bench/gpu_check.sh is for a GPU machine; --dry-run runs every step on the CPU at toy sizes."""
     env = {**ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fewgan import numpy_simd
 from fewgan.io import sha256_file
 
 ACTIVE_PARAMS = Path("params/active.yaml")
@@ -77,7 +78,7 @@ def collect(params: dict | None = None, device: str | None = None) -> dict[str, 
         "versions": {p: _version(p) for p in _PACKAGES},
         "python": platform.python_version(),
         "host": {"platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
-                 "torch_threads": torch.get_num_threads(),
+                 "torch_threads": torch.get_num_threads(), "numpy_simd": numpy_simd.state(),
                  "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
     }
     if device is not None:
