@@ -117,6 +117,33 @@ def test_resampled_swd_keeps_images_whole_and_the_directions():
     assert reps.shape == (6,) and np.isfinite(reps).all() and len(set(reps.tolist())) == 6
 
 
+def test_swd_resamples_from_projections_kept_equal_the_definition():
+    """The CPU path (each set projected once per colour channel; a resample gathers, reweights and shifts its rows)
+    gives each resample's SWD as the definition computes it (renormalise the resampled rows, project, sort), to
+    float32 rounding; also when the directions come in several blocks, and with a constant channel (sd 0)."""
+    g = torch.Generator().manual_seed(5)
+    real = (torch.rand(6, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    fake = (torch.rand(9, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    fake[:, 2] = 77  # a blue channel with no spread at all
+    st = S.SWDStream(real, 9, {"patches_per_image": 8, "directions": 16, "repeats": 2}, seed=2)
+    st.add(fake)
+    st.result()
+    draws = B.swd_draws(st.real_counts, st.fake.counts, 5, B.generator(1, "swd"))
+    want = [B._swd_resample(st.real_desc, st.fake_desc, rr, rf, 7, st.cfg, st.seed) for rr, rf in draws]
+    got = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg,
+                        seed=st.seed, samples=5, gen=B.generator(1, "swd"))
+    assert got == pytest.approx(want, rel=2e-5)
+    assert len(set(got.tolist())) == 5
+    old = B._PROJECTED_BYTES
+    B._PROJECTED_BYTES = 4 * 3 * (st.real_desc[0].shape[0] + st.fake_desc[0].shape[0]) * 5  # blocks of 5 directions
+    try:
+        blocked = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg,
+                                seed=st.seed, samples=5, gen=B.generator(1, "swd"))
+    finally:
+        B._PROJECTED_BYTES = old
+    assert blocked == pytest.approx(got, rel=1e-6)
+
+
 def test_swd_resamples_side_by_side_equal_one_at_a_time():
     """Small problems run whole resamples on parallel threads (one per torch thread): the draws and every
     value are exactly those of one thread (each resample's arithmetic is the same, only its thread differs)."""

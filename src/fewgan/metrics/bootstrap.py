@@ -145,13 +145,11 @@ class Intervals:
         return out
 
 
-#: below this many multiply-adds per resample the resamples run on one thread (SWD: SMALL_SWD): on the
-#: shared 2-core machine each small parallel op waited milliseconds for its threads (2 threads vs 1, per
-#: resample: FID at 300 x 50 features 18 vs 2.5 ms, KID 14 vs 1.9 ms; SWD at 128 px with 50 reals 1.3 vs
-#: 0.6 s; the smoke profile's 200 SWD resamples 57 s vs 1.4 s). The CPU profiles' sizes all fall below;
-#: the paper's (5,000 fakes, ~1,000 reals) do not.
+#: below this many multiply-adds per resample the resamples run on one thread: on the shared 2-core machine
+#: each small parallel op waited milliseconds for its threads (2 threads vs 1, per resample: FID at 300 x 50
+#: features 18 vs 2.5 ms, KID 14 vs 1.9 ms). The CPU profiles' sizes all fall below; the paper's (5,000 fakes,
+#: ~1,000 reals) do not. SWD's resamples always run one per thread, side by side (`_swd_samples_cpu`).
 SMALL_WORK = 1 << 27
-SMALL_SWD = 1 << 33
 
 
 @contextlib.contextmanager
@@ -284,51 +282,116 @@ def _rows_of(counts: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
     return first + within
 
 
+def swd_draws(real_counts: torch.Tensor, fake_counts: torch.Tensor, samples: int,
+              gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(real rows, fake rows) of each resample, drawn in resample order from `gen`: images with replacement, each
+    image's descriptor rows together; the side with more rows loses random ones down to the other's count."""
+    nr, nf = int(real_counts.numel()), int(fake_counts.numel())
+    out = []
+    for _ in range(int(samples)):
+        rr = _rows_of(real_counts, torch.randint(0, nr, (nr,), generator=gen))
+        rf = _rows_of(fake_counts, torch.randint(0, nf, (nf,), generator=gen))
+        n = min(rr.numel(), rf.numel())
+        if rr.numel() > n:
+            rr = rr[torch.randperm(rr.numel(), generator=gen)[:n]]
+        if rf.numel() > n:
+            rf = rf[torch.randperm(rf.numel(), generator=gen)[:n]]
+        out.append((rr, rf))
+    return out
+
+
 def swd_samples(real_desc: list[torch.Tensor], real_counts: torch.Tensor, fake_desc: list[torch.Tensor],
                 fake_counts: torch.Tensor, *, res: list[int], cfg: dict, seed: int, samples: int,
                 gen: torch.Generator, device: Any = "cpu") -> np.ndarray:
-    """SWD x10^3 (mean over levels) of each resample: real and fake images drawn with replacement, each
-    image's descriptors (all levels) kept together; the side with more descriptors loses random ones down
-    to the other's count; each set renormalised by its own channel mean/std (ProGAN); the distance with the
-    point estimate's directions (fewgan.metrics.swd.distances, same seed; `_distance`)."""
+    """SWD x10^3 (mean over levels) of each resample (`swd_draws`): each resampled set renormalised by its own
+    channel mean/std (ProGAN), the distance with the point estimate's directions (fewgan.metrics.swd.distances,
+    same seed). The definition is `_swd_resample`; on the CPU `_ProjectedSet` computes the same numbers (to
+    float32 rounding) without a projection matmul per resample."""
     p = int(cfg["patch_size"])
     dev = torch.device(device)
-    real_desc = [d.to(dev) for d in real_desc]
-    fake_desc = [d.to(dev) for d in fake_desc]
-    nr, nf = int(real_counts.numel()), int(fake_counts.numel())
-    # projections of both sets at every level (the sorts cost about as much)
-    work = 2 * real_desc[0].numel() * len(res) * int(cfg["repeats"]) * int(cfg["directions"])
-    workers = max(1, min(torch.get_num_threads(), int(samples))) if dev.type == "cpu" else 1
-    out = np.empty(int(samples))
-    with _threads_for(work, SMALL_SWD if dev.type == "cpu" else 0):
-        if torch.get_num_threads() > 1:
-            workers = 1  # a large problem: torch's threads share each resample's matmuls
-        # the rows are drawn in resample order from `gen` in this thread (the same draws however they are
-        # computed). A small problem (one torch thread) runs whole resamples side by side, one per core (matmul
-        # and sort release the GIL), at most `workers` in flight; each is computed exactly as alone, so the
-        # values do not depend on `workers`
-        from concurrent.futures import ThreadPoolExecutor
+    draws = swd_draws(real_counts, fake_counts, samples, gen)
+    if dev.type != "cpu":  # the GPU sorts and multiplies fast: the definition, one resample after another
+        real_desc = [d.to(dev) for d in real_desc]
+        fake_desc = [d.to(dev) for d in fake_desc]
+        return np.array([_swd_resample(real_desc, fake_desc, rr.to(dev), rf.to(dev), p, cfg, seed)
+                         for rr, rf in draws])
+    return _swd_samples_cpu(real_desc, fake_desc, draws, p, int(cfg["repeats"]), int(cfg["directions"]), seed)
 
-        # each worker runs torch on one thread too (OpenMP's thread count is per thread)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fewgan-swd-boot",
-                                initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            pending: list = []
-            for b in range(int(samples)):
-                rr = _rows_of(real_counts, torch.randint(0, nr, (nr,), generator=gen))
-                rf = _rows_of(fake_counts, torch.randint(0, nf, (nf,), generator=gen))
-                n = min(rr.numel(), rf.numel())
-                if rr.numel() > n:
-                    rr = rr[torch.randperm(rr.numel(), generator=gen)[:n]]
-                if rf.numel() > n:
-                    rf = rf[torch.randperm(rf.numel(), generator=gen)[:n]]
-                if len(pending) >= workers:
-                    i, fut = pending.pop(0)
-                    out[i] = fut.result()
-                pending.append((b, pool.submit(_swd_resample, real_desc, fake_desc, rr.to(dev), rf.to(dev), p, cfg,
-                                               seed)))
-            for i, fut in pending:
-                out[i] = fut.result()
-    return out
+
+#: bytes of projected descriptors held at once (both sets, one block of directions of one level)
+_PROJECTED_BYTES = 1 << 28
+
+
+class _ProjectedSet:
+    """One set's descriptors at one level, projected once per colour channel on a block of the directions.
+
+    A resample's projection of its renormalised rows is, per direction r (channel parts r_c, sums S_c = sum r_c):
+        sum_c ((x_c - mu_c) / sd_c) . r_c  =  sum_c (x_c . r_c) / sd_c  -  sum_c mu_c S_c / sd_c,
+    so the per-channel projections x_c . r_c of the original rows are computed once and each resample only
+    gathers its rows, weights them by 1 / sd_c and shifts them (its mean and std come from per-row sums)."""
+
+    def __init__(self, desc: torch.Tensor, rows: torch.Tensor, channels: int):
+        n, dim = desc.shape
+        per = dim // channels
+        x, r = desc.view(n, channels, per), rows.view(rows.shape[0], channels, per)
+        self.proj = [r[:, c] @ x[:, c].T for c in range(channels)]  # (k, n) each
+        self.sums = r.sum(-1).double()  # (k, channels)
+        xd = x.double()
+        self.s1, self.s2, self.per = xd.sum(-1), xd.square().sum(-1), per  # (n, channels)
+
+    def scale(self, picked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 / sd_c, mean_c) of the picked rows, as normalize_descriptors (ddof 0; sd 0 -> unscaled)."""
+        m = picked.numel() * self.per
+        mean = self.s1[picked].sum(0) / m
+        sd = (self.s2[picked].sum(0) / m - mean.square()).clamp_min(0).sqrt()
+        return torch.where(sd > 0, 1.0 / sd, torch.ones_like(sd)), mean
+
+    def projected(self, picked: torch.Tensor) -> np.ndarray:
+        """(k, n) projections of the picked rows after their own renormalisation, float32: every original row
+        weighted and shifted, then the picked ones gathered (one gather instead of one per channel)."""
+        inv, mean = self.scale(picked)
+        out = self.proj[0].mul(float(inv[0]))
+        for c in range(1, len(self.proj)):
+            out.add_(self.proj[c], alpha=float(inv[c]))
+        out.sub_((self.sums * (mean * inv)).sum(1).float()[:, None])
+        return np.take(out.numpy(), picked.numpy(), axis=1)
+
+
+def _block_sums(a: _ProjectedSet, b: _ProjectedSet, rr: torch.Tensor, rf: torch.Tensor) -> np.ndarray:
+    pa, pb = a.projected(rr), b.projected(rf)
+    pa.sort(axis=-1)
+    pb.sort(axis=-1)
+    return np.abs(pa - pb).sum(axis=-1, dtype=np.float64)
+
+
+def _swd_samples_cpu(real_desc, fake_desc, draws, p: int, repeats: int, directions: int, seed: int) -> np.ndarray:
+    """The resamples side by side, one per torch thread (sort and gathers release the GIL; each runs on one
+    thread, so its values do not depend on how many run at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fewgan.metrics.swd import random_directions
+
+    k = repeats * directions
+    gen = torch.Generator().manual_seed(int(seed) + 1)  # the point estimate's directions, drawn in level order
+    levels = np.zeros((len(draws), len(real_desc)))
+    workers = max(1, min(torch.get_num_threads(), len(draws)))
+    with _threads_for(0, 1), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fewgan-swd-boot",
+                                                initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        for li, (a, b) in enumerate(zip(real_desc, fake_desc)):
+            n0, dim = a.shape
+            rows = random_directions(dim, directions, repeats, gen).permute(0, 2, 1).reshape(k, dim)
+            channels = dim // (p * p)
+            block = max(1, min(k, _PROJECTED_BYTES // (4 * channels * (n0 + b.shape[0]))))
+            sums = np.zeros((len(draws), k))
+            for s in range(0, k, block):
+                pa = _ProjectedSet(a, rows[s:s + block], channels)
+                pb = _ProjectedSet(b, rows[s:s + block], channels)
+                for i, part in enumerate(pool.map(lambda d: _block_sums(pa, pb, d[0], d[1]), draws)):
+                    sums[i, s:s + block] = part
+            n = np.array([rr.numel() for rr, _ in draws], dtype=np.float64)
+            levels[:, li] = 1e3 * (sums.reshape(len(draws), repeats, directions).sum(2) / (directions * n[:, None])
+                                   ).mean(1)
+    return levels.mean(1)
 
 
 def _swd_resample(real_desc, fake_desc, rr, rf, p, cfg, seed) -> float:
