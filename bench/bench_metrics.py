@@ -311,8 +311,15 @@ def main() -> None:
         t_pair, v_pair = median_time(lambda: [step(lambda p: lp(p, pooled_target)) for _ in range(steps)][-1], reps)
         t_kept, v_kept = median_time(lambda: [step(kept) for _ in range(steps)][-1], reps)
         assert abs(v_pair - v_kept) <= 1e-5 * abs(v_pair), (v_pair, v_kept)
+        # how close the kept-target step comes to this machine's limit (fewgan.bench: the fp32 matmul peak)
+        from fewgan.bench import machine_peak_gflops
+        from fewgan.train.flops import count_flops
+
+        gflops = count_flops(lambda: step(kept)) * steps / t_kept / 1e9
+        peak = machine_peak_gflops("cpu", repeats=reps)["fp32"]
         rows.append((f"inversion LPIPS, {steps} steps of 8 @ 32px", t_pair, t_kept,
-                     f"target features every step vs kept; loss {v_pair:.6f} = {v_kept:.6f}"))
+                     f"target features every step vs kept; loss {v_pair:.6f} = {v_kept:.6f}; kept: "
+                     f"{gflops:.0f} GFLOP/s = {gflops / peak:.0%} of the fp32 matmul peak ({peak:.0f})"))
 
     if "sort" in only:
         from fewgan.numpy_simd import state

@@ -58,6 +58,8 @@ def test_bench_metrics_effnet_and_inversion_rows_assert_equal_values(tmp_path):
     assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0 and float(m.group(3)) <= 2e-5, out
     m = re.search(r"inversion LPIPS, 5 steps of 8 @ 32px +([\d.]+) s +([\d.]+) s .*loss ([\d.]+) = ([\d.]+)", out)
     assert m and m.group(3) == m.group(4), out
+    m = re.search(r"kept: (\d+) GFLOP/s = (\d+)% of the fp32 matmul peak \((\d+)\)", out)
+    assert m and int(m.group(1)) > 0 and int(m.group(3)) > 0, out
 
 
 def test_bench_metrics_sort_rows_compare_numpys_kernels_at_equal_values(tmp_path):
