@@ -87,3 +87,30 @@ def test_gpu_check_dry_run_prints_its_table(tmp_path):
     assert "world_size 1, device cpu" in table
     # the Inception row holds both speeds (as shipped / channels_last), parsed from bench_metrics.py's table
     assert re.search(r"Inception images/s \(as shipped / channels_last\) +\| [\d.]+/s / [\d.]+/s", table), table
+
+
+def test_bench_post_training_compares_every_number_and_finds_the_trained_cells(tmp_path):
+    """bench/bench_post_training.py's comparison: every number of two JSON outputs, time/provenance keys left out,
+    a key on one side only reported as infinitely different; cells are the runs with train snapshots."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_post_training", REPO / "bench" / "bench_post_training.py")
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)
+    a = {"swd": {"mean": 100.0, "levels": [1.0, 2.0]}, "seconds": {"total": 3.0}, "n": 5, "ok": True,
+         "provenance": {"x": 1.0}}
+    b = {"swd": {"mean": 100.0001, "levels": [1.0, 2.5]}, "seconds": {"total": 9.0}, "n": 5, "ok": False,
+         "provenance": {"x": 2.0}, "extra": 1}
+    worst = bp.largest_differences(a, b, top=3)
+    assert worst[0][:2] == (float("inf"), ".extra")
+    assert worst[1][1] == ".swd.levels[1]" and worst[1][0] == pytest.approx(0.2)
+    assert worst[2][1] == ".swd.mean" and worst[2][0] == pytest.approx(1e-6, rel=1e-3)
+    assert all("seconds" not in k and "provenance" not in k for _, k, _, _ in bp.largest_differences(a, b, top=10))
+    assert bp.rel_diff(float("nan"), float("nan")) == 0.0 and bp.rel_diff(1.0, float("nan")) == float("inf")
+    for model in ("dcgan", "fastgan"):
+        (tmp_path / "runs" / "toy" / model / "s0" / "train" / "snapshots").mkdir(parents=True)
+    (tmp_path / "runs" / "toy" / "biggan" / "s0" / "train").mkdir(parents=True)  # never trained: no snapshots
+    assert bp.cells(tmp_path, None) == [("toy", "dcgan", "s0"), ("toy", "fastgan", "s0")]
+    assert bp.cells(tmp_path, ["fastgan"]) == [("toy", "fastgan", "s0")]
+    with pytest.raises(SystemExit, match="no trained cell"):
+        bp.cells(tmp_path / "nothing", None)
