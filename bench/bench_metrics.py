@@ -17,7 +17,7 @@ evaluation.effnet.channels_last and fold_bn; features asserted equal to 2e-5 rel
 forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
 equal), numpy's sort of one SWD bootstrap level (512 rows x 11,520 float32) and the demo's SWD bootstrap, each
 in a child process with numpy's AVX-512 kernels vs with them off (fewgan.numpy_simd; values asserted equal).
-This process imports fewgan first, so numpy runs the kernels the pipeline runs. Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
+This process calls fewgan.numpy_simd.configure() before importing numpy, so numpy runs the pipeline's kernels. Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
 not depend on them.
 """
 
@@ -30,8 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import fewgan  # noqa: F401  (first: numpy then dispatches as in the pipeline, fewgan.numpy_simd)
-import numpy as np
+from fewgan.numpy_simd import configure
+
+configure()  # before numpy is imported: numpy then dispatches as in the pipeline (fewgan.numpy_simd)
+import numpy as np  # noqa: E402
 import scipy.ndimage
 import scipy.signal
 import torch

@@ -57,10 +57,11 @@ def test_configure_keeps_the_users_choice_and_respects_the_switch_and_a_late_cal
     assert configure(env, modules={"numpy": object()}, cpuinfo=ZEN4) is None and env == {}
 
 
-def _state_in_child(env: dict[str, str]) -> dict:
-    code = ("import json, fewgan, numpy; from fewgan.numpy_simd import state; "
-            "print(json.dumps(state()))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+def _state_in_child(env: dict[str, str], how: str = "cli") -> dict:
+    # what `fewgan <stage>` does first (fewgan.cli.main), then numpy; a plain `import fewgan` changes nothing
+    code = ("import json, sys, fewgan.numpy_simd as s; s.configure() if sys.argv[1] == 'cli' else None; "
+            "import numpy; print(json.dumps(s.state()))")
+    out = subprocess.run([sys.executable, "-c", code, how], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -76,6 +77,23 @@ def test_a_fresh_process_decides_by_its_cpu_and_records_it():
         assert st["avx512"] is False and st["avx2"] is True and "Zen 4" in st["reason"]
     kept = _state_in_child(base | {SWITCH: "1"})
     assert kept["set_by_fewgan"] is False and kept["disabled"] is None
+    library = _state_in_child(base, how="library")  # importing fewgan's modules alone leaves numpy as it is
+    assert library["set_by_fewgan"] is False and library["disabled"] is None
+
+
+def test_the_cli_configures_numpy_before_it_is_imported():
+    """`fewgan` (fewgan.cli.main) calls configure() before anything imports numpy; importing fewgan.cli does not
+    import numpy, so the call is never too late."""
+    code = "import sys, fewgan.cli; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert out.stdout.strip() == "False"
+    import inspect
+
+    from fewgan import cli
+
+    body = inspect.getsource(cli.main)
+    assert body.index("configure()") < body.index("parse_args")
 
 
 def test_both_kernels_sort_to_the_same_values():

@@ -7,13 +7,14 @@ benchmark that machine with these kernels off (numpy/numpy#32690; numpy/x86-simd
 float32 values (one SWD bootstrap level: fewgan.metrics.bootstrap) took 97 ms with AVX-512 and 34 ms with
 AVX2. A sort returns the same values whichever kernel runs.
 
-`configure()` runs when `fewgan` is first imported (fewgan/__init__.py), before numpy is: on Zen 4 it sets
-`NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"` for this process and its children (Snakemake/DVC jobs
-start `fewgan` again and decide the same). Nothing is changed when
+`configure()` runs first thing in the `fewgan` command (fewgan.cli.main), before numpy is imported: on Zen 4 it
+sets `NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"` for that process and its children (Snakemake/DVC
+jobs start `fewgan` again and decide the same). Importing fewgan as a library changes nothing; call `configure()`
+before importing numpy to get the pipeline's kernels (the bench scripts do). Nothing is changed when
 - the CPU is not Zen 4 (Intel's AVX-512 sort is its fastest; Zen 5 has a fast compress-store),
 - the user set NPY_DISABLE_CPU_FEATURES already (their choice is kept),
 - FEWGAN_NUMPY_AVX512=1 (keep numpy's AVX-512 kernels),
-- numpy was imported before fewgan (too late for numpy to read the variable; `state()` reports the truth).
+- numpy is already imported (too late for numpy to read the variable; `state()` reports the truth).
 Every provenance block records `state()` (host.numpy_simd), so an output says which kernels made it.
 """
 
