@@ -13,12 +13,13 @@ channels_last conversion; features asserted identical to 1e-5), FID statistics (
 fewgan's exact nuclear-norm form), SWD bootstrap (the demo's evaluate: 90 reals vs 200 fakes at 64 px, 50
 resamples, one at a time on one thread as before vs one per thread side by side; values asserted equal),
 EfficientNet-Lite0 images/s (as shipped vs channels_last with each BatchNorm folded into its convolution,
-evaluation.effnet.channels_last and fold_bn; features asserted equal to 2e-5 relative), an inversion step (the demo's: 8 images at 64 px, LPIPS-VGG on the 2x-pooled images,
-forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
+evaluation.effnet.channels_last and fold_bn; features asserted equal to 2e-5 relative), an inversion step (the
+demo's: 8 images at 64 px, LPIPS-VGG on the 2x-pooled images, forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
 equal), numpy's sort of one SWD bootstrap level (512 rows x 11,520 float32) and the demo's SWD bootstrap, each
 in a child process with numpy's AVX-512 kernels vs with them off (fewgan.numpy_simd; values asserted equal).
-This process calls fewgan.numpy_simd.configure() before importing numpy, so numpy runs the pipeline's kernels. Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does
-not depend on them.
+This process calls fewgan.numpy_simd.configure() before importing numpy, so numpy runs the pipeline's kernels.
+Random-init Inception, VGG16 and (where the package is absent) EfficientNet weights are used: speed does not
+depend on them.
 """
 
 from __future__ import annotations
@@ -136,19 +137,20 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-# child processes (numpy reads its kernel setting once, at import): the code prints "<seconds> <value>"
+# child processes (numpy reads its kernel setting once, at import): the code prints "<seconds> <value>"; the
+# upper-case names are the settings, given to `_in_child`
 _SORT_CODE = """
 import hashlib, statistics, time, numpy as np
 x = np.random.default_rng(0).standard_normal((512, 11520)).astype(np.float32)
 np.sort(x, axis=-1)
 times = []
-for _ in range({reps}):
+for _ in range(REPS):
     t = time.perf_counter(); y = np.sort(x, axis=-1); times.append(time.perf_counter() - t)
 print(statistics.median(times), hashlib.sha256(y.tobytes()).hexdigest())
 """
 _BOOT_CODE = """
 import time, torch, fewgan.metrics.bootstrap as B, fewgan.metrics.swd as S
-torch.set_num_threads({threads})
+torch.set_num_threads(THREADS)
 def images(n, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, 64, 64), generator=g, dtype=torch.uint8)
@@ -157,13 +159,14 @@ st.add(images(200, 7))
 st.result()
 t = time.perf_counter()
 v = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg, seed=0,
-                  samples={samples}, gen=B.generator(0, "swd"))
+                  samples=SAMPLES, gen=B.generator(0, "swd"))
 print(time.perf_counter() - t, ",".join(repr(float(a)) for a in v))
 """
 
 
-def _in_child(code: str, reps: int, *, avx512: bool) -> tuple[float, str]:
-    """(seconds, value) printed by `code` run in a fresh interpreter with numpy's AVX-512 kernels on or off."""
+def _in_child(code: str, *, avx512: bool, **settings: int) -> tuple[float, str]:
+    """(seconds, value) printed by `code` run in a fresh interpreter with numpy's AVX-512 kernels on or off,
+    `settings` (REPS=3, ...) defined before it."""
     import subprocess
     import sys
 
@@ -172,8 +175,9 @@ def _in_child(code: str, reps: int, *, avx512: bool) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if k not in (ENV, SWITCH)}
     env |= {SWITCH: "1"} if avx512 else {ENV: ZEN4_DISABLED}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", code.replace("{reps}", str(reps))], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    head = "".join(f"{k} = {int(v)}\n" for k, v in settings.items())
+    out = subprocess.run([sys.executable, "-c", head + code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
     return float(out[0]), out[1]
 
 
@@ -327,15 +331,14 @@ def main() -> None:
         from fewgan.numpy_simd import state
 
         samples = 10 if args.quick else 50
-        t512, v512 = _in_child(_SORT_CODE, reps, avx512=True)
-        t2, v2 = _in_child(_SORT_CODE, reps, avx512=False)
+        t512, v512 = _in_child(_SORT_CODE, avx512=True, REPS=reps)
+        t2, v2 = _in_child(_SORT_CODE, avx512=False, REPS=reps)
         assert v512 == v2, (v512, v2)
         now = "AVX-512 off" if state()["disabled"] else "numpy's default"
         rows.append(("np.sort 512 x 11,520 float32", t512, t2, f"AVX-512 vs AVX2 kernels; sorted values equal; "
                                                              f"fewgan runs: {now}"))
-        code = _BOOT_CODE.format(samples=samples, threads=args.threads)
-        t512, v512 = _in_child(code, 1, avx512=True)
-        t2, v2 = _in_child(code, 1, avx512=False)
+        t512, v512 = _in_child(_BOOT_CODE, avx512=True, SAMPLES=samples, THREADS=args.threads)
+        t2, v2 = _in_child(_BOOT_CODE, avx512=False, SAMPLES=samples, THREADS=args.threads)
         assert v512 == v2, (v512, v2)
         rows.append((f"SWD bootstrap {samples} resamples", t512, t2, "AVX-512 vs AVX2 sort kernels; values equal"))
 

@@ -409,11 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     global _ARGV
     from fewgan.numpy_simd import configure
 
-    configure()  # first, before anything imports numpy: its AVX2 sort on AMD Zen 4 (fewgan.numpy_simd)
+    numpy_note = configure()  # first, before anything imports numpy: its AVX2 sort on AMD Zen 4 (fewgan.numpy_simd)
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_ARGV)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if numpy_note:
+        log.debug("numpy: %s", numpy_note)  # also in every output's provenance (host.numpy_simd)
     from fewgan.io import DISK_FULL, UnsafePathError
     from fewgan.names import InvalidNameError
     from fewgan.params import ParamsError
