@@ -27,7 +27,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	fewgan params --profile $(PROFILE) $(if $(strip $(MODELS)),--models $(MODELS))
-	snakemake --cores $(CORES) all
+	fewgan preload -- snakemake --cores $(CORES) all
 	@echo "report: reports/benchmark/index.html (and README.md)"
 
 smoke:
@@ -35,7 +35,7 @@ smoke:
 
 dvc-demo: setup
 	fewgan params --profile $(PROFILE) $(if $(strip $(MODELS)),--models $(MODELS))
-	dvc repro
+	fewgan preload -- dvc repro
 
 report: setup
 	snakemake --report report.zip

@@ -384,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p.add_argument("--out", default=None, help="output folder (default: <run>/sample)")
 
+    p = sub.add_parser("preload", help="run COMMAND (snakemake, dvc repro) with torch & co. imported once for all "
+                                       "its fewgan stages (fewgan.preload)")
+    p.set_defaults(fn=cmd_preload)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS..., e.g. -- snakemake --cores 8 all")
+
     p = sub.add_parser("bench", help="measure stage costs on this machine and estimate profile run times")
     p.set_defaults(fn=cmd_bench)
     p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (a few minutes)")
@@ -405,12 +410,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def cmd_preload(args) -> None:
+    from fewgan.preload import run
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    raise SystemExit(run(command))
+
+
 def main(argv: list[str] | None = None) -> int:
     global _ARGV
     from fewgan.numpy_simd import configure
 
     numpy_note = configure()  # first, before anything imports numpy: its AVX2 sort on AMD Zen 4 (fewgan.numpy_simd)
     _ARGV = list(sys.argv[1:] if argv is None else argv)
+    if _ARGV and _ARGV[0] in BY_NAME and os.environ.get("FEWGAN_PRELOAD_SOCKET") and \
+            not os.environ.get("FEWGAN_RECORD_MODULES"):  # (that test records what a fresh process imports)
+        from fewgan.preload import delegate
+
+        code = delegate(_ARGV)  # `fewgan preload -- COMMAND`: run in a fork of its preloaded interpreter
+        if code is not None:
+            return code
     args = build_parser().parse_args(_ARGV)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -1,0 +1,165 @@
+"""`fewgan preload -- COMMAND`: stages forked from a preloaded server write what fresh processes write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fewgan import preload
+
+REPO = Path(__file__).resolve().parents[1]
+FEWGAN = [sys.executable, "-m", "fewgan.cli"]
+CELL = ["--dataset", "demo_faces", "--model", "dcgan", "--seed", "0"]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != preload.ENV_SOCKET}
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _sh(*commands: list[str]) -> str:
+    import shlex
+
+    return " && ".join(" ".join(shlex.quote(c) for c in cmd) for cmd in commands)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("preload")
+    shutil.copytree(REPO / "params", root / "params")
+    for cmd in (["params", "--profile", "smoke"], ["curate", "--dataset", "demo_faces"],
+                ["split", "--dataset", "demo_faces"]):
+        subprocess.run(FEWGAN + cmd, cwd=root, env=_env(), check=True, capture_output=True)
+    return root
+
+
+def _stages(out: str) -> list[list[str]]:
+    train = f"runs/{out}/train"
+    return [FEWGAN + ["train", *CELL, "--out", train, "--threads", "1"],
+            FEWGAN + ["score", *CELL, "--train-dir", train, "--out", f"runs/{out}/score", "--threads", "1"]]
+
+
+@pytest.mark.slow
+def test_preloaded_stages_write_what_fresh_processes_write(project):
+    plain = subprocess.run(["sh", "-c", _sh(*_stages("plain"))], cwd=project, env=_env(), capture_output=True,
+                           text=True)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    pre = subprocess.run(FEWGAN + ["preload", "--", "sh", "-c", _sh(*_stages("pre"))], cwd=project, env=_env(),
+                         capture_output=True, text=True)
+    assert pre.returncode == 0, pre.stderr[-2000:]
+    assert "2 stages served, 0 ran in their own process" in pre.stderr
+    assert "train finished" in pre.stderr and "score finished" in pre.stderr  # the stages' logs reach the job
+    a, b = project / "runs/plain", project / "runs/pre"
+    snaps = sorted(p.relative_to(a / "train") for p in (a / "train/snapshots").glob("*.pt"))
+    assert snaps and snaps == sorted(p.relative_to(b / "train") for p in (b / "train/snapshots").glob("*.pt"))
+    for rel in snaps:  # the RNG-driven training is bit for bit the same
+        sa = torch.load(a / "train" / rel, map_location="cpu", weights_only=True)
+        sb = torch.load(b / "train" / rel, map_location="cpu", weights_only=True)
+        ta = {k: v for k, v in _tensors(sa)}
+        tb = {k: v for k, v in _tensors(sb)}
+        assert ta.keys() == tb.keys() and ta
+        assert all(torch.equal(ta[k], tb[k]) for k in ta), rel
+    sa, sb = pd.read_csv(a / "score/scores.csv"), pd.read_csv(b / "score/scores.csv")
+    cols = [c for c in sa.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(sa[cols], sb[cols], check_exact=True)
+    ja, jb = (json.loads((d / "score/scores.json").read_text())["provenance"]["host"] for d in (a, b))
+    assert ja.get("numpy_simd") == jb.get("numpy_simd")  # numpy's kernels recorded the same way
+    assert json.loads((b / "train/stage.json").read_text())["argv"][:2] == ["train", "--dataset"]
+
+
+def _tensors(obj, prefix=""):
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}[{i}]")
+
+
+@pytest.mark.slow
+def test_exit_codes_errors_and_refusals_reach_the_job(project):
+    # one server: a stage's error (its message and exit code reach the job), a job whose import-time variable
+    # differs from the server's (runs in its own process and says why), then COMMAND's own exit status
+    split = ["env", "OMP_NUM_THREADS=3"] + FEWGAN + ["split", "--dataset", "demo_faces", "--out", "data/splits/again"]
+    script = (_sh(FEWGAN + ["curate", "--dataset", "nope"]) + "; echo curate-exit=$?; " + _sh(split)
+              + " && echo split-ok; exit 7")
+    r = subprocess.run(FEWGAN + ["preload", "--", "sh", "-c", script], cwd=project, env=_env(), capture_output=True,
+                       text=True)
+    assert r.returncode == 7, r.stderr[-2000:]
+    assert "curate-exit=2" in r.stdout and "'nope'" in r.stderr
+    assert "split-ok" in r.stdout and "OMP_NUM_THREADS" in r.stderr and "running in this process" in r.stderr
+    assert "1 stages served, 1 ran in their own process" in r.stderr
+    assert (project / "data/splits/again/stage.json").is_file()
+    r = subprocess.run(FEWGAN + ["preload"], cwd=project, env=_env(), capture_output=True, text=True)
+    assert r.returncode != 0 and "give the command to run" in r.stderr
+
+
+def test_no_server_means_a_fresh_process_and_a_message(project, tmp_path):
+    env = _env() | {preload.ENV_SOCKET: str(tmp_path / "gone.sock")}
+    r = subprocess.run(FEWGAN + ["split", "--dataset", "demo_faces", "--out", "data/splits/nosrv"], cwd=project,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "unreachable" in r.stderr and "running in this process" in r.stderr
+
+
+def test_refusal_reasons(tmp_path, monkeypatch):
+    server = preload._Server(str(tmp_path / "s"))
+    try:
+        f = tmp_path / "mod.py"
+        f.write_text("x = 1\n")
+        st = f.stat()
+        server.files = {str(f): (st.st_mtime_ns, st.st_size)}
+        req = {"executable": sys.executable, "fewgan": preload._fewgan_root(), "env": dict(os.environ)}
+        assert server.why_not(req) is None
+        assert "Python" in server.why_not(req | {"executable": "/usr/bin/python0"})
+        assert "fewgan" in server.why_not(req | {"fewgan": "/elsewhere/fewgan"})
+        assert "CUDA_VISIBLE_DEVICES" in server.why_not(req | {"env": req["env"] | {"CUDA_VISIBLE_DEVICES": "7"}})
+        assert server.why_not(req | {"env": req["env"] | {"SNAKEMAKE_JOB": "x"}}) is None  # not read at import
+        time.sleep(0.01)
+        f.write_text("x = 22\n")
+        assert "changed since the server imported it" in server.why_not(req)
+    finally:
+        server.sel.close()
+        server.listener.close()
+
+
+def test_a_stage_whose_job_vanished_is_terminated(tmp_path):
+    server = preload._Server(str(tmp_path / "s"))
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # stands in for a forked stage that would run for a long time
+        try:
+            ours.close()
+            theirs.close()
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    try:
+        server.children[pid] = ours
+        server.sel.register(ours, 1)
+        theirs.close()  # the job was killed (SIGKILL): its end of the connection closes
+        deadline = time.monotonic() + 10
+        while pid in server.children and time.monotonic() < deadline:
+            server.serve_once(0.05)
+        assert pid not in server.children
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped by the server
+    finally:
+        if pid in server.children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        server.sel.close()
+        server.listener.close()
