@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,10 +46,15 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
+#: what Snakemake puts in a job's environment (its threads, resources.tmpdir): a fork applies them itself
+JOB_ENV = ["env", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "GOTO_NUM_THREADS=1",
+           "TMPDIR=" + os.path.realpath(__import__("tempfile").gettempdir())]
+
+
 def _stages(out: str) -> list[list[str]]:
     train = f"runs/{out}/train"
-    return [FEWGAN + ["train", *CELL, "--out", train, "--threads", "1"],
-            FEWGAN + ["score", *CELL, "--train-dir", train, "--out", f"runs/{out}/score", "--threads", "1"]]
+    return [JOB_ENV + FEWGAN + ["train", *CELL, "--out", train, "--threads", "1"],
+            JOB_ENV + FEWGAN + ["score", *CELL, "--train-dir", train, "--out", f"runs/{out}/score", "--threads", "1"]]
 
 
 @pytest.mark.slow
@@ -94,14 +100,14 @@ def _tensors(obj, prefix=""):
 def test_exit_codes_errors_and_refusals_reach_the_job(project):
     # one server: a stage's error (its message and exit code reach the job), a job whose import-time variable
     # differs from the server's (runs in its own process and says why), then COMMAND's own exit status
-    split = ["env", "OMP_NUM_THREADS=3"] + FEWGAN + ["split", "--dataset", "demo_faces", "--out", "data/splits/again"]
+    split = ["env", "ATEN_CPU_CAPABILITY=default"] + FEWGAN + ["split", "--dataset", "demo_faces", "--out", "data/splits/again"]
     script = (_sh(FEWGAN + ["curate", "--dataset", "nope"]) + "; echo curate-exit=$?; " + _sh(split)
               + " && echo split-ok; exit 7")
     r = subprocess.run(FEWGAN + ["preload", "--", "sh", "-c", script], cwd=project, env=_env(), capture_output=True,
                        text=True)
     assert r.returncode == 7, r.stderr[-2000:]
     assert "curate-exit=2" in r.stdout and "'nope'" in r.stderr
-    assert "split-ok" in r.stdout and "OMP_NUM_THREADS" in r.stderr and "running in this process" in r.stderr
+    assert "split-ok" in r.stdout and "ATEN_CPU_CAPABILITY" in r.stderr and "running in this process" in r.stderr
     assert "1 stages served, 1 ran in their own process" in r.stderr
     assert (project / "data/splits/again/stage.json").is_file()
     r = subprocess.run(FEWGAN + ["preload"], cwd=project, env=_env(), capture_output=True, text=True)
@@ -128,6 +134,12 @@ def test_refusal_reasons(tmp_path, monkeypatch):
         assert "fewgan" in server.why_not(req | {"fewgan": "/elsewhere/fewgan"})
         assert "CUDA_VISIBLE_DEVICES" in server.why_not(req | {"env": req["env"] | {"CUDA_VISIBLE_DEVICES": "7"}})
         assert server.why_not(req | {"env": req["env"] | {"SNAKEMAKE_JOB": "x"}}) is None  # not read at import
+        # Snakemake's per-job threads and temporary folder: applied by the fork, not a reason to refuse
+        job = req["env"] | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TMPDIR": tempfile.gettempdir()}
+        assert server.why_not(req | {"env": job}) is None and preload.job_threads(job) == 1
+        assert "not one positive count" in server.why_not(req | {"env": job | {"MKL_NUM_THREADS": "2"}})
+        assert "temporary folder" in server.why_not(req | {"env": job | {"TMPDIR": str(tmp_path)}})
+        assert preload.job_threads({"PATH": "/bin"}) is None
         time.sleep(0.01)
         f.write_text("x = 22\n")
         assert "changed since the server imported it" in server.why_not(req)

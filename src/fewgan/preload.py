@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 ENV_SOCKET = "FEWGAN_PRELOAD_SOCKET"
 #: imported by the server before it serves (a module missing here is imported by the stage itself: slower,
 #: never wrong)
-PRELOAD = ("numpy", "torch", "torchvision", "timm", "lpips", "torch_fidelity", "matplotlib", "matplotlib.pyplot",
+PRELOAD = ("numpy", "threadpoolctl", "torch", "torchvision", "timm", "lpips", "torch_fidelity", "matplotlib", "matplotlib.pyplot",
            "scipy", "PIL.Image", "pandas", "fewgan.metrics.score", "fewgan.metrics.evaluate", "fewgan.select",
            "fewgan.invert.stage", "fewgan.train.stage", "fewgan.metrics.effnet", "fewgan.nets.lpips",
            "fewgan.models.registry", "fewgan.report")
@@ -47,6 +47,11 @@ IMPORT_ENV_PREFIXES = ("ATEN_", "ONEDNN_", "DNNL_", "MKLDNN", "OMP_", "KMP_", "G
                        "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NCCL", "NVIDIA", "HIP", "ROCM", "LD_", "PYTHON",
                        "MALLOC", "GLIBC", "MPL", "MATPLOTLIB", "TRITON", "TIMM", "HF_", "HUGGINGFACE", "XDG_",
                        "FEWGAN_NUMPY", "HOME", "TMPDIR", "TZ", "LANG", "LC_")
+#: the thread-count variables Snakemake sets per job (its `threads`): the stage's copy applies them itself (torch's
+#: and the BLAS libraries' pools, threadpoolctl), as a fresh process would read them at import
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS")
+#: the temporary-file directory Snakemake sets per job (resources.tmpdir): compared as the folder it names
+TMP_VARS = ("TMPDIR", "TEMP", "TMP")
 _HEADER = struct.Struct("!Q")
 
 
@@ -56,7 +61,23 @@ def _quiet():
 
 
 def _import_env(environ) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if k.startswith(IMPORT_ENV_PREFIXES)}
+    """The variables read at import that must be equal, with the temporary folder as tempfile resolves it."""
+    env = {k: v for k, v in environ.items() if k.startswith(IMPORT_ENV_PREFIXES) and k not in THREAD_VARS + TMP_VARS}
+    tmp = next((environ[k] for k in TMP_VARS if environ.get(k)), None)
+    env["(temporary folder)"] = os.path.realpath(tmp if tmp and os.path.isdir(tmp) else tempfile.gettempdir())
+    return env
+
+
+def job_threads(environ) -> int | None:
+    """The thread count a job's environment asks for (THREAD_VARS), None when it sets none; a ValueError when
+    they disagree or are not positive integers."""
+    values = {k: environ[k] for k in THREAD_VARS if environ.get(k)}
+    if not values:
+        return None
+    if len(set(values.values())) != 1 or not next(iter(values.values())).isdigit() or \
+            int(next(iter(values.values()))) < 1:
+        raise ValueError(f"thread variables {values} are not one positive count")
+    return int(next(iter(values.values())))
 
 
 def _fewgan_root() -> str:
@@ -155,6 +176,12 @@ class _Server:
             return f"job's Python {req.get('executable')} is not the server's {sys.executable}"
         if req.get("fewgan") != _fewgan_root():
             return f"job's fewgan {req.get('fewgan')} is not the server's {_fewgan_root()}"
+        try:
+            job_threads(req.get("env", {}))
+        except ValueError as exc:
+            return str(exc)
+        if job_threads(os.environ) is not None and job_threads(req.get("env", {})) is None:
+            return f"the server runs with {', '.join(k for k in THREAD_VARS if os.environ.get(k))} set, the job without"
         env = _import_env(req.get("env", {}))
         diff = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))
         if diff:
@@ -269,6 +296,14 @@ def _run_child(req: dict, fds: list[int], added: dict[str, str]) -> None:
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
         sys.argv = [req.get("argv0") or "fewgan", *req["argv"]]
+        tempfile.tempdir = None  # resolved again from the job's TMPDIR (the same folder: why_not)
+        threads = job_threads(os.environ)
+        if threads is not None:  # what OMP_NUM_THREADS & co. do at import in a fresh process
+            import threadpoolctl
+            import torch
+
+            torch.set_num_threads(threads)
+            threadpoolctl.threadpool_limits(limits=threads)
         random.seed()  # a fresh interpreter seeds these from the OS; the fork would share the server's
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()

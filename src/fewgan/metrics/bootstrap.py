@@ -348,13 +348,15 @@ class _ProjectedSet:
 
     def projected(self, picked: torch.Tensor) -> np.ndarray:
         """(k, n) projections of the picked rows after their own renormalisation, float32: every original row
-        weighted and shifted, then the picked ones gathered (one gather instead of one per channel)."""
+        weighted and shifted, then the picked ones gathered (one gather instead of one per channel) in index
+        order (a sequential gather, ~2x faster than in draw order; each row is sorted next, so the order of the
+        columns changes no value)."""
         inv, mean = self.scale(picked)
         out = self.proj[0].mul(float(inv[0]))
         for c in range(1, len(self.proj)):
             out.add_(self.proj[c], alpha=float(inv[c]))
         out.sub_((self.sums * (mean * inv)).sum(1).float()[:, None])
-        return np.take(out.numpy(), picked.numpy(), axis=1)
+        return np.take(out.numpy(), np.sort(picked.numpy()), axis=1)
 
 
 def _block_sums(a: _ProjectedSet, b: _ProjectedSet, rr: torch.Tensor, rf: torch.Tensor) -> np.ndarray:

@@ -107,6 +107,61 @@ def _copy_backbone(model: nn.Module, state: dict[str, torch.Tensor], path: Path)
                          "official torchvision file")
 
 
+def _seeded_build(lp_net: str) -> nn.Module:
+    """lpips.LPIPS with its backbone randomly initialised from RANDOM_BACKBONE_SEED (the caller's RNG untouched).
+    torchvision initialises the whole VGG16, its unused 120M-parameter classifier too: about 1 s on 2 cores."""
+    import lpips as _lpips
+
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(RANDOM_BACKBONE_SEED)
+        warnings.simplefilter("ignore")  # torchvision's "pretrained is deprecated" on the random build
+        return _lpips.LPIPS(net=lp_net, pretrained=True, pnet_rand=True, verbose=False)
+
+
+def random_backbone_file(lp_net: str, params: dict) -> Path:
+    """Where the seeded random LPIPS is kept: named by every version its random numbers depend on."""
+    from importlib.metadata import version
+
+    import torchvision
+
+    from fewgan.weights.resolver import cache_dir
+
+    versions = f"torch{torch.__version__}-torchvision{torchvision.__version__}-lpips{version('lpips')}"
+    return cache_dir(params) / f"lpips-{lp_net}-random-backbone-seed{RANDOM_BACKBONE_SEED}-{versions}.pth"
+
+
+def random_backbone(lp_net: str, params: dict) -> nn.Module:
+    """`_seeded_build(lp_net)`, read from its file in the weights cache after the first build: the module is
+    made on the meta device (no initialisation) and every parameter and buffer loaded, so it equals the build
+    tensor for tensor (tests/nets/test_lpips_random_backbone.py) in a fraction of the time. A damaged file is
+    rebuilt and rewritten (logged)."""
+    import logging
+
+    import lpips as _lpips
+
+    from fewgan.io import CheckpointError, atomic_torch_save
+
+    path = random_backbone_file(lp_net, params)
+    if path.is_file():
+        try:
+            state = torch_load(path)
+            with torch.device("meta"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = _lpips.LPIPS(net=lp_net, pretrained=True, pnet_rand=True, verbose=False)
+            model = model.to_empty(device="cpu")
+            model.load_state_dict(state, strict=True)
+            return model
+        except (CheckpointError, RuntimeError, KeyError) as exc:
+            logging.getLogger(__name__).warning("%s: not usable (%s); building the seeded random LPIPS again",
+                                                path, exc)
+    model = _seeded_build(lp_net)
+    try:
+        atomic_torch_save(path, model.state_dict())
+    except OSError as exc:  # a read-only cache costs the rebuild next time, nothing else
+        logging.getLogger(__name__).warning("%s: not written (%s); the next build initialises LPIPS again", path, exc)
+    return model
+
+
 def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module, dict]:
     """LPIPS module (x, y in [-1, 1] -> per-image distance (N,)) and a description dict
     {"net", "backbone": WeightsInfo as dict, "fallback": str | None, "note": str | None, "linear_heads": {...}}."""
@@ -116,10 +171,10 @@ def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module,
 
     lp_net, weights_name = _NETS[net]
     info = resolve(weights_name, params)
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        torch.manual_seed(RANDOM_BACKBONE_SEED)
-        warnings.simplefilter("ignore")  # torchvision's "pretrained is deprecated" on the random build
-        model = _lpips.LPIPS(net=lp_net, pretrained=True, pnet_rand=True, verbose=False)
+    if info.path is None:  # the seeded random backbone stays: built once, then read back (random_backbone)
+        model = random_backbone(lp_net, params)
+    else:
+        model = _seeded_build(lp_net)
     if info.path is not None:
         _copy_backbone(model, torch_load(info.path, map_location="cpu"), info.path)
     heads = Path(inspect.getfile(_lpips.LPIPS)).parent / "weights" / "v0.1" / f"{lp_net}.pth"
