@@ -5,11 +5,15 @@ turns cell by cell, so a drift of the machine's speed during the run hits each o
 
     python bench/bench_post_training.py --run /path/to/finished/demo --commits 521c9e8 HEAD
     python bench/bench_post_training.py --run . --commits HEAD~3 HEAD --models dcgan     # one cell: ~1 min each
+    python bench/bench_post_training.py --run /path/to/demo --commits HEAD HEAD:preload  # the same code under
+                                                                                        # `fewgan preload --`
 
 `--run`: a project directory where the demo (or any profile) finished training: its data/ and runs/*/*/s*/train
 are copied into a fresh clone of this repository at each commit (under --work, default cache/post_training/),
-nothing else. Each commit's own params/active.yaml is regenerated for `--profile`. Run it on a quiet machine:
-two torch jobs side by side are 3-5x slower each.
+nothing else. Each commit's own params/active.yaml is regenerated for `--profile`. `COMMIT:preload` runs each
+cell's four stages as jobs of one `fewgan preload -- sh -c ...` (one server per cell, its import time counted in
+the `cells` column, the wall time of the whole cell; stage.json starts after the process is up). Run it on a
+quiet machine: two torch jobs side by side are 3-5x slower each.
 """
 
 from __future__ import annotations
@@ -72,9 +76,19 @@ def cells(run: Path, models: list[str] | None) -> list[tuple[str, str, str]]:
     return out
 
 
-def prepare(commit: str, run: Path, work: Path, profile: str, todo: list) -> Path:
-    """A fresh clone at `commit` with the run's data and train snapshots, its params regenerated for `profile`."""
-    here = work / commit.replace("/", "_")
+def split_label(label: str) -> tuple[str, bool]:
+    """'COMMIT' or 'COMMIT:preload' -> (commit, preload)."""
+    commit, _, mode = label.partition(":")
+    if mode not in ("", "preload"):
+        raise SystemExit(f"--commits {label}: write COMMIT or COMMIT:preload")
+    return commit, mode == "preload"
+
+
+def prepare(label: str, run: Path, work: Path, profile: str, todo: list) -> Path:
+    """A fresh clone at the label's commit with the run's data and train snapshots, its params regenerated for
+    `profile`."""
+    commit, _ = split_label(label)
+    here = work / label.replace("/", "_").replace(":", "_")
     shutil.rmtree(here, ignore_errors=True)
     subprocess.run(["git", "clone", "-q", str(REPO), str(here)], check=True)
     subprocess.run(["git", "checkout", "-q", commit], cwd=here, check=True)
@@ -92,8 +106,12 @@ def _env(here: Path) -> dict[str, str]:
     return env
 
 
-def run_cell(here: Path, cell: tuple[str, str, str], threads: int) -> None:
-    """score, select, invert, evaluate of one cell in the clone `here`, one after another."""
+def run_cell(here: Path, cell: tuple[str, str, str], threads: int, preload: bool = False) -> float:
+    """score, select, invert, evaluate of one cell in the clone `here`, one after another (as the jobs of one
+    `fewgan preload --` when `preload`); the wall seconds of it all."""
+    import shlex
+    import time
+
     dataset, model, seed = cell
     r = f"runs/{dataset}/{model}/{seed}"
     common = ["--dataset", dataset, "--model", model, "--seed", seed.lstrip("s")]
@@ -102,9 +120,15 @@ def run_cell(here: Path, cell: tuple[str, str, str], threads: int) -> None:
             "select": ["--scores", f"{r}/score", "--train-dir", f"{r}/train"],
             "invert": data + ["--train-dir", f"{r}/train", "--threads", str(threads)],
             "evaluate": data + ["--select", f"{r}/select", "--threads", str(threads)]}
-    for stage in STAGES:
-        subprocess.run([sys.executable, "-m", "fewgan.cli", stage, *common, *args[stage], "--out", f"{r}/{stage}"],
-                       cwd=here, env=_env(here), check=True, stdout=subprocess.DEVNULL)
+    commands = [[sys.executable, "-m", "fewgan.cli", stage, *common, *args[stage], "--out", f"{r}/{stage}"]
+                for stage in STAGES]
+    t0 = time.perf_counter()
+    if preload:
+        script = " && ".join(" ".join(shlex.quote(c) for c in cmd) for cmd in commands)
+        commands = [[sys.executable, "-m", "fewgan.cli", "preload", "--", "sh", "-c", script]]
+    for cmd in commands:
+        subprocess.run(cmd, cwd=here, env=_env(here), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -118,19 +142,21 @@ def main() -> None:
     args = ap.parse_args()
     todo = cells(args.run.resolve(), args.models)
     dirs = {c: prepare(c, args.run.resolve(), args.work.resolve(), args.profile, todo) for c in args.commits}
+    walls = dict.fromkeys(args.commits, 0.0)
     for cell in todo:  # cells outer, commits inner: a drift of the machine's speed hits every commit alike
         for c in args.commits:
-            run_cell(dirs[c], cell, args.threads)
+            walls[c] += run_cell(dirs[c], cell, args.threads, split_label(c)[1])
     print(f"{len(todo)} cell(s) of {args.run}, one job at a time, {args.threads} threads; CPU: "
           + subprocess.run([sys.executable, "-c", "from fewgan.provenance import cpu_name; print(cpu_name())"],
                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "src"))
                            ).stdout.strip())
-    print(f"{'commit':12s} " + " ".join(f"{s:>9s}" for s in STAGES) + f" {'score+invert+evaluate':>22s}")
+    print(f"{'commit':20s} " + " ".join(f"{s:>9s}" for s in STAGES) + f" {'score+invert+evaluate':>22s}"
+          + f" {'cells (wall)':>13s}")
     for c, d in dirs.items():
         sums = {s: sum(json.loads((d / "runs" / ds / m / sd / s / "stage.json").read_text())["wall_s"]
                        for ds, m, sd in todo) for s in STAGES}
-        print(f"{c[:12]:12s} " + " ".join(f"{sums[s]:8.1f}s" for s in STAGES)
-              + f" {sums['score'] + sums['invert'] + sums['evaluate']:21.1f}s")
+        print(f"{c[:20]:20s} " + " ".join(f"{sums[s]:8.1f}s" for s in STAGES)
+              + f" {sums['score'] + sums['invert'] + sums['evaluate']:21.1f}s {walls[c]:12.1f}s")
     base = args.commits[0]
     for c in args.commits[1:]:
         print(f"largest relative differences, {c} vs {base}:")

@@ -114,3 +114,6 @@ def test_bench_post_training_compares_every_number_and_finds_the_trained_cells(t
     assert bp.cells(tmp_path, ["fastgan"]) == [("toy", "fastgan", "s0")]
     with pytest.raises(SystemExit, match="no trained cell"):
         bp.cells(tmp_path / "nothing", None)
+    assert bp.split_label("HEAD") == ("HEAD", False) and bp.split_label("abc123:preload") == ("abc123", True)
+    with pytest.raises(SystemExit, match="COMMIT:preload"):
+        bp.split_label("HEAD:fast")

@@ -82,7 +82,9 @@ def test_preloaded_stages_write_what_fresh_processes_write(project):
     pd.testing.assert_frame_equal(sa[cols], sb[cols], check_exact=True)
     ja, jb = (json.loads((d / "score/scores.json").read_text())["provenance"]["host"] for d in (a, b))
     assert ja.get("numpy_simd") == jb.get("numpy_simd")  # numpy's kernels recorded the same way
-    assert json.loads((b / "train/stage.json").read_text())["argv"][:2] == ["train", "--dataset"]
+    rec = json.loads((b / "train/stage.json").read_text())
+    assert rec["argv"][:2] == ["train", "--dataset"] and isinstance(rec["preload_server"], int)
+    assert json.loads((a / "train/stage.json").read_text())["preload_server"] is None
 
 
 def _tensors(obj, prefix=""):
@@ -100,7 +102,8 @@ def _tensors(obj, prefix=""):
 def test_exit_codes_errors_and_refusals_reach_the_job(project):
     # one server: a stage's error (its message and exit code reach the job), a job whose import-time variable
     # differs from the server's (runs in its own process and says why), then COMMAND's own exit status
-    split = ["env", "ATEN_CPU_CAPABILITY=default"] + FEWGAN + ["split", "--dataset", "demo_faces", "--out", "data/splits/again"]
+    split = (["env", "ATEN_CPU_CAPABILITY=default"] + FEWGAN
+             + ["split", "--dataset", "demo_faces", "--out", "data/splits/again"])
     script = (_sh(FEWGAN + ["curate", "--dataset", "nope"]) + "; echo curate-exit=$?; " + _sh(split)
               + " && echo split-ok; exit 7")
     r = subprocess.run(FEWGAN + ["preload", "--", "sh", "-c", script], cwd=project, env=_env(), capture_output=True,
@@ -175,3 +178,57 @@ def test_a_stage_whose_job_vanished_is_terminated(tmp_path):
             os.waitpid(pid, 0)
         server.sel.close()
         server.listener.close()
+
+
+_FAKE_SERVER = """
+import os, signal, sys, time
+from fewgan import preload
+
+def long_stage(req, fds, added):  # stands in for _run_child: a stage that runs until it is signalled
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    print("stage running", flush=True)
+    time.sleep(60)
+    os._exit(0)
+
+preload._run_child = long_stage
+server = preload._Server(sys.argv[1])
+while True:
+    server.serve_once(0.05)
+"""
+
+
+def test_a_signal_to_the_job_reaches_its_stage_and_its_status_comes_back(tmp_path):
+    sock = str(tmp_path / "s")
+    server = subprocess.Popen([sys.executable, "-c", _FAKE_SERVER, sock], env=_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job = subprocess.Popen([sys.executable, "-c", "import sys; from fewgan.preload import delegate; "
+                                "sys.exit(delegate(['split']))"], env=_env() | {preload.ENV_SOCKET: sock},
+                               stdout=subprocess.PIPE, text=True)
+        assert job.stdout.readline().strip() == "stage running"  # the stage writes to the job's stdout
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=30) == 128 + signal.SIGTERM  # forwarded; the stage's fate is the job's status
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_job_threads_are_applied_as_a_fresh_process_reads_them():
+    """Snakemake's OMP_NUM_THREADS=8 on a 2-core machine: torch takes 8, OpenBLAS at most the CPUs (as it does
+    when it loads), never 8 threads spinning on 2 cores."""
+    code = ("import json, os, numpy, threadpoolctl, torch; from fewgan import preload; "
+            "print(json.dumps([preload.apply_job_threads(int(os.environ['N'])), torch.get_num_threads(), "
+            "[p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas']]))")
+    cpus = len(os.sched_getaffinity(0))
+    for n in (1, cpus + 6):
+        out = subprocess.run([sys.executable, "-c", code], env=_env() | {"N": str(n)}, capture_output=True, text=True,
+                             check=True).stdout
+        applied, torch_threads, blas = json.loads(out)
+        assert applied == {"torch": n, "blas": min(n, cpus)} and torch_threads == n
+        assert blas and all(b == min(n, cpus) for b in blas)

@@ -61,6 +61,7 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
     the stage finished)."""
     import datetime as dt
 
+    from fewgan import preload
     from fewgan.io import atomic_write_json
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -74,6 +75,7 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(_ARGV),
+        "preload_server": preload.SERVER_PID,  # a fork of `fewgan preload`'s interpreter (its pid), or null
     })
     log.info("%s finished in %.1f s (cpu %.1f s, peak %.0f MB)", stage, wall, cpu, _peak_rss_mb())
     return result

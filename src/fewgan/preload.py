@@ -35,29 +35,40 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 ENV_SOCKET = "FEWGAN_PRELOAD_SOCKET"
-#: imported by the server before it serves (a module missing here is imported by the stage itself: slower,
-#: never wrong)
-PRELOAD = ("numpy", "threadpoolctl", "torch", "torchvision", "timm", "lpips", "torch_fidelity", "matplotlib", "matplotlib.pyplot",
-           "scipy", "PIL.Image", "pandas", "fewgan.metrics.score", "fewgan.metrics.evaluate", "fewgan.select",
-           "fewgan.invert.stage", "fewgan.train.stage", "fewgan.metrics.effnet", "fewgan.nets.lpips",
-           "fewgan.models.registry", "fewgan.report")
+#: imported by the server before it serves, with every stage's entry module (fewgan.stages); a module missing
+#: here is imported by the stage itself: slower, never wrong
+PRELOAD = ("numpy", "threadpoolctl", "torch", "torchvision", "timm", "lpips", "torch_fidelity", "matplotlib",
+           "matplotlib.pyplot", "scipy", "PIL.Image", "pandas", "fewgan.metrics.effnet", "fewgan.nets.lpips",
+           "fewgan.models.registry")
 #: environment variables that libraries read when they are imported: a job whose values differ from the
 #: server's runs in its own process (matplotlib reads HOME/MPL*, huggingface_hub HF_*, numpy NPY_*, ...)
-IMPORT_ENV_PREFIXES = ("ATEN_", "ONEDNN_", "DNNL_", "MKLDNN", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "GOTO", "BLIS_", "NPY_", "NUMPY_", "TORCH",
-                       "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NCCL", "NVIDIA", "HIP", "ROCM", "LD_", "PYTHON",
-                       "MALLOC", "GLIBC", "MPL", "MATPLOTLIB", "TRITON", "TIMM", "HF_", "HUGGINGFACE", "XDG_",
-                       "FEWGAN_NUMPY", "HOME", "TMPDIR", "TZ", "LANG", "LC_")
+IMPORT_ENV_PREFIXES = ("ATEN_", "ONEDNN_", "DNNL_", "MKLDNN", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "GOTO",
+                       "BLIS_", "NPY_", "NUMPY_", "TORCH", "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NCCL", "NVIDIA",
+                       "HIP", "ROCM", "LD_", "PYTHON", "MALLOC", "GLIBC", "MPL", "MATPLOTLIB", "TRITON", "TIMM",
+                       "HF_", "HUGGINGFACE", "XDG_", "FEWGAN_NUMPY", "HOME", "TMPDIR", "TEMP", "TMP", "TZ", "LANG",
+                       "LC_")
 #: the thread-count variables Snakemake sets per job (its `threads`): the stage's copy applies them itself (torch's
 #: and the BLAS libraries' pools, threadpoolctl), as a fresh process would read them at import
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS")
 #: the temporary-file directory Snakemake sets per job (resources.tmpdir): compared as the folder it names
 TMP_VARS = ("TMPDIR", "TEMP", "TMP")
 _HEADER = struct.Struct("!Q")
+#: in a stage forked by the server: the server's pid (stage.json records it as "preload_server")
+SERVER_PID: int | None = None
 
 
 def _quiet():
     """Ignore what a process or connection that already went away raises."""
     return contextlib.suppress(OSError, KeyError)
+
+
+def signal_stage(pid: int, signum: int) -> None:
+    """Signal a forked stage and what it started (it leads its own process group once it runs)."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):  # not yet its own group, or already gone
+        with _quiet():
+            os.kill(pid, signum)
 
 
 def _import_env(environ) -> dict[str, str]:
@@ -78,6 +89,20 @@ def job_threads(environ) -> int | None:
             int(next(iter(values.values()))) < 1:
         raise ValueError(f"thread variables {values} are not one positive count")
     return int(next(iter(values.values())))
+
+
+def apply_job_threads(threads: int) -> dict[str, int]:
+    """What OMP_NUM_THREADS & co. = `threads` do when a fresh process loads torch and numpy: torch's pool (libgomp
+    takes the count as given) and the BLAS pools (OpenBLAS caps it at the CPUs it may use when it loads; set at
+    run time it would start as many as asked: Snakemake's 8 on 2 cores made numpy's matmuls 6x slower).
+    Returns {"torch": ..., "blas": ...}."""
+    import threadpoolctl
+    import torch
+
+    torch.set_num_threads(threads)
+    blas = min(threads, len(os.sched_getaffinity(0)))
+    threadpoolctl.threadpool_limits(limits=blas, user_api="blas")
+    return {"torch": threads, "blas": blas}
 
 
 def _fewgan_root() -> str:
@@ -112,10 +137,7 @@ def delegate(argv: list[str]) -> int | None:
     pid = int(reply["pid"])
 
     def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+        signal_stage(pid, signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
@@ -159,9 +181,11 @@ class _Server:
     def preload(self) -> float:
         import importlib
 
+        from fewgan.stages import STAGES
+
         t0 = time.perf_counter()
         before = dict(os.environ)
-        for name in PRELOAD:
+        for name in PRELOAD + tuple(s.entry.split(":")[0] for s in STAGES):
             try:
                 importlib.import_module(name)
             except ImportError as exc:  # an optional package: the stage imports what it needs itself
@@ -196,7 +220,9 @@ class _Server:
         return None
 
     def handle(self, conn: socket.socket) -> None:
+        fds: list[int] = []
         try:
+            conn.settimeout(10.0)  # a connection that sends nothing must not stall the jobs behind it
             data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 16, 3)
             if len(data) < _HEADER.size or len(fds) != 3:
                 raise ValueError("malformed request")
@@ -210,6 +236,8 @@ class _Server:
             req = json.loads(bytes(body))
         except (OSError, ValueError) as exc:
             log.warning("preload: bad request (%s)", exc)
+            for fd in fds:
+                os.close(fd)
             conn.close()
             return
         why = self.why_not(req)
@@ -218,7 +246,8 @@ class _Server:
             log.warning("preload: %s runs in its own process: %s", " ".join(req["argv"][:1]), why)
             for fd in fds:
                 os.close(fd)
-            conn.sendall(json.dumps({"refused": why}).encode() + b"\n")
+            with _quiet():
+                conn.sendall(json.dumps({"refused": why}).encode() + b"\n")
             conn.close()
             return
         sys.stdout.flush()
@@ -246,8 +275,7 @@ class _Server:
                 self.sel.unregister(key.fileobj)
                 for pid, c in self.children.items():
                     if c is key.fileobj:
-                        with _quiet():
-                            os.kill(pid, signal.SIGTERM)
+                        signal_stage(pid, signal.SIGTERM)
         self.reap()
 
     def reap(self) -> None:
@@ -264,15 +292,13 @@ class _Server:
 
     def stop_children(self, grace: float = 10.0) -> None:
         for pid in self.children:
-            with _quiet():
-                os.kill(pid, signal.SIGTERM)
+            signal_stage(pid, signal.SIGTERM)
         end = time.monotonic() + grace
         while self.children and time.monotonic() < end:
             self.reap()
             time.sleep(0.05)
         for pid in self.children:
-            with _quiet():
-                os.kill(pid, signal.SIGKILL)
+            signal_stage(pid, signal.SIGKILL)
         self.reap()
 
 
@@ -282,11 +308,14 @@ def _run_child(req: dict, fds: list[int], added: dict[str, str]) -> None:
     import random
     import threading
 
+    global SERVER_PID
+    SERVER_PID = os.getppid()
     code = 1
     try:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        os.setpgid(0, 0)  # the terminal's Ctrl-C reaches the stage once, forwarded by its job (not twice)
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
@@ -298,12 +327,8 @@ def _run_child(req: dict, fds: list[int], added: dict[str, str]) -> None:
         sys.argv = [req.get("argv0") or "fewgan", *req["argv"]]
         tempfile.tempdir = None  # resolved again from the job's TMPDIR (the same folder: why_not)
         threads = job_threads(os.environ)
-        if threads is not None:  # what OMP_NUM_THREADS & co. do at import in a fresh process
-            import threadpoolctl
-            import torch
-
-            torch.set_num_threads(threads)
-            threadpoolctl.threadpool_limits(limits=threads)
+        if threads is not None:
+            apply_job_threads(threads)
         random.seed()  # a fresh interpreter seeds these from the OS; the fork would share the server's
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()
@@ -358,7 +383,7 @@ def run(command: list[str]) -> int:
         with _quiet():
             proc.send_signal(signum)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches COMMAND and its stages directly
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C reaches COMMAND, its jobs forward it
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     seconds = server.preload()
