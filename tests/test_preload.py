@@ -138,9 +138,12 @@ def test_refusal_reasons(tmp_path, monkeypatch):
         assert "CUDA_VISIBLE_DEVICES" in server.why_not(req | {"env": req["env"] | {"CUDA_VISIBLE_DEVICES": "7"}})
         assert server.why_not(req | {"env": req["env"] | {"SNAKEMAKE_JOB": "x"}}) is None  # not read at import
         # Snakemake's per-job threads and temporary folder: applied by the fork, not a reason to refuse
-        job = req["env"] | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TMPDIR": tempfile.gettempdir()}
-        assert server.why_not(req | {"env": job}) is None and preload.job_threads(job) == 1
+        job = req["env"] | {"OMP_NUM_THREADS": "8", "MKL_NUM_THREADS": "8", "OPENBLAS_NUM_THREADS": "8",
+                            "GOTO_NUM_THREADS": "8", "TMPDIR": tempfile.gettempdir(), "TEMP": tempfile.gettempdir(),
+                            "TMP": tempfile.gettempdir(), "TEMPDIR": tempfile.gettempdir()}  # Snakemake 9's job
+        assert server.why_not(req | {"env": job}) is None and preload.job_threads(job) == 8
         assert "not one positive count" in server.why_not(req | {"env": job | {"MKL_NUM_THREADS": "2"}})
+        assert "not one positive count" in server.why_not(req | {"env": job | {"OMP_NUM_THREADS": "0"}})
         assert "temporary folder" in server.why_not(req | {"env": job | {"TMPDIR": str(tmp_path)}})
         assert preload.job_threads({"PATH": "/bin"}) is None
         time.sleep(0.01)

@@ -45,12 +45,12 @@ PRELOAD = ("numpy", "threadpoolctl", "torch", "torchvision", "timm", "lpips", "t
 IMPORT_ENV_PREFIXES = ("ATEN_", "ONEDNN_", "DNNL_", "MKLDNN", "OMP_", "KMP_", "GOMP_", "MKL_", "OPENBLAS_", "GOTO",
                        "BLIS_", "NPY_", "NUMPY_", "TORCH", "PYTORCH", "CUDA", "CUBLAS", "CUDNN", "NCCL", "NVIDIA",
                        "HIP", "ROCM", "LD_", "PYTHON", "MALLOC", "GLIBC", "MPL", "MATPLOTLIB", "TRITON", "TIMM",
-                       "HF_", "HUGGINGFACE", "XDG_", "FEWGAN_NUMPY", "HOME", "TMPDIR", "TEMP", "TMP", "TZ", "LANG",
-                       "LC_")
+                       "HF_", "HUGGINGFACE", "XDG_", "FEWGAN_NUMPY", "HOME", "TMPDIR", "TZ", "LANG", "LC_")
 #: the thread-count variables Snakemake sets per job (its `threads`): the stage's copy applies them itself (torch's
 #: and the BLAS libraries' pools, threadpoolctl), as a fresh process would read them at import
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS")
-#: the temporary-file directory Snakemake sets per job (resources.tmpdir): compared as the folder it names
+#: the temporary-file directory Snakemake sets per job (resources.tmpdir; it sets TEMPDIR too, which Python's
+#: tempfile does not read): compared as the folder tempfile resolves from them
 TMP_VARS = ("TMPDIR", "TEMP", "TMP")
 _HEADER = struct.Struct("!Q")
 #: in a stage forked by the server: the server's pid (stage.json records it as "preload_server")
