@@ -146,6 +146,9 @@ def test_refusal_reasons(tmp_path, monkeypatch):
         assert "not one positive count" in server.why_not(req | {"env": job | {"OMP_NUM_THREADS": "0"}})
         assert "temporary folder" in server.why_not(req | {"env": job | {"TMPDIR": str(tmp_path)}})
         assert preload.job_threads({"PATH": "/bin"}) is None
+        server.cuda = "an import initialised CUDA in the server"
+        assert "CUDA" in server.why_not(req)
+        server.cuda = None
         time.sleep(0.01)
         f.write_text("x = 22\n")
         assert "changed since the server imported it" in server.why_not(req)

@@ -177,6 +177,7 @@ class _Server:
         self.env = _import_env(os.environ)  # as the server was started (what a job's environment is compared with)
         self.added: dict[str, str] = {}  # variables the imports themselves set (torch: TORCHINDUCTOR_CACHE_DIR)
         self.served = self.refused = 0
+        self.cuda: str | None = None  # why no fork may run, when the preload touched CUDA
 
     def preload(self) -> float:
         import importlib
@@ -192,10 +193,16 @@ class _Server:
                 log.info("preload: %s not imported (%s)", name, exc)
         self.files = _loaded_files()
         self.added = {k: v for k, v in os.environ.items() if before.get(k) != v}
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():  # a fork could not use the GPU any more
+            self.cuda = "an import initialised CUDA in the server; a forked stage could not use the GPU"
+            log.warning("preload: %s: every job runs in its own process", self.cuda)
         return time.perf_counter() - t0
 
     def why_not(self, req: dict) -> str | None:
         """None when a fork of this server runs `req` as a fresh process would, else the reason."""
+        if self.cuda:
+            return self.cuda
         if req.get("executable") != sys.executable:
             return f"job's Python {req.get('executable')} is not the server's {sys.executable}"
         if req.get("fewgan") != _fewgan_root():
