@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from fewgan import preload  # light (sockets, json): how a command runs, never what it computes
 from fewgan.stages import BY_NAME, STAGES, Stage, StageContext, fill
 
 log = logging.getLogger("fewgan")
@@ -61,7 +62,6 @@ def run_stage(stage: str, out_dir: Path, fn: Callable[[], object], threads: int 
     the stage finished)."""
     import datetime as dt
 
-    from fewgan import preload
     from fewgan.io import atomic_write_json
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -413,10 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_preload(args) -> None:
-    from fewgan.preload import run
-
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    raise SystemExit(run(command))
+    raise SystemExit(preload.run(command))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,9 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     _ARGV = list(sys.argv[1:] if argv is None else argv)
     if _ARGV and _ARGV[0] in BY_NAME and os.environ.get("FEWGAN_PRELOAD_SOCKET") and \
             not os.environ.get("FEWGAN_RECORD_MODULES"):  # (that test records what a fresh process imports)
-        from fewgan.preload import delegate
-
-        code = delegate(_ARGV)  # `fewgan preload -- COMMAND`: run in a fork of its preloaded interpreter
+        code = preload.delegate(_ARGV)  # `fewgan preload -- COMMAND`: run in a fork of its preloaded interpreter
         if code is not None:
             return code
     args = build_parser().parse_args(_ARGV)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent  # src/fewgan
 #: modules that only route a command (the CLI door, this table): their changes re-run nothing
-ROUTING_MODULES = ("fewgan", "fewgan.cli", "fewgan.stages")
+ROUTING_MODULES = ("fewgan", "fewgan.cli", "fewgan.stages", "fewgan.preload")
 #: modules that import a package's members by discovery (no import statement names them): importing one
 #: counts as importing every module whose dotted name matches the pattern (the models' folders)
 DISCOVERY = {"fewgan.models.specs": "fewgan.models.*.spec", "fewgan.models.registry": "fewgan.models.*.model"}
