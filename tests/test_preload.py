@@ -131,9 +131,11 @@ def test_refusal_reasons(tmp_path, monkeypatch):
         f.write_text("x = 1\n")
         st = f.stat()
         server.files = {str(f): (st.st_mtime_ns, st.st_size)}
-        req = {"executable": sys.executable, "fewgan": preload._fewgan_root(), "env": dict(os.environ)}
+        req = {"python": preload._python(), "fewgan": preload._fewgan_root(), "env": dict(os.environ)}
         assert server.why_not(req) is None
-        assert "Python" in server.why_not(req | {"executable": "/usr/bin/python0"})
+        assert "Python" in server.why_not(req | {"python": ["/usr/bin/python0", sys.prefix, sys.version]})
+        assert "Python" in server.why_not(req | {"python": [os.path.realpath(sys.executable), "/other/venv",
+                                                            sys.version]})
         assert "fewgan" in server.why_not(req | {"fewgan": "/elsewhere/fewgan"})
         assert "CUDA_VISIBLE_DEVICES" in server.why_not(req | {"env": req["env"] | {"CUDA_VISIBLE_DEVICES": "7"}})
         assert server.why_not(req | {"env": req["env"] | {"SNAKEMAKE_JOB": "x"}}) is None  # not read at import
@@ -238,3 +240,27 @@ def test_job_threads_are_applied_as_a_fresh_process_reads_them():
         applied, torch_threads, blas = json.loads(out)
         assert applied == {"torch": n, "blas": min(n, cpus)} and torch_threads == n
         assert blas and all(b == min(n, cpus) for b in blas)
+
+
+@pytest.mark.slow
+def test_make_demo_path_snakemake_under_preload(tmp_path):
+    """What `make demo` runs, on the smoke profile cut to one model: every job served by the fork server,
+    each stage.json naming it, the report written, and Snakemake finding nothing left to do."""
+    for name in ("workflow", "params", "src"):  # src: the stages' declared code dependencies
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    env = _env() | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(FEWGAN + ["params", "--profile", "smoke", "--models", "dcgan"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    r = subprocess.run(FEWGAN + ["preload", "--", "snakemake", "--cores", "2", "all"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    served = [line for line in r.stderr.splitlines() if "stages served" in line]
+    assert served and served[-1].rstrip().endswith("0 ran in their own process"), served
+    records = list(tmp_path.glob("runs/*/*/*/*/stage.json")) + list(tmp_path.glob("data/*/*/stage.json"))
+    assert len(records) >= 7  # curate, split, train, score, select, invert, evaluate
+    assert all(isinstance(json.loads(p.read_text())["preload_server"], int) for p in records)
+    assert (tmp_path / "reports/benchmark/index.html").is_file()
+    again = subprocess.run(["snakemake", "--cores", "1", "-n", "all"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True)
+    assert "Nothing to be done" in again.stdout + again.stderr

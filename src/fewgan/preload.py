@@ -105,6 +105,11 @@ def apply_job_threads(threads: int) -> dict[str, int]:
     return {"torch": threads, "blas": blas}
 
 
+def _python() -> list[str]:
+    """The interpreter and environment: `python` and `python3` of one venv are the same, two venvs are not."""
+    return [os.path.realpath(sys.executable), sys.prefix, sys.version]
+
+
 def _fewgan_root() -> str:
     return str(Path(__file__).resolve().parent)
 
@@ -119,7 +124,7 @@ def delegate(argv: list[str]) -> int | None:
     if not path:
         return None
     request = {"argv": list(argv), "argv0": sys.argv[0], "cwd": os.getcwd(), "env": dict(os.environ),
-               "executable": sys.executable, "fewgan": _fewgan_root()}
+               "python": _python(), "fewgan": _fewgan_root()}
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(path)
@@ -203,8 +208,8 @@ class _Server:
         """None when a fork of this server runs `req` as a fresh process would, else the reason."""
         if self.cuda:
             return self.cuda
-        if req.get("executable") != sys.executable:
-            return f"job's Python {req.get('executable')} is not the server's {sys.executable}"
+        if req.get("python") != _python():
+            return f"job's Python {req.get('python')} is not the server's {_python()}"
         if req.get("fewgan") != _fewgan_root():
             return f"job's fewgan {req.get('fewgan')} is not the server's {_fewgan_root()}"
         try:
