@@ -114,7 +114,10 @@ def test_exit_codes_errors_and_refusals_reach_the_job(project):
     assert "1 stages served, 1 ran in their own process" in r.stderr
     assert (project / "data/splits/again/stage.json").is_file()
     r = subprocess.run(FEWGAN + ["preload"], cwd=project, env=_env(), capture_output=True, text=True)
-    assert r.returncode != 0 and "give the command to run" in r.stderr
+    assert r.returncode == 2 and "give the command to run" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(FEWGAN + ["preload", "--", "no-such-command-xyz"], cwd=project, env=_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot start 'no-such-command-xyz'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_no_server_means_a_fresh_process_and_a_message(project, tmp_path):

@@ -414,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_preload(args) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("fewgan preload: error: give the command to run after '--', e.g. "
+              "`fewgan preload -- snakemake --cores 8 all`", file=sys.stderr)
+        raise SystemExit(2)
     raise SystemExit(preload.run(command))
 
 

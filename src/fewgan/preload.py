@@ -387,11 +387,8 @@ def run(command: list[str]) -> int:
         server.listener.close()
         os.unlink(path)
         os.rmdir(tmp)
-        raise FileNotFoundError(f"fewgan preload: cannot start {command[0]!r}: {exc}") from None
-    stop = {"signal": None}
-
+        raise FileNotFoundError(f"cannot start {command[0]!r}: {exc}") from None
     def on_signal(signum, _frame):  # the command decides how to wind down; its stages get it from it
-        stop["signal"] = signum
         with _quiet():
             proc.send_signal(signum)
 
