@@ -267,3 +267,39 @@ def test_make_demo_path_snakemake_under_preload(tmp_path):
     again = subprocess.run(["snakemake", "--cores", "1", "-n", "all"], cwd=tmp_path, env=env, capture_output=True,
                            text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_forked_training_with_its_resume_state_saved(project, tmp_path):
+    """The terminal's Ctrl-C (SIGINT to the foreground process group: the server and the job) reaches a forked
+    `fewgan train`: it finishes the iteration, saves its resume state and says so, and the job's status is the
+    stage's (3: an interruption that explains itself)."""
+    import psutil
+    import yaml
+
+    here = tmp_path / "p"
+    shutil.copytree(project, here, ignore=shutil.ignore_patterns("runs", "work", "logs", ".fewgan"))
+    active = here / "params" / "active.yaml"
+    p = yaml.safe_load(active.read_text())
+    p["train"]["iterations"] = 100000  # long enough to be interrupted
+    active.write_text(yaml.safe_dump(p, sort_keys=False))
+    proc = subprocess.Popen(FEWGAN + ["preload", "--", *FEWGAN, "train", *CELL, "--threads", "1"], cwd=here,
+                            env=_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stderr:  # the stage's log reaches the job's stderr, then this pipe
+            lines.append(line)
+            if "starting demo_faces/dcgan" in line:
+                break
+        time.sleep(1.0)
+        assert psutil.Process(proc.pid).children()  # COMMAND here is the `fewgan train` job itself
+        os.killpg(proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C: to the foreground group (server and job)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = "".join(lines) + rest
+    assert proc.returncode == 3, err[-3000:]  # TrainingInterrupted: a stage error that explains itself
+    assert err.count("received SIGINT") == 1 and "aborting without saving" not in err
+    assert "resume state saved to" in err and "1 stages served" in err
+    assert (here / "work/demo_faces/dcgan/s0/resume.pt").is_file()
