@@ -83,12 +83,13 @@ def job_threads(environ) -> int | None:
     """The thread count a job's environment asks for (THREAD_VARS), None when it sets none; a ValueError when
     they disagree or are not positive integers."""
     values = {k: environ[k] for k in THREAD_VARS if environ.get(k)}
-    if not values:
+    counts = set(values.values())
+    if not counts:
         return None
-    if len(set(values.values())) != 1 or not next(iter(values.values())).isdigit() or \
-            int(next(iter(values.values()))) < 1:
+    count = counts.pop()
+    if counts or not count.isdigit() or int(count) < 1:
         raise ValueError(f"thread variables {values} are not one positive count")
-    return int(next(iter(values.values())))
+    return int(count)
 
 
 def apply_job_threads(threads: int) -> dict[str, int]:
@@ -213,10 +214,10 @@ class _Server:
         if req.get("fewgan") != _fewgan_root():
             return f"job's fewgan {req.get('fewgan')} is not the server's {_fewgan_root()}"
         try:
-            job_threads(req.get("env", {}))
+            threads = job_threads(req.get("env", {}))
         except ValueError as exc:
             return str(exc)
-        if job_threads(os.environ) is not None and job_threads(req.get("env", {})) is None:
+        if threads is None and job_threads(os.environ) is not None:
             return f"the server runs with {', '.join(k for k in THREAD_VARS if os.environ.get(k))} set, the job without"
         env = _import_env(req.get("env", {}))
         diff = sorted(k for k in set(env) | set(self.env) if env.get(k) != self.env.get(k))

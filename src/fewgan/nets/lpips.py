@@ -173,9 +173,8 @@ def build_lpips(net: str, params: dict, device: Any = "cpu") -> tuple[nn.Module,
     info = resolve(weights_name, params)
     if info.path is None:  # the seeded random backbone stays: built once, then read back (random_backbone)
         model = random_backbone(lp_net, params)
-    else:
+    else:  # pretrained: its file replaces the random backbone
         model = _seeded_build(lp_net)
-    if info.path is not None:
         _copy_backbone(model, torch_load(info.path, map_location="cpu"), info.path)
     heads = Path(inspect.getfile(_lpips.LPIPS)).parent / "weights" / "v0.1" / f"{lp_net}.pth"
     model = model.to(device).eval().requires_grad_(False)
