@@ -167,6 +167,32 @@ def test_swd_resamples_side_by_side_equal_one_at_a_time():
     assert torch.get_num_threads() == old
 
 
+def test_swd_resamples_do_not_depend_on_the_tile_of_directions(monkeypatch):
+    """The CPU path passes every resample over tiles of directions: any tile size (one row, a few rows that do
+    not divide the directions, all of them in one tile) and any number of threads give the same bits."""
+    g = torch.Generator().manual_seed(8)
+    real = (torch.rand(5, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    st = S.SWDStream(real, 7, {"patches_per_image": 8, "directions": 16, "repeats": 2}, seed=6)
+    st.add((torch.rand(7, 3, 32, 32, generator=g) * 255).to(torch.uint8))
+    st.result()
+    n = max(st.real_desc[0].shape[0], st.fake_desc[0].shape[0])
+    old = torch.get_num_threads()
+
+    def reps(tile_rows: int, threads: int) -> np.ndarray:
+        monkeypatch.setattr(B, "_TILE_BYTES", 4 * n * tile_rows)
+        torch.set_num_threads(threads)
+        try:
+            return B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res,
+                                 cfg=st.cfg, seed=st.seed, samples=4, gen=B.generator(2, "swd"))
+        finally:
+            torch.set_num_threads(old)
+
+    whole = reps(32, 1)
+    assert len(set(whole.tolist())) == 4
+    for tile_rows, threads in ((1, 2), (5, 2), (7, 1), (32, 2)):
+        assert np.array_equal(reps(tile_rows, threads), whole), (tile_rows, threads)
+
+
 # ---- determinism ----------------------------------------------------------------------------------------------
 def test_the_same_seed_gives_the_same_interval():
     s = B.Settings(samples=50, level=0.9, seed=7)
