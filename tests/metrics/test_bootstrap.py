@@ -144,32 +144,11 @@ def test_swd_resamples_from_projections_kept_equal_the_definition():
     assert blocked == pytest.approx(got, rel=1e-6)
 
 
-def test_swd_resamples_side_by_side_equal_one_at_a_time():
-    """Small problems run whole resamples on parallel threads (one per torch thread): the draws and every
-    value are exactly those of one thread (each resample's arithmetic is the same, only its thread differs)."""
-    g = torch.Generator().manual_seed(1)
-    real = (torch.rand(6, 3, 32, 32, generator=g) * 255).to(torch.uint8)
-    st = S.SWDStream(real, 9, {"patches_per_image": 8, "directions": 16, "repeats": 2}, seed=2)
-    st.add((torch.rand(9, 3, 32, 32, generator=g) * 255).to(torch.uint8))
-    st.result()
-    old = torch.get_num_threads()
-
-    def reps(threads: int) -> np.ndarray:
-        torch.set_num_threads(threads)
-        try:
-            return B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res,
-                                 cfg=st.cfg, seed=st.seed, samples=7, gen=B.generator(3, "swd"))
-        finally:
-            torch.set_num_threads(old)
-
-    one, two = reps(1), reps(2)
-    assert np.array_equal(one, two) and len(set(one.tolist())) == 7
-    assert torch.get_num_threads() == old
-
-
 def test_swd_resamples_do_not_depend_on_the_tile_of_directions(monkeypatch):
-    """The CPU path passes every resample over tiles of directions: any tile size (one row, a few rows that do
-    not divide the directions, all of them in one tile) and any number of threads give the same bits."""
+    """The CPU path runs tiles of directions side by side, one per torch thread, each passing every resample
+    over its tile: any tile size (one row, a few rows that do not divide the directions, all of them in one tile)
+    and any number of threads give the same draws and the same bits (a row's arithmetic is the same whatever its
+    tile and thread)."""
     g = torch.Generator().manual_seed(8)
     real = (torch.rand(5, 3, 32, 32, generator=g) * 255).to(torch.uint8)
     st = S.SWDStream(real, 7, {"patches_per_image": 8, "directions": 16, "repeats": 2}, seed=6)
@@ -191,6 +170,7 @@ def test_swd_resamples_do_not_depend_on_the_tile_of_directions(monkeypatch):
     assert len(set(whole.tolist())) == 4
     for tile_rows, threads in ((1, 2), (5, 2), (7, 1), (32, 2)):
         assert np.array_equal(reps(tile_rows, threads), whole), (tile_rows, threads)
+    assert torch.get_num_threads() == old
 
 
 # ---- determinism ----------------------------------------------------------------------------------------------
