@@ -171,6 +171,9 @@ def test_swd_resamples_do_not_depend_on_the_tile_of_directions(monkeypatch):
     for tile_rows, threads in ((1, 2), (5, 2), (7, 1), (32, 2)):
         assert np.array_equal(reps(tile_rows, threads), whole), (tile_rows, threads)
     assert torch.get_num_threads() == old
+    none = B.swd_samples(st.real_desc, st.real_counts, st.fake_desc, st.fake.counts, res=st.res, cfg=st.cfg,
+                         seed=st.seed, samples=0, gen=B.generator(2, "swd"))
+    assert none.shape == (0,)
 
 
 # ---- determinism ----------------------------------------------------------------------------------------------

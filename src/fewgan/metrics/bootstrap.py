@@ -373,7 +373,7 @@ def _tile_sums(a: _ProjectedSet, b: _ProjectedSet, wa: list, wb: list, lo: int, 
     """sums[i, lo:hi] = sum |sorted a - sorted b| of resample i on directions lo:hi, for every resample."""
     t = hi - lo
     work_a, work_b = torch.empty(t, a.proj[0].shape[1]), torch.empty(t, b.proj[0].shape[1])
-    most = max(w[2].shape[0] for w in wa)  # resamples differ in size: contiguous (t, n) views of one buffer
+    most = max((w[2].shape[0] for w in wa), default=0)  # resamples differ in size: (t, n) views of one buffer
     flat_x, flat_y = np.empty(t * most, np.float32), np.empty(t * most, np.float32)
     for i, (ra, rb) in enumerate(zip(wa, wb)):
         n = ra[2].shape[0]
