@@ -3,7 +3,7 @@
     python bench/bench_metrics.py                      # ProGAN-sized: SWD 512 vs 512, MS-SSIM 500 pairs, 256 px
     python bench/bench_metrics.py --quick              # 64 vs 64 images, 50 pairs, 2 repeats (a few minutes)
     python bench/bench_metrics.py --only swd,msssim    # just the SWD and MS-SSIM rows (the 10x requirement)
-    python bench/bench_metrics.py --only bootstrap     # the demo's SWD bootstrap: resamples one at a time vs side by side
+    python bench/bench_metrics.py --only bootstrap     # the demo's SWD bootstrap: one thread vs every thread
     python bench/bench_metrics.py --only effnet,invert  # issue 24 item 1: EfficientNet-Lite0 layout, inversion's LPIPS
     python bench/bench_metrics.py --only sort          # numpy's sort kernels: AVX-512 vs AVX2 (fewgan.numpy_simd)
 
@@ -11,7 +11,7 @@ Rows: SWD (fewgan torch vs numpy/scipy, the ProGAN recipe), MS-SSIM (fewgan torc
 fftconvolve, the ProGAN recipe), Inception images/s (torch-fidelity's extractor as shipped vs fewgan's
 channels_last conversion; features asserted identical to 1e-5), FID statistics (torch-fidelity eigvals vs
 fewgan's exact nuclear-norm form), SWD bootstrap (the demo's evaluate: 90 reals vs 200 fakes at 64 px, 50
-resamples, one at a time on one thread as before vs one per thread side by side; values asserted equal),
+resamples, on one thread vs on every thread (tiles of directions side by side); values asserted equal),
 EfficientNet-Lite0 images/s (as shipped vs channels_last with each BatchNorm folded into its convolution,
 evaluation.effnet.channels_last and fold_bn; features asserted equal to 2e-5 relative), an inversion step (the
 demo's: 8 images at 64 px, LPIPS-VGG on the 2x-pooled images, forward and backward; the target's LPIPS features recomputed every step as before vs kept; values asserted
@@ -273,7 +273,7 @@ def main() -> None:
         t_side, v_side = median_time(lambda: boot(args.threads), reps)
         assert np.array_equal(v_one, v_side)
         rows.append((f"SWD bootstrap {samples} resamples", t_one, t_side,
-                     f"one at a time vs {args.threads} side by side; values equal"))
+                     f"1 thread vs {args.threads} (tiles of directions side by side); values equal"))
 
     if "effnet" in only:
         from fewgan.metrics.effnet import EffNetExtractor
