@@ -40,15 +40,19 @@ class MSSSIM(Metric):
         return PairStream(n // 2)  # takes its pairs from the first n fakes itself
 
     def evaluate(self, x) -> dict:
+        from fewgan.metrics import msssim as msssim_module
         from fewgan.metrics.bootstrap import mean_samples
         from fewgan.metrics.msssim import msssim_set
+        from fewgan.metrics.realcache import cached
 
         ev = x.ev["msssim"]
         train = x.reals.images("train")
         real = {"msssim": None, "pairs": 0}
         if x.cls is None or train.shape[0] >= 2:
-            real = msssim_set(train, int(ev["pairs"]), seed=x.seed, batch_size=int(ev["batch_size"]),
-                              keep_values=True)
+            settings = {"pairs": int(ev["pairs"]), "seed": x.seed, "batch_size": int(ev["batch_size"])}
+            real = cached(x.reals.cache_dir, "msssim_real", train, settings,
+                          lambda: msssim_set(train, settings["pairs"], seed=x.seed, batch_size=settings["batch_size"],
+                                             keep_values=True), (msssim_module,))
         else:
             x.note(f"{train.shape[0]} train image(s) of class {x.cls}: SWD real floor and real MS-SSIM not "
                    "computed (need >= 2)")

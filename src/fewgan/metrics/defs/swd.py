@@ -69,7 +69,9 @@ class SWD(Metric):
         return {"swd_protocol": PROTOCOL if enabled else None}
 
     def evaluate(self, x) -> dict:
+        from fewgan.metrics import swd as swd_module
         from fewgan.metrics.bootstrap import swd_samples
+        from fewgan.metrics.realcache import cached
         from fewgan.metrics.swd import swd_real_floor
 
         acc = x.stream(self)
@@ -92,7 +94,9 @@ class SWD(Metric):
         floor = None
         train = x.reals.images("train")
         if x.cls is None or train.shape[0] >= 2:
-            f = swd_real_floor(train, n_desc=swd["n_desc"], cfg=dict(x.ev["swd"]), seed=x.seed)
+            settings = {"n_desc": swd["n_desc"], "cfg": dict(x.ev["swd"]), "seed": x.seed}
+            f = cached(x.reals.cache_dir, "swd_real_floor", train, settings,
+                       lambda: swd_real_floor(train, **settings), (swd_module,))
             floor = {"levels": f["levels"], "mean": f["mean"]} | ({"method": f["method"]} if x.cls is None else {})
         else:
             x.note(f"{train.shape[0]} train image(s) of class {x.cls}: SWD real floor and real MS-SSIM not "
