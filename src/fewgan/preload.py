@@ -389,6 +389,7 @@ def run(command: list[str]) -> int:
         os.unlink(path)
         os.rmdir(tmp)
         raise FileNotFoundError(f"cannot start {command[0]!r}: {exc}") from None
+
     def on_signal(signum, _frame):  # the command decides how to wind down; its stages get it from it
         with _quiet():
             proc.send_signal(signum)
