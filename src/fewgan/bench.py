@@ -6,7 +6,9 @@ Prints (medians of `--repeats` timed runs after one warm-up):
      D-step / G-step / EMA sequence as `fewgan.train.loop`;
   2. the FID extractor's images/s as torch-fidelity ships it and as fewgan runs it (channels_last),
      with the largest feature difference between the two;
-  3. SWD and MS-SSIM wall time at 256 px, and inversion seconds per image per step;
+  3. SWD and MS-SSIM wall time at 256 px, and inversion seconds per image per step; with training's
+     (1.), the EfficientNet-Lite0 extractor's and the inversion's FLOP rates as fractions of this
+     machine's measured matmul peak: how close training and evaluation come to the limit;
   4. an estimate of every profile's total time (smoke, demo, paper) from those figures;
   5. with `--compare DIR`: the estimate for the active profile next to the stage.json costs of a
      finished run in DIR (a project directory after `snakemake all` / `dvc repro`).
@@ -130,12 +132,18 @@ def extractor_images_per_second(params: dict, n: int, repeats: int) -> dict:
 def effnet_images_per_second(params: dict, n: int, repeats: int) -> dict:
     """The EfficientNet-Lite0 extractor (fewgan.metrics.effnet, 224 px) on 64 px images."""
     from fewgan.metrics.effnet import EffNetExtractor
+    from fewgan.train.flops import count_flops
     from fewgan.weights import resolve
 
     info = resolve("effnet-lite0", params)
     images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     ex = EffNetExtractor(info, batch_size=n)
-    return {"n": n, "img_s": n / _median_time(lambda: ex(images), repeats), "weights": info.label}
+    seconds = _median_time(lambda: ex(images), repeats)
+    # an untimed pass of the network itself: the counter's dispatch costs time, and it sees nothing of a call
+    # under inference_mode (the extractor's)
+    flops = count_flops(lambda: ex.net(images))
+    return {"n": n, "img_s": n / seconds, "gflop_per_image": flops / n / 1e9, "gflop_s": flops / seconds / 1e9,
+            "weights": info.label}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -155,9 +163,13 @@ def swd_msssim_seconds(n_images: int, pairs: int, resolution: int, repeats: int)
 
 
 def inversion_seconds(params: dict, model_name: str, resolution: int, n_images: int, steps: int) -> dict:
+    """One `invert` call (backtrack recipe, `steps` steps of `n_images`, a random-init generator): its seconds and
+    its FLOPs (fewgan.train.flops). G and LPIPS are frozen, so a step's backward computes input gradients only:
+    a step costs twice the forward FLOPs of G and LPIPS (tests/invert/test_invert.py)."""
     from fewgan.invert.core import invert
     from fewgan.nets.lpips import build_lpips
     from fewgan.models.registry import build_model
+    from fewgan.train.flops import count_flops
 
     torch.manual_seed(0)
     gan = build_model(model_name, params["models"][model_name], resolution)
@@ -165,12 +177,18 @@ def inversion_seconds(params: dict, model_name: str, resolution: int, n_images: 
     lpips, _ = build_lpips(params["invert"]["lpips_net"], params, "cpu")
     target = torch.rand(n_images, 3, resolution, resolution) * 2 - 1
     inv = params["invert"]
+
+    def run():
+        invert(gan, G, target, lpips, recipe="backtrack", steps=steps, lr=inv["lr"], mse_weight=inv["mse_weight"],
+               log_every=max(steps, 1))
+
+    flops = count_flops(run)  # untimed (the counter's dispatch costs time); it also warms oneDNN's primitive cache
     t0 = time.perf_counter()
-    invert(gan, G, target, lpips, recipe="backtrack", steps=steps, lr=inv["lr"], mse_weight=inv["mse_weight"],
-           log_every=max(steps, 1))
+    run()
     seconds = time.perf_counter() - t0
     return {"model": model_name, "resolution": resolution, "n_images": n_images, "steps": steps,
-            "s_per_step": seconds / steps, "s_per_image_per_step": seconds / steps / n_images}
+            "s_per_step": seconds / steps, "s_per_image_per_step": seconds / steps / n_images,
+            "gflop": flops / 1e9, "gflop_s": flops / seconds / 1e9}
 
 
 def process_start_seconds(repeats: int) -> float:
@@ -267,7 +285,9 @@ def main(args) -> dict:
     print(_table([ex], ["n", "shipped_img_s", "fewgan_img_s", "speedup", "max_abs_feature_diff"]))
     eff = effnet_images_per_second(active, 16 if args.quick else 32, repeats)
     figures["effnet"] = eff
-    print(f"   EfficientNet-Lite0 extractor (224 px, 1280-d; {eff['weights']}): {eff['img_s']:.3g} img/s")
+    print(f"   EfficientNet-Lite0 extractor (224 px, 1280-d; {eff['weights']}): {eff['img_s']:.3g} img/s, "
+          f"{eff['gflop_per_image']:.3g} GFLOP/image, {eff['gflop_s']:.0f} GFLOP/s = "
+          + ", ".join(f"{eff['gflop_s'] / v:.0%} of the {k} peak" for k, v in peak.items() if v))
 
     sw = swd_msssim_seconds(64 if args.quick else 256, 100 if args.quick else 500, 256, repeats)
     figures["swd"] = sw
@@ -295,12 +315,15 @@ def main(args) -> dict:
             else:
                 figures["train_profile"][(name, m)] = train_step_seconds(p, m, res, p["train"]["batch_size"], repeats, device)
             if name != "paper" or device != "cpu":
-                inv = inversion_seconds(p, m, res, 4, 3)
-                inv_rows.append({"profile": name, **inv})
+                # the profile's own batch of targets (at most 8: the demo's), where the FLOP rate is measured
+                inv = inversion_seconds(p, m, res, min(8, int(p["invert"]["max_images"]) or 8), 3)
+                inv_rows.append({"profile": name, **inv, **{f"of_{k}_peak": inv["gflop_s"] / v if v else float("nan")
+                                                            for k, v in peak.items()}})
                 figures["invert_profile"][(name, m)] = inv
     print(f"\n   inversion (backtrack recipe, LPIPS + 0.2 MSE); one stage process starts in "
           f"{figures['process_start_s']:.2f} s; curation {figures['curate_s_per_image'] * 1e3:.1f} ms/image (synthetic faces)")
-    print(_table(inv_rows, ["profile", "model", "resolution", "n_images", "s_per_image_per_step"]))
+    print(_table(inv_rows, ["profile", "model", "resolution", "n_images", "s_per_image_per_step", "gflop", "gflop_s",
+                            *(f"of_{k}_peak" for k in peak)]))
     if not_measured:
         print("   not measured (translation models; their CPU s/iteration is in params/models/<model>.yaml): "
               + ", ".join(not_measured))

@@ -284,3 +284,32 @@ def test_inversion_keeping_the_targets_lpips_features_follows_the_pairwise_traje
     assert torch.allclose(kept.latent, pairwise.latent, rtol=1e-5, atol=1e-6)
     assert [s for s, _ in kept.loss_curve] == [s for s, _ in pairwise.loss_curve] == [0, 5, 10, 15]
     assert [v for _, v in kept.loss_curve] == pytest.approx([v for _, v in pairwise.loss_curve], rel=1e-5)
+
+
+def test_an_inversion_step_costs_twice_the_forward_flops_of_the_frozen_networks(tmp_path, monkeypatch):
+    """`fewgan bench`'s inversion FLOP rate (how close evaluation comes to the machine's limit): one backtrack
+    step is a forward and an input-gradient backward through G and LPIPS, i.e. twice their forward FLOPs. A
+    network left trainable would add weight-gradient FLOPs (and time) and break the identity."""
+    from fewgan.bench import inversion_seconds
+    from fewgan.models.registry import build_model
+    from fewgan.nets.lpips import build_lpips
+    from fewgan.params import resolve
+    from fewgan.train.flops import count_flops
+
+    monkeypatch.setenv("FEWGAN_WEIGHTS_DIR", str(tmp_path / "installed"))  # never the machine's installed files
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    params = resolve("demo")[0]
+    params["evaluation"]["weights"].update(cache_dir=str(tmp_path / "w"), download=False, allow_untrained_fallback=True)
+    n = 2
+    one, two = (inversion_seconds(params, "dcgan", 64, n, steps) for steps in (1, 2))
+    assert two["gflop_s"] > 0 and two["s_per_image_per_step"] > 0
+
+    gan = build_model("dcgan", params["models"]["dcgan"], 64)
+    G = gan.G.eval().requires_grad_(False)
+    lpips, _ = build_lpips(params["invert"]["lpips_net"], params, "cpu")
+    z = gan.inversion_start(G, n, generator=torch.Generator().manual_seed(0))
+    pooled = torch.zeros(n, 3, 32, 32)
+    kept = lpips.to_target(pooled)  # the target's features: computed once per inversion, not per step
+    forward = count_flops(lambda: gan.synthesize(G, z)) + count_flops(lambda: kept(pooled))
+    assert forward > 0
+    assert round((two["gflop"] - one["gflop"]) * 1e9) == 2 * forward
