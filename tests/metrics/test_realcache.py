@@ -51,11 +51,17 @@ def test_other_images_settings_or_code_compute_again(tmp_path, reals, monkeypatc
     other[0, 0, 0, 0] ^= 1
     R.cached(tmp_path, "stat", other, {"seed": 1}, value, (S,))                 # one pixel
     R.cached(tmp_path, "stat", reals, {"seed": 1}, value, (M,))                 # the computing module
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        R.cached(tmp_path, "stat", reals, {"seed": 1}, value, (S,))             # another thread count
+    finally:
+        torch.set_num_threads(threads)
     monkeypatch.setattr(R, "_code_digest", lambda modules: "edited")
     R.cached(tmp_path, "stat", reals, {"seed": 1}, value, (S,))                 # its code edited
-    assert len(calls) == 5
-    R.cached(None, "stat", reals, {"seed": 1}, value, (S,))                     # no cache folder: always computed
     assert len(calls) == 6
+    R.cached(None, "stat", reals, {"seed": 1}, value, (S,))                     # no cache folder: always computed
+    assert len(calls) == 7
 
 
 def test_a_damaged_entry_is_recomputed_and_said(tmp_path, reals, caplog):

@@ -6,8 +6,10 @@ floor and the real MS-SSIM pairs (about 0.3 s each per cell of the demo on 2 cor
 model and seed of a dataset, so the first evaluate writes them under `evaluation.feature_cache_dir` (beside the
 real-feature cache, fewgan.metrics.fid.real_features) and the later ones read them back: the same values, not
 recomputed. The key covers the images (sha256 of the uint8 tensor), the settings the caller passes, the
-source files of the modules that compute them (editing that code invalidates the entries) and the torch and
-numpy versions. An entry that is unreadable or does not match its key is recomputed, and a log line says so.
+source files of the modules that compute them (editing that code invalidates the entries), the torch and
+numpy versions, numpy's SIMD kernels (fewgan.numpy_simd) and torch's thread count (a reduction may round
+differently with other kernels or another split of the work), so a value read back is the one this process would
+compute. An entry that is unreadable or does not match its key is recomputed, and a log line says so.
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ def _code_digest(modules: tuple[ModuleType, ...]) -> str:
 
 
 def cache_key(kind: str, images: torch.Tensor, settings: dict, modules: tuple[ModuleType, ...]) -> str:
-    """sha256 of what decides the value: the format, `kind`, the images, `settings` (JSON), the code and the
-    torch and numpy versions (their kernels round as they do)."""
-    import numpy
+    """sha256 of what decides the value: the format, `kind`, the images, `settings` (JSON), the code, the torch
+    and numpy versions, numpy's SIMD kernels and torch's thread count (the kernels round as they do)."""
+    from fewgan.numpy_simd import state
 
+    simd = state()
     text = json.dumps({"format": FORMAT, "kind": kind, "images": images_sha256(images), "settings": settings,
-                       "code": _code_digest(modules), "torch": torch.__version__, "numpy": numpy.__version__},
-                      sort_keys=True)
+                       "code": _code_digest(modules), "torch": torch.__version__, "numpy": simd["numpy"],
+                       "numpy_simd": [simd["avx512"], simd["avx2"], simd["disabled"]],
+                       "threads": torch.get_num_threads()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
